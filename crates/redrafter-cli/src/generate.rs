@@ -1,0 +1,136 @@
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::time::Instant;
+
+use burn::tensor::backend::Backend;
+use clap::Args;
+use redrafter::backends::{BackendKind, BackendTask, run_on};
+use redrafter::{Autoregressive, GenerationConfig, Generator, SamplingConfig};
+use redrafter_io::Message;
+
+type BoxError = Box<dyn std::error::Error>;
+
+#[derive(Args, Clone)]
+pub struct GenerateArgs {
+    /// The prompt; read from stdin when absent or `-`.
+    prompt: Option<String>,
+    /// A GGUF file or a Hugging Face directory (config.json, *.safetensors, tokenizer.json).
+    /// Default: SmolLM2-135M-Instruct, downloaded on first use.
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Compute backend: ndarray, flex, wgpu or cuda (those compiled into this build).
+    #[arg(long, default_value = "ndarray")]
+    backend: String,
+    #[arg(long, default_value_t = 256)]
+    max_new_tokens: usize,
+    /// 0 = greedy decoding.
+    #[arg(long, default_value_t = 0.0)]
+    temperature: f32,
+    /// Sample only among the k most likely tokens (0 = off).
+    #[arg(long, default_value_t = 0)]
+    top_k: usize,
+    /// Nucleus sampling threshold (1 = off).
+    #[arg(long, default_value_t = 1.0)]
+    top_p: f32,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Use the prompt as is, without the model's chat template.
+    #[arg(long)]
+    raw: bool,
+    /// System message for the chat template.
+    #[arg(long)]
+    system: Option<String>,
+    /// Stop when the output contains this text (repeatable).
+    #[arg(long)]
+    stop: Vec<String>,
+    /// Cap on prompt + generated tokens (default: the model's context length).
+    #[arg(long)]
+    context_limit: Option<usize>,
+    /// Print one JSON object {"tokens", "text", "stats"} on stdout instead of streaming text.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(args: GenerateArgs) -> Result<(), BoxError> {
+    let kind: BackendKind = args.backend.parse()?;
+    let prompt = match args.prompt.as_deref() {
+        Some(p) if p != "-" => p.to_string(),
+        _ => {
+            let mut s = String::new();
+            std::io::stdin().read_to_string(&mut s)?;
+            s
+        }
+    };
+    let model = crate::model_path::resolve(args.model.clone())?;
+    run_on(kind, Task { args, prompt, model, kind })
+}
+
+struct Task {
+    args: GenerateArgs,
+    prompt: String,
+    model: PathBuf,
+    kind: BackendKind,
+}
+
+impl BackendTask for Task {
+    type Output = Result<(), BoxError>;
+
+    fn run<B: Backend>(self, device: B::Device) -> Self::Output {
+        let Task { args, prompt, model, kind } = self;
+        let t0 = Instant::now();
+        let loaded = redrafter_llama::load::<B>(&model, &device)?;
+        let load_seconds = t0.elapsed().as_secs_f64();
+        let tok = &loaded.tokenizer;
+
+        let text = match (&tok.chat_template, args.raw) {
+            (Some(t), false) => {
+                let mut msgs = vec![];
+                if let Some(s) = &args.system {
+                    msgs.push(Message::new("system", s));
+                }
+                msgs.push(Message::new("user", &prompt));
+                t.render(&msgs, true)?
+            }
+            _ => prompt,
+        };
+        let ids = tok.encode(&text)?;
+        let config = GenerationConfig {
+            max_new_tokens: args.max_new_tokens,
+            sampling: SamplingConfig { temperature: args.temperature, top_k: args.top_k, top_p: args.top_p, seed: args.seed },
+            stop_strings: args.stop.clone(),
+            eos_ids: tok.eos.clone(),
+            context_limit: args.context_limit,
+        };
+        let generator = Generator::new(&loaded.model, Some(tok));
+        let mut stdout = std::io::stdout();
+        let mut stream = |_: usize, s: &str| {
+            let _ = stdout.write_all(s.as_bytes());
+            let _ = stdout.flush();
+        };
+        let on_text: Option<&mut dyn FnMut(usize, &str)> = if args.json { None } else { Some(&mut stream) };
+        let out = generator.generate(&mut Autoregressive, &[ids], &config, on_text)?;
+        let row = &out.rows[0];
+        let s = &out.stats;
+        if args.json {
+            let json = serde_json::json!({
+                "tokens": row.tokens,
+                "text": row.text,
+                "finish_reason": row.finish,
+                "prompt_tokens": row.prompt_tokens,
+                "backend": kind.name(),
+                "model": loaded.source,
+                "stats": s,
+                "load_seconds": load_seconds,
+            });
+            println!("{json}");
+        } else {
+            println!();
+            eprintln!(
+                "[{} on {}] {} prompt + {} new tokens ({:?}) | prefill {:.2}s, decode {:.2}s | {:.1} tok/s ({:.1} tok/s decode) | {} steps, tau {:.2} | load {:.1}s",
+                s.strategy, kind, row.prompt_tokens, row.tokens.len(), row.finish, s.prefill_seconds, s.decode_seconds,
+                s.tokens_per_second, s.decode_tokens_per_second, s.steps, s.tau, load_seconds,
+            );
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,30 @@
+//! `redrafter`: generate text with a Llama-family model on any compiled-in burn backend.
+
+mod generate;
+mod model_path;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "redrafter", version, about = "ReDrafter speculative decoding on burn")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Generate a continuation of a prompt (argument, or stdin when absent or `-`).
+    Generate(generate::GenerateArgs),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Generate(args) => generate::run(args),
+    };
+    if let Err(e) = result {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,98 @@
+//! Run-time choice among the burn backends compiled into this build.
+
+use std::fmt;
+use std::str::FromStr;
+
+use burn::tensor::backend::Backend;
+
+use crate::error::DecodeError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendKind {
+    /// burn-ndarray on the CPU (always compiled in).
+    NdArray,
+    /// burn-flex, burn's pure-Rust CPU backend (feature `flex`).
+    Flex,
+    /// cubecl on wgpu: Vulkan, Metal, DX12; lavapipe on a CPU-only machine (feature `wgpu`).
+    Wgpu,
+    /// cubecl on CUDA (feature `cuda`).
+    Cuda,
+}
+
+pub const ALL: [BackendKind; 4] = [BackendKind::NdArray, BackendKind::Flex, BackendKind::Wgpu, BackendKind::Cuda];
+
+impl BackendKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::NdArray => "ndarray",
+            Self::Flex => "flex",
+            Self::Wgpu => "wgpu",
+            Self::Cuda => "cuda",
+        }
+    }
+
+    pub fn is_compiled(self) -> bool {
+        match self {
+            Self::NdArray => true,
+            Self::Flex => cfg!(feature = "flex"),
+            Self::Wgpu => cfg!(feature = "wgpu"),
+            Self::Cuda => cfg!(feature = "cuda"),
+        }
+    }
+
+    pub fn compiled() -> Vec<BackendKind> {
+        ALL.into_iter().filter(|k| k.is_compiled()).collect()
+    }
+}
+
+impl fmt::Display for BackendKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for BackendKind {
+    type Err = DecodeError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let names = || Self::compiled().iter().map(|k| k.name()).collect::<Vec<_>>().join(", ");
+        let kind = ALL.into_iter().find(|k| k.name() == s.to_ascii_lowercase()).ok_or_else(|| {
+            DecodeError::InvalidOption(format!("unknown backend `{s}` (this build has: {})", names()))
+        })?;
+        if !kind.is_compiled() {
+            return Err(DecodeError::InvalidOption(format!(
+                "backend `{s}` is not compiled into this build (rebuild with `--features {s}`; this build has: {})",
+                names()
+            )));
+        }
+        Ok(kind)
+    }
+}
+
+/// Work that is generic over the backend; [`run_on`] instantiates it for the chosen one.
+pub trait BackendTask {
+    type Output;
+    fn run<B: Backend>(self, device: B::Device) -> Self::Output;
+}
+
+pub type NdArrayBackend = burn::backend::NdArray<f32>;
+#[cfg(feature = "flex")]
+pub type FlexBackend = burn::backend::Flex<f32>;
+#[cfg(feature = "wgpu")]
+pub type WgpuBackend = burn::backend::Wgpu<f32, i32>;
+#[cfg(feature = "cuda")]
+pub type CudaBackend = burn::backend::Cuda<f32, i32>;
+
+pub fn run_on<T: BackendTask>(kind: BackendKind, task: T) -> T::Output {
+    match kind {
+        BackendKind::NdArray => task.run::<NdArrayBackend>(Default::default()),
+        #[cfg(feature = "flex")]
+        BackendKind::Flex => task.run::<FlexBackend>(Default::default()),
+        #[cfg(feature = "wgpu")]
+        BackendKind::Wgpu => task.run::<WgpuBackend>(burn::backend::wgpu::WgpuDevice::DefaultDevice),
+        #[cfg(feature = "cuda")]
+        BackendKind::Cuda => task.run::<CudaBackend>(burn::backend::cuda::CudaDevice::new(0)),
+        #[allow(unreachable_patterns)]
+        other => unreachable!("{other} is not compiled in; FromStr rejects it"),
+    }
+}

@@ -1,0 +1,48 @@
+//! Plain autoregressive decoding: each step feeds every row's pending token and commits it.
+
+use std::time::Instant;
+
+use burn::tensor::backend::Backend;
+use burn::tensor::{Bool, Int, Tensor, TensorData};
+use redrafter_llama::{BlockInput, Llama};
+
+use super::{DecodeState, GenerationStats, Strategy, sample_rows};
+use crate::error::DecodeError;
+use crate::sampling::Sampler;
+
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Autoregressive;
+
+impl<B: Backend> Strategy<B> for Autoregressive {
+    fn name(&self) -> String {
+        "autoregressive".into()
+    }
+
+    fn step(
+        &mut self,
+        model: &Llama<B>,
+        state: &mut DecodeState<B>,
+        sampler: &mut Sampler,
+        stats: &mut GenerationStats,
+    ) -> Result<Vec<Vec<u32>>, DecodeError> {
+        let t0 = Instant::now();
+        let n = state.rows.len();
+        let device = state.hidden.device();
+        let tokens: Vec<i64> = state.pending.iter().map(|&t| t as i64).collect();
+        let positions: Vec<i64> = state.cache.lens().iter().map(|&l| l as i64).collect();
+        let input = BlockInput {
+            tokens: Tensor::<B, 2, Int>::from_data(TensorData::new(tokens, [n, 1]), &device),
+            positions: Tensor::<B, 2, Int>::from_data(TensorData::new(positions, [n, 1]), &device),
+            mask: Tensor::<B, 3, Bool>::from_data(TensorData::new(vec![true; n], [n, 1, 1]), &device),
+        };
+        let hidden = model.forward_hidden(&input, &mut state.cache);
+        state.cache.commit(&vec![vec![0]; n])?;
+        let hidden: Tensor<B, 2> = hidden.reshape([n, model.config().hidden_size]);
+        let logits = model.logits(hidden.clone());
+        let next = sample_rows(&logits, sampler, &state.rows);
+        state.hidden = hidden;
+        state.pending = next.clone();
+        stats.add_phase("forward", t0.elapsed().as_secs_f64());
+        Ok(next.into_iter().map(|t| vec![t]).collect())
+    }
+}

@@ -1,0 +1,232 @@
+//! The one generation loop shared by every decoding strategy.
+//!
+//! The loop owns prefill, stopping (EOS, stop strings, max new tokens, context limit), streaming,
+//! batching with per-row lengths, and statistics. A [`Strategy`] owns only "propose, verify,
+//! commit": given each active row's pending token (sampled, emitted, not yet in the KV cache) it
+//! runs the model and returns the tokens each row commits. Autoregressive decoding commits one
+//! token per step; ReDrafter commits a variable number per row.
+
+mod autoregressive;
+mod row;
+mod stats;
+
+use std::time::Instant;
+
+use burn::tensor::backend::Backend;
+use burn::tensor::{Int, Tensor, TensorData};
+use redrafter_io::TextTokenizer;
+use redrafter_llama::{BlockInput, KvCache, Llama};
+
+pub use autoregressive::Autoregressive;
+pub use row::{FinishReason, RowOutput};
+pub use stats::GenerationStats;
+
+use crate::error::DecodeError;
+use crate::sampling::{Sampler, SamplingConfig};
+use row::RowState;
+
+#[derive(Debug, Clone)]
+pub struct GenerationConfig {
+    pub max_new_tokens: usize,
+    pub sampling: SamplingConfig,
+    /// Generation of a row stops when its text contains one of these; the text is cut before it.
+    pub stop_strings: Vec<String>,
+    /// Token ids that end a row (usually the tokenizer's EOS / end-of-turn ids). Kept in the output tokens.
+    pub eos_ids: Vec<u32>,
+    /// Upper bound on prompt + generated tokens, below the model's own context length.
+    pub context_limit: Option<usize>,
+}
+
+impl Default for GenerationConfig {
+    fn default() -> Self {
+        Self { max_new_tokens: 128, sampling: SamplingConfig::default(), stop_strings: vec![], eos_ids: vec![], context_limit: None }
+    }
+}
+
+/// What every strategy sees of the batch: only the rows still generating.
+pub struct DecodeState<B: Backend> {
+    pub cache: KvCache<B>,
+    /// Active row -> index of its request row (for per-row RNGs and outputs).
+    pub rows: Vec<usize>,
+    /// Per active row, the newest token: already emitted, not yet in the cache.
+    pub pending: Vec<u32>,
+    /// [active rows, hidden]: the post-norm hidden state that produced `pending`.
+    pub hidden: Tensor<B, 2>,
+    /// Context length: positions `0..limit` exist.
+    pub limit: usize,
+}
+
+impl<B: Backend> DecodeState<B> {
+    /// Tokens row `i` may still add after its pending token without leaving the context.
+    pub fn room(&self, i: usize) -> usize {
+        self.limit.saturating_sub(self.cache.lens()[i] + 1)
+    }
+
+    fn retain(&mut self, keep: &[usize]) {
+        self.cache.retain_rows(keep);
+        self.rows = keep.iter().map(|&i| self.rows[i]).collect();
+        self.pending = keep.iter().map(|&i| self.pending[i]).collect();
+        let idx: Vec<i64> = keep.iter().map(|&i| i as i64).collect();
+        let idx = Tensor::<B, 1, Int>::from_data(TensorData::new(idx, [keep.len()]), &self.hidden.device());
+        self.hidden = self.hidden.clone().select(0, idx);
+    }
+}
+
+pub trait Strategy<B: Backend> {
+    fn name(&self) -> String;
+
+    /// Runs one step for every active row and commits what it accepts to `state.cache`. Returns,
+    /// per active row, the tokens it adds to the output (at least one, at most `state.room(i)`);
+    /// the last of them becomes the row's new pending token, and `state.hidden` must then hold the
+    /// hidden state that produced it.
+    fn step(
+        &mut self,
+        model: &Llama<B>,
+        state: &mut DecodeState<B>,
+        sampler: &mut Sampler,
+        stats: &mut GenerationStats,
+    ) -> Result<Vec<Vec<u32>>, DecodeError>;
+
+    /// Called when rows leave the batch, for strategies that keep per-row state.
+    fn retain_rows(&mut self, _keep: &[usize]) {}
+}
+
+pub struct GenerationOutput {
+    pub rows: Vec<RowOutput>,
+    pub stats: GenerationStats,
+}
+
+/// Streams text as it is generated: `(request row, new text)`.
+pub type OnText<'a> = &'a mut dyn FnMut(usize, &str);
+
+pub struct Generator<'a, B: Backend> {
+    pub model: &'a Llama<B>,
+    pub tokenizer: Option<&'a TextTokenizer>,
+}
+
+impl<'a, B: Backend> Generator<'a, B> {
+    pub fn new(model: &'a Llama<B>, tokenizer: Option<&'a TextTokenizer>) -> Self {
+        Self { model, tokenizer }
+    }
+
+    /// Context length in effect for `config`.
+    pub fn context_limit(&self, config: &GenerationConfig) -> usize {
+        let model_max = self.model.config().max_position_embeddings;
+        config.context_limit.map_or(model_max, |c| c.min(model_max))
+    }
+
+    fn validate(&self, prompts: &[Vec<u32>], config: &GenerationConfig) -> Result<usize, DecodeError> {
+        config.sampling.validate()?;
+        if config.max_new_tokens == 0 {
+            return Err(DecodeError::InvalidOption("max-new-tokens must be at least 1".into()));
+        }
+        if prompts.is_empty() {
+            return Err(DecodeError::InvalidOption("no prompts given".into()));
+        }
+        let limit = self.context_limit(config);
+        let vocab = self.model.config().vocab_size;
+        for (row, p) in prompts.iter().enumerate() {
+            if p.is_empty() {
+                return Err(DecodeError::EmptyPrompt { row });
+            }
+            if p.len() >= limit {
+                return Err(DecodeError::PromptTooLong { row, len: p.len(), limit });
+            }
+            if let Some(&id) = p.iter().find(|&&id| id as usize >= vocab) {
+                return Err(DecodeError::TokenOutOfRange { row, id, vocab });
+            }
+        }
+        Ok(limit)
+    }
+
+    pub fn generate(
+        &self,
+        strategy: &mut dyn Strategy<B>,
+        prompts: &[Vec<u32>],
+        config: &GenerationConfig,
+        on_text: Option<OnText<'_>>,
+    ) -> Result<GenerationOutput, DecodeError> {
+        let limit = self.validate(prompts, config)?;
+        let device = self.model.embed.weight.device();
+        let mut noop = |_: usize, _: &str| {};
+        let on_text: OnText<'_> = on_text.unwrap_or(&mut noop);
+        let mut stats = GenerationStats::new(strategy.name(), prompts.len());
+        stats.prompt_tokens = prompts.iter().map(Vec::len).sum();
+        let mut sampler = Sampler::new(config.sampling.clone(), prompts.len());
+        let mut rows: Vec<RowState> = prompts.iter().map(|p| RowState::new(p.len())).collect();
+
+        let start = Instant::now();
+        let longest = prompts.iter().map(Vec::len).max().unwrap_or(0);
+        let capacity = limit.min(longest + config.max_new_tokens);
+        let mut cache = self.model.new_cache(prompts.len(), capacity, &device);
+        let (pending, hidden) = self.prefill(prompts, &mut cache, &mut sampler)?;
+        stats.prefill_seconds = start.elapsed().as_secs_f64();
+        let mut state = DecodeState { cache, rows: (0..prompts.len()).collect(), pending, hidden, limit };
+        for (i, &tok) in state.pending.iter().enumerate() {
+            rows[i].push_tokens(&[tok], config, self.tokenizer, limit, on_text, i);
+        }
+        stats.new_tokens += prompts.len();
+
+        let decode_start = Instant::now();
+        loop {
+            let keep: Vec<usize> = (0..state.rows.len()).filter(|&i| rows[state.rows[i]].finish.is_none()).collect();
+            if keep.len() != state.rows.len() {
+                strategy.retain_rows(&keep);
+                state.retain(&keep);
+            }
+            if state.rows.is_empty() {
+                break;
+            }
+            let committed = strategy.step(self.model, &mut state, &mut sampler, &mut stats)?;
+            stats.steps += 1;
+            stats.row_steps += state.rows.len();
+            for (i, toks) in committed.iter().enumerate() {
+                let r = state.rows[i];
+                stats.committed_in_steps += toks.len();
+                stats.new_tokens += rows[r].push_tokens(toks, config, self.tokenizer, limit, on_text, r);
+            }
+        }
+        stats.decode_seconds = decode_start.elapsed().as_secs_f64();
+        stats.finish();
+        let rows = rows.into_iter().map(RowState::into_output).collect();
+        Ok(GenerationOutput { rows, stats })
+    }
+
+    /// Runs all prompts as one right-padded causal block, commits their real tokens, and samples
+    /// each row's first new token from the logits at its last prompt position.
+    fn prefill(
+        &self,
+        prompts: &[Vec<u32>],
+        cache: &mut KvCache<B>,
+        sampler: &mut Sampler,
+    ) -> Result<(Vec<u32>, Tensor<B, 2>), DecodeError> {
+        let device = cache.device().clone();
+        let b = prompts.len();
+        let input = BlockInput::causal(prompts, &vec![0; b], &device);
+        let [_, t] = input.dims();
+        let hidden = self.model.forward_hidden(&input, cache);
+        cache.commit(&prompts.iter().map(|p| (0..p.len()).collect()).collect::<Vec<_>>())?;
+        let h = self.model.config().hidden_size;
+        let last: Vec<i64> = prompts.iter().enumerate().map(|(r, p)| (r * t + p.len() - 1) as i64).collect();
+        let last = Tensor::<B, 1, Int>::from_data(TensorData::new(last, [b]), &device);
+        let hidden = hidden.reshape([b * t, h]).select(0, last);
+        let logits = self.model.logits(hidden.clone());
+        let pending = sample_rows(&logits, sampler, &(0..b).collect::<Vec<_>>());
+        Ok((pending, hidden))
+    }
+}
+
+/// Samples one token per row of `logits` [rows, vocab]; greedy reads back only the argmax ids.
+pub fn sample_rows<B: Backend>(logits: &Tensor<B, 2>, sampler: &mut Sampler, request_rows: &[usize]) -> Vec<u32> {
+    if sampler.config().is_greedy() {
+        let ids = logits.clone().argmax(1).into_data();
+        return ids.iter::<i64>().map(|v| v as u32).collect();
+    }
+    let [n, v] = logits.dims();
+    let data = logits.clone().into_data().convert::<f32>();
+    let values = data.as_slice::<f32>().expect("converted to f32");
+    (0..n).map(|i| sampler.sample(request_rows[i], &values[i * v..(i + 1) * v])).collect()
+}
+
+#[cfg(test)]
+mod tests;

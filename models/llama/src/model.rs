@@ -1,0 +1,147 @@
+//! The Llama-family transformer: RMSNorm, RoPE, grouped-query attention, SwiGLU MLP, tied or
+//! untied output embedding.
+
+use burn::module::Module;
+use burn::nn::{Embedding, Linear, RmsNorm};
+use burn::tensor::activation::silu;
+use burn::tensor::backend::Backend;
+use burn::tensor::Tensor;
+
+use crate::attention::{AttentionBias, BlockInput, block_attention};
+use crate::cache::KvCache;
+use crate::config::LlamaConfig;
+use crate::rope::Rope;
+
+#[derive(Module, Debug)]
+pub struct Attention<B: Backend> {
+    pub q_proj: Linear<B>,
+    pub k_proj: Linear<B>,
+    pub v_proj: Linear<B>,
+    pub o_proj: Linear<B>,
+}
+
+#[derive(Module, Debug)]
+pub struct Mlp<B: Backend> {
+    pub gate_proj: Linear<B>,
+    pub up_proj: Linear<B>,
+    pub down_proj: Linear<B>,
+}
+
+/// `x · W` over the last axis as one 2-D matmul: a batched matmul against a broadcast weight makes
+/// some backends (ndarray) materialise the weight once per batch entry.
+pub fn project<B: Backend>(layer: &Linear<B>, x: Tensor<B, 3>) -> Tensor<B, 3> {
+    let [b, t, h] = x.dims();
+    let w = layer.weight.val();
+    let out = w.dims()[1];
+    let y = x.reshape([b * t, h]).matmul(w);
+    let y = match &layer.bias {
+        Some(bias) => y + bias.val().unsqueeze::<2>(),
+        None => y,
+    };
+    y.reshape([b, t, out])
+}
+
+impl<B: Backend> Mlp<B> {
+    pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        let act = silu(project(&self.gate_proj, x.clone())) * project(&self.up_proj, x);
+        project(&self.down_proj, act)
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct DecoderLayer<B: Backend> {
+    pub input_norm: RmsNorm<B>,
+    pub attn: Attention<B>,
+    pub post_attn_norm: RmsNorm<B>,
+    pub mlp: Mlp<B>,
+}
+
+#[derive(Module, Debug)]
+pub struct Llama<B: Backend> {
+    pub embed: Embedding<B>,
+    pub layers: Vec<DecoderLayer<B>>,
+    pub norm: RmsNorm<B>,
+    /// `None` when the output projection is tied to `embed`.
+    pub lm_head: Option<Linear<B>>,
+    pub rope: Rope<B>,
+    #[module(skip)]
+    pub config: LlamaConfig,
+}
+
+/// Hidden states after the final norm (what the drafter reads) and the logits.
+#[derive(Debug, Clone)]
+pub struct ModelOutput<B: Backend> {
+    /// [B, T, hidden]
+    pub hidden: Tensor<B, 3>,
+    /// [B, T, vocab]
+    pub logits: Tensor<B, 3>,
+}
+
+impl<B: Backend> Llama<B> {
+    pub fn config(&self) -> &LlamaConfig {
+        &self.config
+    }
+
+    pub fn new_cache(&self, batch: usize, capacity: usize, device: &B::Device) -> KvCache<B> {
+        KvCache::new(&self.config, batch, capacity, device)
+    }
+
+    /// Runs the block through the model. The block's keys and values are left pending in `cache`
+    /// until [`KvCache::commit`]. Returns post-final-norm hidden states [B, T, hidden].
+    pub fn forward_hidden(&self, input: &BlockInput<B>, cache: &mut KvCache<B>) -> Tensor<B, 3> {
+        let cfg = &self.config;
+        let [b, t] = input.dims();
+        let device = input.tokens.device();
+        let bias = AttentionBias::new(cache.lens(), &input.mask, &device);
+        let mut x = self.embed.forward(input.tokens.clone());
+        for (i, layer) in self.layers.iter().enumerate() {
+            let a = &layer.attn;
+            let hn = layer.input_norm.forward(x.clone());
+            let heads = |p: &Linear<B>, n: usize| {
+                project(p, hn.clone()).reshape([b, t, n, cfg.head_dim]).swap_dims(1, 2)
+            };
+            let q = self.rope.apply(heads(&a.q_proj, cfg.num_heads), &input.positions);
+            let k = self.rope.apply(heads(&a.k_proj, cfg.num_kv_heads), &input.positions);
+            let v = heads(&a.v_proj, cfg.num_kv_heads);
+            let committed = (cache.max_len() > 0).then(|| cache.committed(i));
+            let o = block_attention(q, committed, k.clone(), v.clone(), &bias);
+            cache.set_pending(i, k, v);
+            let o = o.swap_dims(1, 2).reshape([b, t, cfg.num_heads * cfg.head_dim]);
+            x = x + project(&a.o_proj, o);
+            x = x.clone() + layer.mlp.forward(layer.post_attn_norm.forward(x));
+        }
+        self.norm.forward(x)
+    }
+
+    /// Projects hidden states [.., hidden] onto the vocabulary.
+    pub fn logits<const D: usize>(&self, hidden: Tensor<B, D>) -> Tensor<B, D> {
+        match &self.lm_head {
+            Some(head) => {
+                let dims = hidden.dims();
+                let h = dims[D - 1];
+                let n = hidden.shape().num_elements() / h;
+                let mut out = dims;
+                out[D - 1] = self.config.vocab_size;
+                hidden.reshape([n, h]).matmul(head.weight.val()).reshape(out)
+            }
+            None => {
+                // (E · hᵀ)ᵀ keeps the [vocab, hidden] table contiguous; only the small operands move.
+                let dims = hidden.dims();
+                let h = dims[D - 1];
+                let n = hidden.shape().num_elements() / h;
+                let v = self.config.vocab_size;
+                let flat: Tensor<B, 2> = hidden.reshape([n, h]);
+                let logits = self.embed.weight.val().matmul(flat.transpose()).transpose();
+                let mut out = dims;
+                out[D - 1] = v;
+                logits.reshape(out)
+            }
+        }
+    }
+
+    pub fn forward(&self, input: &BlockInput<B>, cache: &mut KvCache<B>) -> ModelOutput<B> {
+        let hidden = self.forward_hidden(input, cache);
+        let logits = self.logits(hidden.clone());
+        ModelOutput { hidden, logits }
+    }
+}
