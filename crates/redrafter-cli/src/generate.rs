@@ -19,8 +19,9 @@ pub struct GenerateArgs {
     #[arg(long)]
     model: Option<PathBuf>,
     /// Compute backend: ndarray, flex, wgpu or cuda (those compiled into this build).
-    #[arg(long, default_value = "ndarray")]
-    backend: String,
+    /// Default: flex if compiled in (the fastest CPU backend here), else ndarray.
+    #[arg(long)]
+    backend: Option<String>,
     #[arg(long, default_value_t = 256)]
     max_new_tokens: usize,
     /// 0 = greedy decoding.
@@ -52,7 +53,11 @@ pub struct GenerateArgs {
 }
 
 pub fn run(args: GenerateArgs) -> Result<(), BoxError> {
-    let kind: BackendKind = args.backend.parse()?;
+    let kind: BackendKind = match &args.backend {
+        Some(name) => name.parse()?,
+        None if BackendKind::Flex.is_compiled() => BackendKind::Flex,
+        None => BackendKind::NdArray,
+    };
     let prompt = match args.prompt.as_deref() {
         Some(p) if p != "-" => p.to_string(),
         _ => {

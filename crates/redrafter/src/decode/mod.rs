@@ -228,5 +228,3 @@ pub fn sample_rows<B: Backend>(logits: &Tensor<B, 2>, sampler: &mut Sampler, req
     (0..n).map(|i| sampler.sample(request_rows[i], &values[i * v..(i + 1) * v])).collect()
 }
 
-#[cfg(test)]
-mod tests;

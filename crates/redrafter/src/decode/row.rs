@@ -90,11 +90,12 @@ impl RowState {
     fn stream(&mut self, cfg: &GenerationConfig, on_text: OnText<'_>, row: usize) {
         let mut end = self.text.len();
         if self.finish.is_none() {
-            end = self.text.trim_end_matches('\u{FFFD}').len();
+            let complete = self.text.trim_end_matches('\u{FFFD}').len();
+            end = complete;
             for s in &cfg.stop_strings {
                 for (i, _) in s.char_indices().skip(1) {
-                    if self.text[..end].ends_with(&s[..i]) {
-                        end = end.min(self.text.len() - i);
+                    if self.text[..complete].ends_with(&s[..i]) {
+                        end = end.min(complete - i);
                     }
                 }
             }

@@ -1,0 +1,91 @@
+//! Shared helpers for the cross-crate tests: seeded tiny models on disk, tolerances, and
+//! [`backend_tests!`], which runs one generic test body on every compiled-in backend.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use burn::tensor::backend::Backend;
+use burn::tensor::Tensor;
+use redrafter_io::GgmlType;
+use redrafter_llama::testing::{tiny_vocab, write_tiny_gguf, write_tiny_hf_dir};
+use redrafter_llama::{LlamaConfig, LoadedModel};
+
+pub use redrafter::backends;
+
+/// A fresh directory under the system temp dir, unique to this call: tests run in parallel and a
+/// file rewritten while another test has it memory-mapped would kill that test with SIGBUS.
+pub fn temp_dir(name: &str) -> PathBuf {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let d = std::env::temp_dir().join(format!("redrafter-tests-{}-{n}-{name}", std::process::id()));
+    std::fs::create_dir_all(&d).expect("create temp dir");
+    d
+}
+
+pub fn tiny_config() -> LlamaConfig {
+    LlamaConfig::tiny(tiny_vocab().0.len())
+}
+
+/// The seeded tiny model, written as GGUF (`ty` for 2-D weights) and loaded back.
+pub fn tiny_gguf_model<B: Backend>(seed: u64, ty: GgmlType, device: &B::Device) -> LoadedModel<B> {
+    let path = temp_dir("gguf").join(format!("tiny-{seed}-{}.gguf", ty.name()));
+    write_tiny_gguf(&path, &tiny_config(), seed, ty).expect("write tiny gguf");
+    redrafter_llama::load(&path, device).expect("load tiny gguf")
+}
+
+/// The same seeded model as a Hugging Face directory, loaded back.
+pub fn tiny_hf_model<B: Backend>(seed: u64, device: &B::Device) -> LoadedModel<B> {
+    let dir = temp_dir(&format!("hf-{seed}"));
+    write_tiny_hf_dir(&dir, &tiny_config(), seed).expect("write tiny hf dir");
+    redrafter_llama::load(&dir, device).expect("load tiny hf dir")
+}
+
+pub fn to_vec<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
+    t.into_data().convert::<f32>().to_vec::<f32>().expect("f32 data")
+}
+
+/// Largest absolute difference, with a readable panic when it exceeds `tol`.
+pub fn assert_close(a: &[f32], b: &[f32], tol: f32, what: &str) {
+    assert_eq!(a.len(), b.len(), "{what}: lengths differ");
+    let (i, d) = a.iter().zip(b).map(|(x, y)| (x - y).abs()).enumerate().fold((0, 0f32), |m, (i, d)| if d > m.1 { (i, d) } else { m });
+    assert!(d <= tol, "{what}: max |diff| {d} > {tol} at {i} ({} vs {})", a[i], b[i]);
+}
+
+/// True when the wgpu tests should not run (no Vulkan driver on this machine).
+pub fn skip_wgpu() -> bool {
+    std::env::var_os("REDRAFTER_SKIP_WGPU").is_some()
+}
+
+/// CUDA tests need a GPU, so they run only where `REDRAFTER_TEST_CUDA=1`.
+pub fn run_cuda() -> bool {
+    std::env::var("REDRAFTER_TEST_CUDA").is_ok_and(|v| v == "1")
+}
+
+/// `backend_tests!(a, b)` expands, for each compiled backend, to `#[test]`s that call
+/// `a::<Backend>(device)` and `b::<Backend>(device)`.
+#[macro_export]
+macro_rules! backend_tests {
+    ($($name:ident),* $(,)?) => {
+        mod ndarray {
+            $( #[test] fn $name() { super::$name::<$crate::backends::NdArrayBackend>(Default::default()); } )*
+        }
+        #[cfg(feature = "flex")]
+        mod flex {
+            $( #[test] fn $name() { super::$name::<$crate::backends::FlexBackend>(Default::default()); } )*
+        }
+        #[cfg(feature = "wgpu")]
+        mod wgpu {
+            $( #[test] fn $name() {
+                if $crate::skip_wgpu() { eprintln!("skipped: REDRAFTER_SKIP_WGPU is set"); return; }
+                super::$name::<$crate::backends::WgpuBackend>(burn::backend::wgpu::WgpuDevice::DefaultDevice);
+            } )*
+        }
+        #[cfg(feature = "cuda")]
+        mod cuda {
+            $( #[test] fn $name() {
+                if !$crate::run_cuda() { eprintln!("skipped: set REDRAFTER_TEST_CUDA=1 on a machine with a GPU"); return; }
+                super::$name::<$crate::backends::CudaBackend>(burn::backend::cuda::CudaDevice::new(0));
+            } )*
+        }
+    };
+}
