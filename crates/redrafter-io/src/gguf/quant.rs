@@ -199,7 +199,8 @@ mod tests {
             (GgmlType::Q8_0, 0.012),
             // Q4_0 spans [-8, 7] steps of amax/8: the extreme opposite to amax loses a full step.
             (GgmlType::Q4_0, 0.38),
-            (GgmlType::Q4_1, 0.1),
+            // Q4_1: half a step of (max - min) / 15, plus f16 rounding of the scale and minimum.
+            (GgmlType::Q4_1, 0.22),
         ] {
             let raw = quantize(ty, &x);
             assert_eq!(raw.len(), ty.byte_size(x.len()).unwrap(), "{ty:?}");
