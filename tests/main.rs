@@ -2,5 +2,8 @@
 
 mod bad_input;
 mod decode_loop;
+mod drafter_checkpoint;
 mod model_equivalence;
+mod redrafter_lossless;
+mod redrafter_smollm2;
 mod reference_smollm2;

@@ -12,6 +12,9 @@ use redrafter_llama::{LlamaConfig, LoadedModel};
 
 pub use redrafter::backends;
 
+mod oracle;
+pub use oracle::Oracle;
+
 /// A fresh directory under the system temp dir, unique to this call: tests run in parallel and a
 /// file rewritten while another test has it memory-mapped would kill that test with SIGBUS.
 pub fn temp_dir(name: &str) -> PathBuf {

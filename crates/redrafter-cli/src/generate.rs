@@ -5,7 +5,10 @@ use std::time::Instant;
 use burn::tensor::backend::Backend;
 use clap::Args;
 use redrafter::backends::{BackendKind, BackendTask, run_on};
-use redrafter::{Autoregressive, GenerationConfig, Generator, SamplingConfig};
+use redrafter::{
+    Autoregressive, BeamConfig, GenerationConfig, GenerationStats, Generator, ReDrafter, SamplingConfig, Strategy,
+    load_drafter,
+};
 use redrafter_io::Message;
 
 type BoxError = Box<dyn std::error::Error>;
@@ -50,6 +53,19 @@ pub struct GenerateArgs {
     /// Print one JSON object {"tokens", "text", "stats"} on stdout instead of streaming text.
     #[arg(long)]
     json: bool,
+    /// A ReDrafter drafter directory (Apple's format: config.json + model.safetensors).
+    /// Without one, decoding is autoregressive.
+    #[arg(long)]
+    drafter: Option<PathBuf>,
+    /// Beams drafted per step (W).
+    #[arg(long, default_value_t = 4)]
+    beam_width: usize,
+    /// Tokens per beam, counting the LLM's own next token (L; each beam drafts L - 1).
+    #[arg(long, default_value_t = 4)]
+    beam_length: usize,
+    /// Plain autoregressive decoding even when a drafter is given (the baseline).
+    #[arg(long)]
+    autoregressive: bool,
 }
 
 pub fn run(args: GenerateArgs) -> Result<(), BoxError> {
@@ -99,6 +115,18 @@ impl BackendTask for Task {
             _ => prompt,
         };
         let ids = tok.encode(&text)?;
+        let beams = BeamConfig { width: args.beam_width, length: args.beam_length };
+        let mut strategy: Box<dyn Strategy<B>> = match (&args.drafter, args.autoregressive) {
+            (Some(path), false) => {
+                let drafter = load_drafter::<B>(path, &device)?;
+                drafter.check_compatible(loaded.model.config())?;
+                Box::new(ReDrafter::new(drafter, beams)?)
+            }
+            _ => {
+                beams.validate()?;
+                Box::new(Autoregressive)
+            }
+        };
         let config = GenerationConfig {
             max_new_tokens: args.max_new_tokens,
             sampling: SamplingConfig { temperature: args.temperature, top_k: args.top_k, top_p: args.top_p, seed: args.seed },
@@ -113,7 +141,7 @@ impl BackendTask for Task {
             let _ = stdout.flush();
         };
         let on_text: Option<&mut dyn FnMut(usize, &str)> = if args.json { None } else { Some(&mut stream) };
-        let out = generator.generate(&mut Autoregressive, &[ids], &config, on_text)?;
+        let out = generator.generate(strategy.as_mut(), &[ids], &config, on_text)?;
         let row = &out.rows[0];
         let s = &out.stats;
         if args.json {
@@ -135,7 +163,27 @@ impl BackendTask for Task {
                 s.strategy, kind, row.prompt_tokens, row.tokens.len(), row.finish, s.prefill_seconds, s.decode_seconds,
                 s.tokens_per_second, s.decode_tokens_per_second, s.steps, s.tau, load_seconds,
             );
+            if !s.acceptance_by_position.is_empty() {
+                eprintln!("{}", speculative_summary(s));
+            }
         }
         Ok(())
     }
+}
+
+/// The ReDrafter numbers of a run: acceptance per draft position, tree compression, phase times.
+fn speculative_summary(s: &GenerationStats) -> String {
+    let acc: Vec<String> = s.acceptance_by_position.iter().map(|a| format!("{:.0}%", a * 100.0)).collect();
+    let total: f64 = s.phase_seconds.iter().map(|p| p.1).sum();
+    let phases: Vec<String> =
+        s.phase_seconds.iter().map(|(n, t)| format!("{n} {:.2}s ({:.0}%)", t, 100.0 * t / total.max(1e-12))).collect();
+    format!(
+        "accepted per step {:.2} | acceptance by draft position [{}] | tree compression {:.2} ({} packed / {} grid tokens) | {}",
+        s.mean_accepted,
+        acc.join(", "),
+        s.tree_compression,
+        s.packed_tokens,
+        s.grid_tokens,
+        phases.join(", ")
+    )
 }

@@ -63,3 +63,53 @@ fn bad_model_file_and_options() {
     assert_eq!(code, 1);
     assert!(stderr.contains("top-p must be in (0, 1]"), "{stderr}");
 }
+
+/// A random drafter for the tiny model, in Apple's format.
+fn tiny_drafter(name: &str, hidden: usize) -> std::path::PathBuf {
+    use redrafter::{Drafter, DrafterConfig, save_drafter};
+    let dir = std::env::temp_dir().join(format!("redrafter-cli-{}-{name}-drafter", std::process::id()));
+    let cfg = DrafterConfig::for_llm(tiny_vocab().0.len(), hidden).with_tied_lm_head(hidden == 64);
+    let d = Drafter::<burn::backend::NdArray>::random(cfg, 3, &Default::default()).unwrap();
+    save_drafter(&d, &dir, false).unwrap();
+    dir
+}
+
+#[test]
+fn redrafter_matches_autoregressive_and_reports_its_stats() {
+    let m = tiny_model("rd");
+    let d = tiny_drafter("rd", 64);
+    let base = ["generate", "the weather", "--model", m.to_str().unwrap(), "--max-new-tokens", "12", "--json", "--backend", "ndarray"];
+    let json = |extra: &[&str]| -> serde_json::Value {
+        let args: Vec<&str> = base.iter().chain(extra).copied().collect();
+        let (code, stdout, stderr) = run(&args);
+        assert_eq!(code, 0, "{stderr}");
+        serde_json::from_str(stdout.trim()).unwrap()
+    };
+    let rd = json(&["--drafter", d.to_str().unwrap(), "--beam-width", "3", "--beam-length", "3"]);
+    let ar = json(&["--drafter", d.to_str().unwrap(), "--autoregressive"]);
+    assert_eq!(rd["tokens"], ar["tokens"]);
+    assert_eq!(ar["stats"]["tau"], 1.0);
+    assert!(rd["stats"]["strategy"].as_str().unwrap().starts_with("redrafter"));
+    assert!(rd["stats"]["tau"].as_f64().unwrap() >= 1.0);
+    assert_eq!(rd["stats"]["acceptance_by_position"].as_array().unwrap().len(), 2);
+    assert!(rd["stats"]["tree_compression"].as_f64().unwrap() > 0.0);
+    let phases: Vec<&str> = rd["stats"]["phase_seconds"].as_array().unwrap().iter().map(|p| p[0].as_str().unwrap()).collect();
+    assert_eq!(phases, ["draft", "tree", "verify", "accept"]);
+}
+
+#[test]
+fn bad_drafters_are_refused() {
+    let m = tiny_model("rdbad");
+    let wrong = tiny_drafter("rdbad", 32);
+    let (code, _, stderr) = run(&["generate", "hi", "--model", m.to_str().unwrap(), "--drafter", wrong.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("drafter hidden size is 32, LLM hidden size is 64"), "{stderr}");
+    let (code, _, stderr) = run(&["generate", "hi", "--model", m.to_str().unwrap(), "--drafter", "/nonexistent"]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("/nonexistent/config.json"), "{stderr}");
+    let d = tiny_drafter("rdopts", 64);
+    let (code, _, stderr) =
+        run(&["generate", "hi", "--model", m.to_str().unwrap(), "--drafter", d.to_str().unwrap(), "--beam-length", "1"]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("beam length must be at least 2"), "{stderr}");
+}

@@ -7,6 +7,7 @@ pub mod error;
 pub mod fetch;
 pub mod gguf;
 pub mod host;
+pub mod mt_bench;
 pub mod safetensors_dir;
 pub mod tokenizer;
 
@@ -14,5 +15,6 @@ pub use chat::{ChatTemplate, Message};
 pub use error::{IoError, Result};
 pub use gguf::{GgufFile, GgufValue, GgufWriter, GgmlType};
 pub use host::{HostTensor, TensorSource};
+pub use mt_bench::{MtBenchQuestion, load_mt_bench};
 pub use safetensors_dir::{SafetensorsFiles, write_safetensors};
 pub use tokenizer::TextTokenizer;

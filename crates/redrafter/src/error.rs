@@ -7,6 +7,10 @@ pub enum DecodeError {
     Model(#[from] ModelError),
     #[error(transparent)]
     Io(#[from] IoError),
+    #[error(transparent)]
+    Drafter(#[from] crate::drafter::DrafterError),
+    #[error("draft source broke its contract: {0}")]
+    Draft(String),
     #[error("invalid option: {0}")]
     InvalidOption(String),
     #[error("prompt {row} has {len} tokens, but the context holds {limit} (at least one position must stay free to generate)")]

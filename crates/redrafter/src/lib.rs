@@ -4,11 +4,16 @@
 //! of it. Everything is generic over burn's `Backend`, so the same code runs on ndarray, flex,
 //! wgpu and CUDA.
 
+pub mod accept;
 pub mod backends;
+pub mod beam;
 pub mod decode;
+pub mod drafter;
 pub mod error;
 pub mod sampling;
+pub mod tree;
 
-pub use decode::{Autoregressive, FinishReason, GenerationConfig, GenerationOutput, GenerationStats, Generator, Strategy};
+pub use decode::{Autoregressive, BeamConfig, DraftSource, ReDrafter, FinishReason, GenerationConfig, GenerationOutput, GenerationStats, Generator, Strategy};
+pub use drafter::{Drafter, DrafterConfig, DrafterError, load_drafter, save_drafter};
 pub use error::DecodeError;
 pub use sampling::{SamplingConfig, Sampler};

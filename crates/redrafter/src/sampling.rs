@@ -108,15 +108,25 @@ impl Sampler {
             return argmax(logits);
         }
         let dist = self.distribution(logits);
-        let u: f32 = self.rngs[row].random();
+        self.sample_from(row, &dist)
+    }
+
+    /// Draws a token of request row `row` from (token, probability) pairs.
+    pub fn sample_from(&mut self, row: usize, dist: &[(u32, f32)]) -> u32 {
+        let u = self.uniform(row);
         let mut cum = 0.0;
-        for (tok, p) in &dist {
+        for (tok, p) in dist {
             cum += p;
             if u < cum {
                 return *tok;
             }
         }
         dist.last().map(|d| d.0).expect("distribution keeps at least one token")
+    }
+
+    /// A draw from U(0, 1) on request row `row`'s RNG.
+    pub fn uniform(&mut self, row: usize) -> f32 {
+        self.rngs[row].random()
     }
 }
 

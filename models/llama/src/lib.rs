@@ -12,6 +12,7 @@ pub mod load;
 pub mod model;
 pub mod rope;
 pub mod testing;
+pub mod torch_layout;
 
 pub use attention::{AttentionBias, BlockInput, block_attention};
 pub use cache::KvCache;

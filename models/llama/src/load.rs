@@ -3,15 +3,15 @@
 use std::path::Path;
 
 use burn::module::Param;
-use burn::nn::{Embedding, Linear, RmsNorm};
+use burn::nn::{Embedding, RmsNorm};
 use burn::tensor::backend::Backend;
-use burn::tensor::{Tensor, TensorData};
 use redrafter_io::{GgufFile, HostTensor, SafetensorsFiles, TensorSource, TextTokenizer, IoError};
 
 use crate::config::{LlamaConfig, RopeScaling};
 use crate::error::ModelError;
 use crate::model::{Attention, DecoderLayer, Llama, Mlp};
 use crate::rope::Rope;
+use crate::torch_layout::{linear_from_torch, to_device as tensor};
 
 /// A model ready to generate with: weights, tokenizer, and where they came from.
 pub struct LoadedModel<B: Backend> {
@@ -227,24 +227,6 @@ fn unpermute_rows(t: HostTensor, heads: usize) -> HostTensor {
     HostTensor::new(t.shape, out)
 }
 
-fn tensor<B: Backend, const D: usize>(t: HostTensor, device: &B::Device) -> Tensor<B, D> {
-    let shape: [usize; D] = t.shape.as_slice().try_into().expect("caller checked the rank");
-    Tensor::from_data(TensorData::new(t.data, shape), device)
-}
-
-/// A PyTorch-layout [out, in] weight as a burn `Linear` ([in, out]). The transpose happens here,
-/// once: a transposed view would be copied to contiguous memory by every matmul.
-fn linear<B: Backend>(w: HostTensor, device: &B::Device) -> Linear<B> {
-    let (rows, cols) = (w.shape[0], w.shape[1]);
-    let mut t = vec![0f32; w.data.len()];
-    for (r, row) in w.data.chunks_exact(cols).enumerate() {
-        for (c, v) in row.iter().enumerate() {
-            t[c * rows + r] = *v;
-        }
-    }
-    Linear { weight: Param::from_tensor(tensor(HostTensor::new(vec![cols, rows], t), device)), bias: None }
-}
-
 fn build<B: Backend>(src: &dyn TensorSource, names: &Naming, config: LlamaConfig, device: &B::Device) -> Result<Llama<B>, ModelError> {
     let c = &config;
     let (h, kvd, qd) = (c.hidden_size, c.num_kv_heads * c.head_dim, c.num_heads * c.head_dim);
@@ -264,22 +246,22 @@ fn build<B: Backend>(src: &dyn TensorSource, names: &Naming, config: LlamaConfig
         layers.push(DecoderLayer {
             input_norm: norm(&name("input_norm"))?,
             attn: Attention {
-                q_proj: linear(q, device),
-                k_proj: linear(k, device),
-                v_proj: linear(w("v", [kvd, h])?, device),
-                o_proj: linear(w("o", [h, qd])?, device),
+                q_proj: linear_from_torch(q, None, device),
+                k_proj: linear_from_torch(k, None, device),
+                v_proj: linear_from_torch(w("v", [kvd, h])?, None, device),
+                o_proj: linear_from_torch(w("o", [h, qd])?, None, device),
             },
             post_attn_norm: norm(&name("post_attn_norm"))?,
             mlp: Mlp {
-                gate_proj: linear(w("gate", [c.intermediate_size, h])?, device),
-                up_proj: linear(w("up", [c.intermediate_size, h])?, device),
-                down_proj: linear(w("down", [h, c.intermediate_size])?, device),
+                gate_proj: linear_from_torch(w("gate", [c.intermediate_size, h])?, None, device),
+                up_proj: linear_from_torch(w("up", [c.intermediate_size, h])?, None, device),
+                down_proj: linear_from_torch(w("down", [h, c.intermediate_size])?, None, device),
             },
         });
     }
     let embed = Embedding { weight: Param::from_tensor(tensor(src.tensor_shaped(names.embed, &[c.vocab_size, h])?, device)) };
     let lm_head = match (c.tie_word_embeddings, src.try_tensor(names.lm_head)?) {
-        (_, Some(w)) => Some(linear(w.expect_shape(src.path(), names.lm_head, &[c.vocab_size, h])?, device)),
+        (_, Some(w)) => Some(linear_from_torch(w.expect_shape(src.path(), names.lm_head, &[c.vocab_size, h])?, None, device)),
         (true, None) => None,
         (false, None) => {
             return Err(IoError::MissingTensor { path: src.path().to_path_buf(), tensor: names.lm_head.into() }.into());

@@ -7,6 +7,7 @@
 //! token per step; ReDrafter commits a variable number per row.
 
 mod autoregressive;
+mod redrafter;
 mod row;
 mod stats;
 
@@ -18,6 +19,7 @@ use redrafter_io::TextTokenizer;
 use redrafter_llama::{BlockInput, KvCache, Llama};
 
 pub use autoregressive::Autoregressive;
+pub use redrafter::{BeamConfig, DraftSource, ReDrafter};
 pub use row::{FinishReason, RowOutput};
 pub use stats::GenerationStats;
 
@@ -58,8 +60,9 @@ pub struct DecodeState<B: Backend> {
 
 impl<B: Backend> DecodeState<B> {
     /// Tokens row `i` may still add after its pending token without leaving the context.
+    /// Bounded by the cache, which holds the longest prompt plus `max_new_tokens`.
     pub fn room(&self, i: usize) -> usize {
-        self.limit.saturating_sub(self.cache.lens()[i] + 1)
+        self.limit.min(self.cache.capacity()).saturating_sub(self.cache.lens()[i] + 1)
     }
 
     fn retain(&mut self, keep: &[usize]) {

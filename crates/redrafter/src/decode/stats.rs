@@ -24,6 +24,23 @@ pub struct GenerationStats {
     pub tau: f64,
     /// Seconds per phase of a step, in the order the strategy reports them.
     pub phase_seconds: Vec<(String, f64)>,
+    /// Speculative strategies: for draft position k = 1, 2, ..., the fraction of row-steps that
+    /// offered a token at k whose accepted run reached k.
+    pub acceptance_by_position: Vec<f64>,
+    /// Speculative strategies: drafted tokens accepted per row-step (τ − 1).
+    pub mean_accepted: f64,
+    /// Real packed tree tokens / beam-grid tokens (W·L), over all verification steps.
+    pub tree_compression: f64,
+    pub packed_tokens: usize,
+    pub grid_tokens: usize,
+    /// Speculative strategies: `accepted_counts[k]` = row-steps that accepted exactly k drafts.
+    pub accepted_counts: Vec<usize>,
+    #[serde(skip)]
+    accepted_at: Vec<usize>,
+    #[serde(skip)]
+    offered_at: Vec<usize>,
+    #[serde(skip)]
+    accepted_total: usize,
 }
 
 impl GenerationStats {
@@ -38,7 +55,31 @@ impl GenerationStats {
         }
     }
 
+    /// One row-step of a speculative strategy: `offered` drafted positions, `accepted` of them.
+    pub fn record_acceptance(&mut self, accepted: usize, offered: usize) {
+        if self.offered_at.len() < offered {
+            self.offered_at.resize(offered, 0);
+            self.accepted_at.resize(offered, 0);
+        }
+        (0..offered).for_each(|k| self.offered_at[k] += 1);
+        (0..accepted).for_each(|k| self.accepted_at[k] += 1);
+        self.accepted_total += accepted;
+        if self.accepted_counts.len() <= accepted {
+            self.accepted_counts.resize(accepted + 1, 0);
+        }
+        self.accepted_counts[accepted] += 1;
+    }
+
+    pub fn record_tree(&mut self, packed: usize, grid: usize) {
+        self.packed_tokens += packed;
+        self.grid_tokens += grid;
+    }
+
     pub(super) fn finish(&mut self) {
+        self.acceptance_by_position =
+            self.accepted_at.iter().zip(&self.offered_at).map(|(&a, &o)| if o > 0 { a as f64 / o as f64 } else { 0.0 }).collect();
+        self.mean_accepted = if self.row_steps > 0 { self.accepted_total as f64 / self.row_steps as f64 } else { 0.0 };
+        self.tree_compression = if self.grid_tokens > 0 { self.packed_tokens as f64 / self.grid_tokens as f64 } else { 0.0 };
         let total = self.prefill_seconds + self.decode_seconds;
         self.tokens_per_second = if total > 0.0 { self.new_tokens as f64 / total } else { 0.0 };
         self.decode_tokens_per_second =

@@ -1,0 +1,180 @@
+//! ReDrafter as a strategy of the shared loop (spec §4): draft W beams of L tokens per row, pack
+//! them into a prefix tree, verify the whole tree in one LLM forward, accept the longest run the
+//! LLM agrees with, keep only that path's KV, and emit its tokens plus the LLM's bonus token.
+
+use std::time::Instant;
+
+use burn::tensor::backend::Backend;
+use burn::tensor::{Int, Tensor, TensorData};
+use redrafter_llama::Llama;
+
+use super::{DecodeState, GenerationStats, Strategy};
+use crate::accept::{self, Accepted};
+use crate::beam::{Beams, beam_search};
+use crate::drafter::Drafter;
+use crate::error::DecodeError;
+use crate::sampling::Sampler;
+use crate::tree::PackedTree;
+
+/// Where draft beams come from: the recurrent drafter's beam search, or anything else that
+/// proposes W candidate continuations per row (tests drive the verifier with oracles).
+pub trait DraftSource<B: Backend> {
+    fn name(&self) -> String;
+
+    /// Beams [active rows, `width`, `len`] whose column 0 is each row's pending token. With
+    /// `keep_hist` (sampling mode) the source should also return the distribution behind each
+    /// drafted token; without it drafts count as deterministic.
+    fn draft(&mut self, model: &Llama<B>, state: &DecodeState<B>, width: usize, len: usize, keep_hist: bool)
+    -> Result<Beams, DecodeError>;
+
+    /// Called when rows leave the batch.
+    fn retain_rows(&mut self, _keep: &[usize]) {}
+}
+
+impl<B: Backend> DraftSource<B> for Drafter<B> {
+    fn name(&self) -> String {
+        "drafter".into()
+    }
+
+    fn draft(&mut self, model: &Llama<B>, state: &DecodeState<B>, width: usize, len: usize, keep_hist: bool)
+    -> Result<Beams, DecodeError> {
+        Ok(beam_search(self, model, state.hidden.clone(), &state.pending, width, len, keep_hist))
+    }
+}
+
+/// Beam width W and beam length L (L counts g0, so each beam drafts L − 1 tokens).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BeamConfig {
+    pub width: usize,
+    pub length: usize,
+}
+
+impl BeamConfig {
+    pub fn validate(&self) -> Result<(), DecodeError> {
+        if self.width == 0 {
+            return Err(DecodeError::InvalidOption("beam width must be at least 1".into()));
+        }
+        if self.length < 2 {
+            return Err(DecodeError::InvalidOption(
+                "beam length must be at least 2 (it counts the LLM's own token; 1 would be autoregressive decoding)".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+pub struct ReDrafter<S> {
+    source: S,
+    beams: BeamConfig,
+}
+
+impl<S> ReDrafter<S> {
+    pub fn new(source: S, beams: BeamConfig) -> Result<Self, DecodeError> {
+        beams.validate()?;
+        Ok(Self { source, beams })
+    }
+
+    pub fn source(&self) -> &S {
+        &self.source
+    }
+
+    pub fn beams(&self) -> BeamConfig {
+        self.beams
+    }
+}
+
+fn check_beams(beams: &Beams, rows: usize, width: usize, len: usize, pending: &[u32]) -> Result<(), DecodeError> {
+    if (beams.rows, beams.width, beams.len) != (rows, width, len) || beams.tokens.len() != rows * width * len {
+        return Err(DecodeError::Draft(format!(
+            "expected beams [{rows}, {width}, {len}], got [{}, {}, {}] with {} tokens",
+            beams.rows, beams.width, beams.len, beams.tokens.len()
+        )));
+    }
+    for (r, &g0) in pending.iter().enumerate() {
+        if let Some(i) = (0..width).find(|&i| beams.beam(r, i)[0] != g0) {
+            return Err(DecodeError::Draft(format!("row {r} beam {i} does not start with the pending token {g0}")));
+        }
+    }
+    Ok(())
+}
+
+impl<B: Backend, S: DraftSource<B>> Strategy<B> for ReDrafter<S> {
+    fn name(&self) -> String {
+        format!("redrafter({}, W={}, L={})", self.source.name(), self.beams.width, self.beams.length)
+    }
+
+    fn step(
+        &mut self,
+        model: &Llama<B>,
+        state: &mut DecodeState<B>,
+        sampler: &mut Sampler,
+        stats: &mut GenerationStats,
+    ) -> Result<Vec<Vec<u32>>, DecodeError> {
+        let n = state.rows.len();
+        let w = self.beams.width;
+        // A row may commit at most room(i) tokens; shorten every beam near the end of the context.
+        let len = (0..n).map(|i| state.room(i)).min().unwrap_or(1).clamp(1, self.beams.length);
+        let greedy = sampler.config().is_greedy();
+        let device = state.hidden.device();
+        let vocab = model.config().vocab_size;
+
+        let t = Instant::now();
+        let beams = self.source.draft(model, state, w, len, !greedy)?;
+        check_beams(&beams, n, w, len, &state.pending)?;
+        if let Some(&bad) = beams.tokens.iter().find(|&&t| t as usize >= vocab) {
+            return Err(DecodeError::Draft(format!("drafted token {bad} is outside the vocabulary of {vocab}")));
+        }
+        stats.add_phase("draft", t.elapsed().as_secs_f64());
+
+        let t = Instant::now();
+        let tree = PackedTree::build(&beams.tokens, n, w, len);
+        let input = tree.block_input::<B>(state.cache.lens(), &device);
+        stats.record_tree(tree.packed_len.iter().sum(), n * w * len);
+        stats.add_phase("tree", t.elapsed().as_secs_f64());
+
+        let t = Instant::now();
+        let p = tree.max_packed;
+        let hidden = model.forward_hidden(&input, &mut state.cache).reshape([n * p, model.config().hidden_size]);
+        let logits = model.logits(hidden.clone());
+        let accepted: Vec<Accepted> = if greedy {
+            let ids: Vec<u32> = logits.argmax(1).into_data().iter::<i64>().map(|v| v as u32).collect();
+            (0..n).map(|r| accept::greedy(&tree, &beams, r, &ids)).collect()
+        } else {
+            let host = logits.into_data().convert::<f32>().into_vec::<f32>().expect("converted to f32");
+            (0..n)
+                .map(|r| {
+                    let dists: Vec<Vec<(u32, f32)>> = (0..tree.packed_len[r])
+                        .map(|q| sampler.distribution(&host[(r * p + q) * vocab..(r * p + q + 1) * vocab]))
+                        .collect();
+                    accept::sampled(&tree, &beams, r, &dists, sampler, state.rows[r])
+                })
+                .collect()
+        };
+        stats.add_phase("verify", t.elapsed().as_secs_f64());
+
+        let t = Instant::now();
+        // Keep g0 and the accepted drafts of the best beam; the bonus is not in the cache yet.
+        let keep: Vec<Vec<usize>> =
+            accepted.iter().enumerate().map(|(r, a)| (0..=a.drafted).map(|k| tree.node(r, a.beam, k)).collect()).collect();
+        state.cache.commit(&keep)?;
+        let last: Vec<i64> = accepted.iter().enumerate().map(|(r, a)| (r * p + tree.node(r, a.beam, a.drafted)) as i64).collect();
+        state.hidden = hidden.select(0, Tensor::<B, 1, Int>::from_data(TensorData::new(last, [n]), &device));
+        state.pending = accepted.iter().map(|a| a.bonus).collect();
+        let out = accepted
+            .iter()
+            .enumerate()
+            .map(|(r, a)| {
+                stats.record_acceptance(a.drafted, len - 1);
+                let mut toks = beams.beam(r, a.beam)[1..=a.drafted].to_vec();
+                toks.push(a.bonus);
+                toks
+            })
+            .collect();
+        stats.add_phase("accept", t.elapsed().as_secs_f64());
+        Ok(out)
+    }
+
+    fn retain_rows(&mut self, keep: &[usize]) {
+        self.source.retain_rows(keep);
+    }
+}

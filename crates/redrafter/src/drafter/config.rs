@@ -1,0 +1,134 @@
+//! The drafter's `config.json`, in the format of Apple's `DrafterConfig` (spec §1.6).
+
+use serde::{Deserialize, Serialize};
+
+use super::DrafterError;
+
+/// Hyper-parameters of a recurrent drafter. Field names follow Apple's checkpoints, so a
+/// `config.json` written by their trainer deserializes here and ours loads there.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DrafterConfig {
+    /// Vocabulary of the LLM the drafter was trained for.
+    pub vocab_size: usize,
+    /// The LLM's hidden size H (also the RNN state size).
+    pub hidden_size: usize,
+    /// Width E of the residual head; an `input_proj` 2H→E exists iff E ≠ 2H.
+    pub exit_dim: usize,
+    /// Number N of residual blocks in the head.
+    pub num_draft_layers: usize,
+    /// SiLU recurrence (`true`) or a running sum of embeddings (`false`, Apple's trainer default).
+    #[serde(default)]
+    pub rnn: bool,
+    /// Declared by Apple's config, never used.
+    #[serde(default = "minus_one")]
+    pub num_lookback_tokens: i64,
+    /// MLX compatibility: an `emb_norm.weight` tensor may exist; it is never applied.
+    #[serde(default)]
+    pub emb_norm: bool,
+    #[serde(default = "default_eps")]
+    pub rms_norm_eps: f64,
+    /// Ours, not Apple's: the head ends in a projection E→H followed by the LLM's own (frozen)
+    /// output embedding instead of an E→V matrix. Apple's code cannot load such a drafter.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub tied_lm_head: bool,
+}
+
+fn minus_one() -> i64 {
+    -1
+}
+
+fn default_eps() -> f64 {
+    1e-5
+}
+
+fn is_false(v: &bool) -> bool {
+    !*v
+}
+
+impl DrafterConfig {
+    /// Apple's published recipe shape for an LLM of hidden size `hidden`: E = 2H, N = 2, RNN.
+    pub fn for_llm(vocab_size: usize, hidden_size: usize) -> Self {
+        Self {
+            vocab_size,
+            hidden_size,
+            exit_dim: 2 * hidden_size,
+            num_draft_layers: 2,
+            rnn: true,
+            num_lookback_tokens: -1,
+            emb_norm: false,
+            rms_norm_eps: 1e-5,
+            tied_lm_head: false,
+        }
+    }
+
+    pub fn with_tied_lm_head(mut self, tied: bool) -> Self {
+        self.tied_lm_head = tied;
+        self
+    }
+
+    pub fn has_input_proj(&self) -> bool {
+        self.exit_dim != 2 * self.hidden_size
+    }
+
+    /// Output width of the final projection: V, or H for the tied head.
+    pub fn head_out(&self) -> usize {
+        if self.tied_lm_head { self.hidden_size } else { self.vocab_size }
+    }
+
+    pub fn validate(&self) -> Result<(), DrafterError> {
+        let bad = |what: &str| Err(DrafterError::InvalidConfig(what.to_string()));
+        if self.vocab_size == 0 {
+            return bad("vocab_size must be positive");
+        }
+        if self.hidden_size == 0 {
+            return bad("hidden_size must be positive");
+        }
+        if self.exit_dim == 0 {
+            return bad("exit_dim must be positive");
+        }
+        Ok(())
+    }
+
+    /// The JSON Apple's `save_pretrained` writes, plus our own keys.
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut v = serde_json::to_value(self).expect("plain struct serializes");
+        let m = v.as_object_mut().expect("struct is an object");
+        m.insert("model_type".into(), "recurrent_drafting_drafter".into());
+        m.insert("architectures".into(), serde_json::json!(["Drafter"]));
+        m.insert("torch_dtype".into(), "float32".into());
+        v
+    }
+
+    /// Number of trainable parameters.
+    pub fn num_parameters(&self) -> usize {
+        let (h, e, n) = (self.hidden_size, self.exit_dim, self.num_draft_layers);
+        let rnn = if self.rnn { 2 * h * h + h } else { 0 };
+        let proj = if self.has_input_proj() { 2 * h * e + e } else { 0 };
+        rnn + proj + n * (e * e + e) + e * self.head_out()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parameter_counts_match_the_spec_table() {
+        // Spec §1.5: Vicuna 7B, N = 2, RNN: 429,936,640.
+        assert_eq!(DrafterConfig::for_llm(32000, 4096).num_parameters(), 429_936_640);
+        let no_rnn = DrafterConfig { rnn: false, num_draft_layers: 1, ..DrafterConfig::for_llm(32000, 4096) };
+        assert_eq!(no_rnn.num_parameters(), 329_261_056);
+    }
+
+    #[test]
+    fn apple_config_json_parses() {
+        let j = r#"{"architectures":["Drafter"],"exit_dim":8192,"hidden_size":4096,"model_type":"recurrent_drafting_drafter",
+                   "num_draft_layers":2,"num_lookback_tokens":-1,"rnn":true,"torch_dtype":"float32",
+                   "transformers_version":"4.41.2","vocab_size":32000}"#;
+        let c: DrafterConfig = serde_json::from_str(j).unwrap();
+        assert_eq!(c, DrafterConfig::for_llm(32000, 4096));
+        let back: DrafterConfig = serde_json::from_value(c.to_json()).unwrap();
+        assert_eq!(back, c);
+        assert!(c.to_json().get("tied_lm_head").is_none(), "Apple's keys only for Apple's layout");
+    }
+}

@@ -1,0 +1,156 @@
+//! The recurrent drafter (spec §1): a small RNN over the LLM's own token embeddings and a residual
+//! head that reads the LLM's last hidden state. See `docs/drafter.md`.
+
+mod checkpoint;
+mod config;
+
+use burn::module::Module;
+use burn::nn::Linear;
+use burn::tensor::activation::silu;
+use burn::tensor::backend::Backend;
+use burn::tensor::{Int, Tensor};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use redrafter_io::{HostTensor, IoError};
+use redrafter_llama::torch_layout::linear_from_torch;
+use redrafter_llama::{Llama, LlamaConfig};
+
+pub use checkpoint::{load_drafter, save_drafter};
+pub use config::DrafterConfig;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DrafterError {
+    #[error(transparent)]
+    Io(#[from] IoError),
+    #[error("invalid drafter config: {0}")]
+    InvalidConfig(String),
+    #[error("the drafter does not fit the LLM: drafter {what} is {drafter}, LLM {what} is {llm}")]
+    Mismatch { what: &'static str, drafter: usize, llm: usize },
+}
+
+/// One residual block of the head: `z + SiLU(A z + a)`. The field name keeps Apple's tensor
+/// names (`lm_head.{n}.linear.*`).
+#[derive(Module, Debug)]
+pub struct ResBlock<B: Backend> {
+    pub linear: Linear<B>,
+}
+
+impl<B: Backend> ResBlock<B> {
+    pub fn forward<const D: usize>(&self, z: Tensor<B, D>) -> Tensor<B, D> {
+        z.clone() + silu(self.linear.forward(z))
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct Drafter<B: Backend> {
+    /// R_w: H→H, no bias (`rnn` only).
+    pub rnn_w: Option<Linear<B>>,
+    /// R_u: H→H with bias (`rnn` only).
+    pub rnn_u: Option<Linear<B>>,
+    /// 2H→E, present iff E ≠ 2H.
+    pub input_proj: Option<Linear<B>>,
+    pub blocks: Vec<ResBlock<B>>,
+    /// E→V, or E→H before the LLM's output embedding when `tied_lm_head`.
+    pub lm_head: Linear<B>,
+    #[module(skip)]
+    pub config: DrafterConfig,
+}
+
+impl<B: Backend> Drafter<B> {
+    pub fn config(&self) -> &DrafterConfig {
+        &self.config
+    }
+
+    /// A freshly initialised drafter, PyTorch's default `nn.Linear` init (uniform in ±1/√fan_in)
+    /// drawn on the host from `seed`, so every backend gets the same weights.
+    pub fn random(config: DrafterConfig, seed: u64, device: &B::Device) -> Result<Self, DrafterError> {
+        config.validate()?;
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut lin = |inp: usize, out: usize, bias: bool| {
+            let bound = 1.0 / (inp as f32).sqrt();
+            let mut draw = |n: usize| (0..n).map(|_| rng.random_range(-bound..bound)).collect::<Vec<f32>>();
+            let w = HostTensor::new(vec![out, inp], draw(out * inp));
+            let b = bias.then(|| HostTensor::new(vec![out], draw(out)));
+            linear_from_torch::<B>(w, b, device)
+        };
+        let (h, e) = (config.hidden_size, config.exit_dim);
+        let (rnn_w, rnn_u) = if config.rnn { (Some(lin(h, h, false)), Some(lin(h, h, true))) } else { (None, None) };
+        let input_proj = config.has_input_proj().then(|| lin(2 * h, e, true));
+        let blocks = (0..config.num_draft_layers).map(|_| ResBlock { linear: lin(e, e, true) }).collect();
+        let lm_head = lin(e, config.head_out(), false);
+        Ok(Self { rnn_w, rnn_u, input_proj, blocks, lm_head, config })
+    }
+
+    /// Checks that this drafter was built for an LLM of this shape.
+    pub fn check_compatible(&self, llm: &LlamaConfig) -> Result<(), DrafterError> {
+        let c = &self.config;
+        if c.hidden_size != llm.hidden_size {
+            return Err(DrafterError::Mismatch { what: "hidden size", drafter: c.hidden_size, llm: llm.hidden_size });
+        }
+        if c.vocab_size != llm.vocab_size {
+            return Err(DrafterError::Mismatch { what: "vocabulary size", drafter: c.vocab_size, llm: llm.vocab_size });
+        }
+        Ok(())
+    }
+
+    /// The RNN state after consuming `tokens` (one per row) from `state` (`None` = the zero
+    /// initial state). Embeddings come from the LLM's (frozen) input table.
+    pub fn advance(&self, llm: &Llama<B>, state: Option<Tensor<B, 2>>, tokens: Tensor<B, 1, Int>) -> Tensor<B, 2> {
+        let e = llm.embed.weight.val().select(0, tokens);
+        self.advance_embedded(state, e)
+    }
+
+    /// [`advance`](Self::advance) for embeddings already looked up: `e` is [.., H].
+    pub fn advance_embedded<const D: usize>(&self, state: Option<Tensor<B, D>>, e: Tensor<B, D>) -> Tensor<B, D> {
+        match (&self.rnn_w, &self.rnn_u) {
+            (Some(w), Some(u)) => {
+                let x = w.forward(e);
+                // With the zero initial state, R_u·s vanishes and only its bias remains.
+                let rec = match state {
+                    Some(s) => u.forward(s),
+                    None => u.bias.as_ref().map_or_else(|| x.zeros_like(), |b| b.val().unsqueeze::<D>() + x.zeros_like()),
+                };
+                silu(x + rec)
+            }
+            _ => match state {
+                Some(s) => s + e,
+                None => e,
+            },
+        }
+    }
+
+    /// Drafter logits [.., V] from the LLM context `h` [.., H] (post-final-norm) and RNN state `s`.
+    pub fn logits<const D: usize>(&self, llm: &Llama<B>, h: Tensor<B, D>, s: Tensor<B, D>) -> Tensor<B, D> {
+        let mut z = Tensor::cat(vec![h, s], D - 1);
+        if let Some(p) = &self.input_proj {
+            z = p.forward(z);
+        }
+        for block in &self.blocks {
+            z = block.forward(z);
+        }
+        let out = self.lm_head.forward(z);
+        if self.config.tied_lm_head { llm.logits(out) } else { out }
+    }
+}
+
+/// Tensors of `config`'s shape in Apple's layout; used by tests and by loaders of other formats.
+pub(crate) fn expected_shapes(c: &DrafterConfig) -> Vec<(String, Vec<usize>)> {
+    let (h, e, n) = (c.hidden_size, c.exit_dim, c.num_draft_layers);
+    let mut v = vec![];
+    if c.rnn {
+        v.push(("rnn_w.weight".into(), vec![h, h]));
+        v.push(("rnn_u.weight".into(), vec![h, h]));
+        v.push(("rnn_u.bias".into(), vec![h]));
+    }
+    if c.has_input_proj() {
+        v.push(("input_proj.weight".into(), vec![e, 2 * h]));
+        v.push(("input_proj.bias".into(), vec![e]));
+    }
+    for i in 0..n {
+        v.push((format!("lm_head.{i}.linear.weight"), vec![e, e]));
+        v.push((format!("lm_head.{i}.linear.bias"), vec![e]));
+    }
+    v.push((format!("lm_head.{n}.weight"), vec![c.head_out(), e]));
+    v
+}
+

@@ -1,0 +1,264 @@
+//! The central property: greedy ReDrafter emits exactly the tokens of greedy autoregressive
+//! decoding, for every beam width, beam length and batch size, whatever the drafts are.
+
+use burn::tensor::backend::Backend;
+use redrafter::{
+    Autoregressive, BeamConfig, DraftSource, Drafter, DrafterConfig, FinishReason, GenerationConfig, GenerationOutput,
+    Generator, ReDrafter,
+};
+use redrafter_io::GgmlType;
+use redrafter_llama::{BlockInput, Llama};
+use redrafter_tests::{Oracle, backend_tests, tiny_gguf_model, to_vec};
+
+/// Top-2 logit gap after `prefix`: a greedy divergence is only excusable on a near tie, where
+/// batched and single-token arithmetic may round differently.
+fn top2_gap<B: Backend>(m: &Llama<B>, prefix: &[u32], device: &B::Device) -> f32 {
+    let mut cache = m.new_cache(1, prefix.len(), device);
+    let logits = to_vec(m.forward(&BlockInput::causal(&[prefix.to_vec()], &[0], device), &mut cache).logits);
+    let mut last = logits[logits.len() - m.config().vocab_size..].to_vec();
+    last.sort_by(|a, b| b.total_cmp(a));
+    last[0] - last[1]
+}
+
+/// Compares a ReDrafter run with the autoregressive one; returns the number of near-tie
+/// divergences (panics on any other difference).
+fn compare<B: Backend>(m: &Llama<B>, prompts: &[Vec<u32>], ar: &GenerationOutput, rd: &GenerationOutput, what: &str, device: &B::Device) -> usize {
+    let mut ties = 0;
+    for (r, (a, b)) in ar.rows.iter().zip(&rd.rows).enumerate() {
+        if a.tokens == b.tokens {
+            assert_eq!(a.finish, b.finish, "{what}: row {r} finish");
+            continue;
+        }
+        let j = a.tokens.iter().zip(&b.tokens).take_while(|(x, y)| x == y).count();
+        let prefix: Vec<u32> = prompts[r].iter().chain(&a.tokens[..j]).copied().collect();
+        let gap = top2_gap(m, &prefix, device);
+        assert!(
+            j < a.tokens.len().min(b.tokens.len()) && gap < 1e-4,
+            "{what}: row {r} diverges at token {j} (top-2 gap {gap}):\n AR {:?}\n RD {:?}",
+            a.tokens,
+            b.tokens
+        );
+        ties += 1;
+    }
+    ties
+}
+
+struct Case {
+    prompts: Vec<Vec<u32>>,
+    cfg: GenerationConfig,
+}
+
+/// Seeded prompts and stop settings: ragged batches, EOS inside accepted runs, tight contexts.
+fn case(seed: u64, batch: usize, vocab: u32, ar_free: impl Fn(&[Vec<u32>], &GenerationConfig) -> Vec<Vec<u32>>) -> Case {
+    let mut x = seed.wrapping_mul(0x2545_F491_4F6C_DD1D) | 1;
+    let mut next = |n: u64| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x % n
+    };
+    let prompts: Vec<Vec<u32>> =
+        (0..batch).map(|_| (0..1 + next(6)).map(|_| 3 + next(vocab as u64 - 3) as u32).collect()).collect();
+    let mut cfg = GenerationConfig { max_new_tokens: 4 + next(9) as usize, ..Default::default() };
+    match seed % 4 {
+        // The token AR emits at a random step becomes EOS, so it often lands inside a run.
+        1 => {
+            let free = ar_free(&prompts, &cfg);
+            let row = &free[next(batch as u64) as usize];
+            cfg.eos_ids = vec![row[next(row.len() as u64) as usize]];
+        }
+        // A context limit a few tokens past the longest prompt.
+        2 => cfg.context_limit = Some(prompts.iter().map(Vec::len).max().unwrap_or(0) + 2 + next(6) as usize),
+        _ => {}
+    }
+    Case { prompts, cfg }
+}
+
+fn run_grid<B: Backend>(
+    m: &Llama<B>,
+    seeds: std::ops::Range<u64>,
+    widths: &[usize],
+    lengths: &[usize],
+    batches: &[usize],
+    source: &mut dyn FnMut(u64, &[Vec<u32>], &GenerationOutput) -> Box<dyn DraftSource<B>>,
+    device: &B::Device,
+) -> (usize, usize, Vec<usize>) {
+    let g = Generator::new(m, None);
+    let vocab = m.config().vocab_size as u32;
+    let (mut runs, mut ties, mut counts) = (0, 0, vec![0usize; 8]);
+    for seed in seeds {
+        for &batch in batches {
+            let ar_free = |p: &[Vec<u32>], c: &GenerationConfig| {
+                g.generate(&mut Autoregressive, p, c, None).unwrap().rows.into_iter().map(|r| r.tokens).collect()
+            };
+            let Case { prompts, cfg } = case(seed * 7 + batch as u64, batch, vocab, ar_free);
+            let ar = g.generate(&mut Autoregressive, &prompts, &cfg, None).unwrap();
+            for &w in widths {
+                for &l in lengths {
+                    let src = source(seed, &prompts, &ar);
+                    let mut strategy = ReDrafter::new(BoxedSource(src), BeamConfig { width: w, length: l }).unwrap();
+                    let rd = g.generate(&mut strategy, &prompts, &cfg, None).unwrap();
+                    let what = format!("seed {seed} batch {batch} W {w} L {l} cfg {cfg:?}");
+                    ties += compare(m, &prompts, &ar, &rd, &what, device);
+                    assert!(rd.stats.steps <= ar.stats.steps, "{what}: more verification steps than AR");
+                    for (k, &n) in rd.stats.accepted_counts.iter().enumerate() {
+                        counts[k] += n;
+                    }
+                    runs += 1;
+                }
+            }
+        }
+    }
+    (runs, ties, counts)
+}
+
+struct BoxedSource<B: Backend>(Box<dyn DraftSource<B>>);
+
+impl<B: Backend> DraftSource<B> for BoxedSource<B> {
+    fn name(&self) -> String {
+        self.0.name()
+    }
+    fn draft(
+        &mut self,
+        m: &Llama<B>,
+        s: &redrafter::decode::DecodeState<B>,
+        w: usize,
+        l: usize,
+        h: bool,
+    ) -> Result<redrafter::beam::Beams, redrafter::DecodeError> {
+        self.0.draft(m, s, w, l, h)
+    }
+    fn retain_rows(&mut self, keep: &[usize]) {
+        self.0.retain_rows(keep)
+    }
+}
+
+fn greedy_is_lossless_with_oracle_drafts<B: Backend>(device: B::Device) {
+    let models = [tiny_gguf_model::<B>(31, GgmlType::F32, &device), tiny_gguf_model::<B>(32, GgmlType::F32, &device)];
+    let vocab = models[0].model.config().vocab_size;
+    let (mut runs, mut ties, mut counts) = (0, 0, vec![0usize; 8]);
+    for (i, m) in models.iter().enumerate() {
+        // 100 seeds in all, split over two models.
+        let seeds = (i as u64 * 50)..(i as u64 * 50 + 50);
+        let mut oracle = |seed: u64, p: &[Vec<u32>], ar: &GenerationOutput| -> Box<dyn DraftSource<B>> {
+            let truth = ar.rows.iter().map(|r| r.tokens.clone()).collect();
+            Box::new(Oracle::new(truth, p.iter().map(Vec::len).collect(), vocab, seed))
+        };
+        let (r, t, c) = run_grid(&m.model, seeds, &[1, 2, 4, 8], &[2, 3, 5], &[1, 3], &mut oracle, &device);
+        runs += r;
+        ties += t;
+        counts.iter_mut().zip(c).for_each(|(a, b)| *a += b);
+    }
+    assert_eq!(runs, 100 * 4 * 3 * 2);
+    assert!(ties * 100 <= runs, "{ties} near-tie divergences in {runs} runs");
+    // Every accepted length 0..=4 (L = 5 drafts 4) occurred, full acceptance included.
+    assert!(counts[..5].iter().all(|&n| n > 0), "accepted-length histogram {counts:?}");
+    eprintln!("oracle grid: {runs} runs, {ties} near-tie divergences, accepted-length histogram {counts:?}");
+}
+
+fn greedy_is_lossless_with_random_drafters<B: Backend>(device: B::Device) {
+    let m = tiny_gguf_model::<B>(33, GgmlType::F32, &device);
+    let cfg = m.model.config();
+    let variants = [
+        DrafterConfig::for_llm(cfg.vocab_size, cfg.hidden_size),
+        DrafterConfig { rnn: false, num_draft_layers: 1, ..DrafterConfig::for_llm(cfg.vocab_size, cfg.hidden_size) },
+        DrafterConfig { exit_dim: 48, ..DrafterConfig::for_llm(cfg.vocab_size, cfg.hidden_size) }.with_tied_lm_head(true),
+    ];
+    for (v, dc) in variants.into_iter().enumerate() {
+        let drafter = Drafter::<B>::random(dc, v as u64, &device).unwrap();
+        let mut source = |_: u64, _: &[Vec<u32>], _: &GenerationOutput| -> Box<dyn DraftSource<B>> {
+            Box::new(drafter.clone())
+        };
+        let (runs, ties, _) = run_grid(&m.model, 0..4, &[1, 3, 8], &[2, 4], &[1, 3], &mut source, &device);
+        assert!(ties * 10 <= runs, "{ties} near-tie divergences in {runs} runs");
+    }
+}
+
+fn finish_reasons_and_stats_are_reported<B: Backend>(device: B::Device) {
+    let m = tiny_gguf_model::<B>(34, GgmlType::F32, &device);
+    let g = Generator::new(&m.model, None);
+    let prompts = vec![vec![5, 6, 7]];
+    let cfg = GenerationConfig { max_new_tokens: 9, ..Default::default() };
+    let ar = g.generate(&mut Autoregressive, &prompts, &cfg, None).unwrap();
+    let truth: Vec<Vec<u32>> = ar.rows.iter().map(|r| r.tokens.clone()).collect();
+    // Width 1 with an oracle that always has the truth whole: full acceptance every step.
+    let oracle = AlwaysTruth(truth);
+    let mut s = ReDrafter::new(oracle, BeamConfig { width: 1, length: 4 }).unwrap();
+    let rd = g.generate(&mut s, &prompts, &cfg, None).unwrap();
+    assert_eq!(rd.rows[0].tokens, ar.rows[0].tokens);
+    assert_eq!(rd.rows[0].finish, FinishReason::MaxNewTokens);
+    // 1 token from prefill, then 4 per step: 1 + 4 + 4 = 9 in two steps.
+    assert_eq!(rd.stats.steps, 2);
+    assert_eq!(rd.stats.tau, 4.0);
+    assert_eq!(rd.stats.acceptance_by_position, vec![1.0, 1.0, 1.0]);
+    assert_eq!(rd.stats.accepted_counts, vec![0, 0, 0, 2]);
+    assert_eq!(rd.stats.tree_compression, 1.0);
+    let phases: Vec<&str> = rd.stats.phase_seconds.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(phases, ["draft", "tree", "verify", "accept"]);
+}
+
+struct AlwaysTruth(Vec<Vec<u32>>);
+
+impl<B: Backend> DraftSource<B> for AlwaysTruth {
+    fn name(&self) -> String {
+        "truth".into()
+    }
+    fn draft(
+        &mut self,
+        _: &Llama<B>,
+        s: &redrafter::decode::DecodeState<B>,
+        w: usize,
+        l: usize,
+        _: bool,
+    ) -> Result<redrafter::beam::Beams, redrafter::DecodeError> {
+        let mut tokens = vec![];
+        for (i, &r) in s.rows.iter().enumerate() {
+            let done = s.cache.lens()[i] + 1 - 3;
+            let mut beam = vec![s.pending[i]];
+            beam.extend(self.0[r].iter().skip(done).chain(std::iter::repeat(&0)).take(l - 1));
+            for _ in 0..w {
+                tokens.extend(&beam);
+            }
+        }
+        Ok(redrafter::beam::Beams { rows: s.rows.len(), width: w, len: l, tokens, hist: None })
+    }
+}
+
+fn sampling_mode_runs_and_is_reproducible<B: Backend>(device: B::Device) {
+    let m = tiny_gguf_model::<B>(35, GgmlType::F32, &device);
+    let dc = DrafterConfig::for_llm(m.model.config().vocab_size, m.model.config().hidden_size);
+    let drafter = Drafter::<B>::random(dc, 1, &device).unwrap();
+    let g = Generator::new(&m.model, None);
+    let cfg = GenerationConfig {
+        max_new_tokens: 10,
+        sampling: redrafter::SamplingConfig { temperature: 0.8, top_k: 20, seed: 5, ..Default::default() },
+        ..Default::default()
+    };
+    let prompts = vec![vec![5, 6, 7], vec![9, 10]];
+    let run = || {
+        let mut s = ReDrafter::new(drafter.clone(), BeamConfig { width: 3, length: 3 }).unwrap();
+        g.generate(&mut s, &prompts, &cfg, None).unwrap()
+    };
+    let (a, b) = (run(), run());
+    for r in 0..2 {
+        assert_eq!(a.rows[r].tokens, b.rows[r].tokens);
+        assert_eq!(a.rows[r].tokens.len(), 10);
+    }
+}
+
+fn invalid_beam_options_are_rejected<B: Backend>(device: B::Device) {
+    let m = tiny_gguf_model::<B>(36, GgmlType::F32, &device);
+    let d = Drafter::<B>::random(DrafterConfig::for_llm(m.model.config().vocab_size, 64), 0, &device).unwrap();
+    for (w, l) in [(0, 4), (2, 1), (2, 0)] {
+        let e = ReDrafter::new(d.clone(), BeamConfig { width: w, length: l }).err().expect("invalid");
+        assert!(e.to_string().contains("beam"), "{e}");
+    }
+}
+
+backend_tests!(
+    greedy_is_lossless_with_oracle_drafts,
+    greedy_is_lossless_with_random_drafters,
+    finish_reasons_and_stats_are_reported,
+    sampling_mode_runs_and_is_reproducible,
+    invalid_beam_options_are_rejected,
+);

@@ -1,0 +1,74 @@
+//! Greedy ReDrafter on the default model (SmolLM2-135M-Instruct) and MT-Bench prompts: token for
+//! token the autoregressive output, with oracle drafts (long accepted runs) and with a random
+//! tied-head drafter (real beam search). Set REDRAFTER_SKIP_REAL_MODEL=1 to skip.
+
+use burn::tensor::backend::Backend;
+use redrafter::{Autoregressive, BeamConfig, Drafter, DrafterConfig, GenerationConfig, Generator, ReDrafter};
+use redrafter_io::fetch::{MT_BENCH_QUESTIONS, SMOLLM2_135M_INSTRUCT, fetch};
+use redrafter_io::{Message, load_mt_bench};
+use redrafter_tests::Oracle;
+
+fn run<B: Backend>(device: B::Device, prompts: usize, new_tokens: usize) {
+    if std::env::var_os("REDRAFTER_SKIP_REAL_MODEL").is_some() {
+        eprintln!("skipped: REDRAFTER_SKIP_REAL_MODEL is set");
+        return;
+    }
+    let path = fetch(&SMOLLM2_135M_INSTRUCT, &mut |_, _, _| {}).expect("fetch SmolLM2-135M-Instruct");
+    let m = redrafter_llama::load::<B>(&path, &device).expect("load SmolLM2");
+    let questions = load_mt_bench(&fetch(&MT_BENCH_QUESTIONS, &mut |_, _, _| {}).expect("fetch MT-Bench")).unwrap();
+    let tpl = m.tokenizer.chat_template.as_ref().unwrap();
+    let cfg = GenerationConfig { max_new_tokens: new_tokens, eos_ids: m.tokenizer.eos.clone(), ..Default::default() };
+    let g = Generator::new(&m.model, Some(&m.tokenizer));
+    let lc = m.model.config();
+    let drafter = Drafter::<B>::random(
+        DrafterConfig::for_llm(lc.vocab_size, lc.hidden_size).with_tied_lm_head(true),
+        7,
+        &device,
+    )
+    .unwrap();
+    for q in questions.iter().take(prompts) {
+        let ids = m.tokenizer.encode(&tpl.render(&[Message::new("user", &q.turns[0])], true).unwrap()).unwrap();
+        let prompts = [ids];
+        let ar = g.generate(&mut Autoregressive, &prompts, &cfg, None).unwrap();
+        let truth = vec![ar.rows[0].tokens.clone()];
+        let oracle = Oracle::new(truth, vec![prompts[0].len()], lc.vocab_size, q.question_id);
+        let mut s = ReDrafter::new(oracle, BeamConfig { width: 4, length: 5 }).unwrap();
+        let rd = g.generate(&mut s, &prompts, &cfg, None).unwrap();
+        assert_eq!(rd.rows[0].tokens, ar.rows[0].tokens, "oracle drafts, question {}", q.question_id);
+        assert!(rd.stats.steps < ar.stats.steps, "oracle drafts must save verification steps");
+        let mut s = ReDrafter::new(drafter.clone(), BeamConfig { width: 2, length: 3 }).unwrap();
+        let rd = g.generate(&mut s, &prompts, &cfg, None).unwrap();
+        assert_eq!(rd.rows[0].tokens, ar.rows[0].tokens, "random drafter, question {}", q.question_id);
+        assert_eq!(rd.rows[0].text, ar.rows[0].text);
+    }
+}
+
+#[test]
+fn ndarray_redrafter_is_lossless_on_smollm2() {
+    run::<redrafter::backends::NdArrayBackend>(Default::default(), 3, 32);
+}
+
+#[cfg(feature = "flex")]
+#[test]
+fn flex_redrafter_is_lossless_on_smollm2() {
+    run::<redrafter::backends::FlexBackend>(Default::default(), 3, 32);
+}
+
+/// lavapipe is slow: one prompt, fewer tokens.
+#[cfg(feature = "wgpu")]
+#[test]
+fn wgpu_redrafter_is_lossless_on_smollm2() {
+    if redrafter_tests::skip_wgpu() {
+        return;
+    }
+    run::<redrafter::backends::WgpuBackend>(burn::backend::wgpu::WgpuDevice::DefaultDevice, 1, 12);
+}
+
+#[cfg(feature = "cuda")]
+#[test]
+fn cuda_redrafter_is_lossless_on_smollm2() {
+    if !redrafter_tests::run_cuda() {
+        return;
+    }
+    run::<redrafter::backends::CudaBackend>(burn::backend::cuda::CudaDevice::new(0), 3, 32);
+}
