@@ -7,3 +7,4 @@ mod model_equivalence;
 mod redrafter_lossless;
 mod redrafter_smollm2;
 mod reference_smollm2;
+mod training;

@@ -2,6 +2,7 @@
 
 mod generate;
 mod model_path;
+mod train;
 
 use clap::{Parser, Subcommand};
 
@@ -16,12 +17,15 @@ struct Cli {
 enum Command {
     /// Generate a continuation of a prompt (argument, or stdin when absent or `-`).
     Generate(generate::GenerateArgs),
+    /// Train a drafter for the LLM (Apple's checkpoint format), with progress, plots and held-out accuracy.
+    Train(train::TrainArgs),
 }
 
 fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Generate(args) => generate::run(args),
+        Command::Train(args) => train::run(args),
     };
     if let Err(e) = result {
         eprintln!("error: {e}");

@@ -113,3 +113,42 @@ fn bad_drafters_are_refused() {
     assert_eq!(code, 1);
     assert!(stderr.contains("beam length must be at least 2"), "{stderr}");
 }
+
+#[test]
+fn train_writes_a_loadable_drafter_plots_and_metrics() {
+    let m = tiny_model("train");
+    let dir = std::env::temp_dir().join(format!("redrafter-cli-{}-train", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let data = dir.join("data.jsonl");
+    let docs: String = (0..12).map(|i| format!("{{\"text\": \"the weather on day {i} is where there is a will\"}}\n")).collect();
+    std::fs::write(&data, docs).unwrap();
+    let out = dir.join("drafter");
+    let args = [
+        "train", "--data", data.to_str().unwrap(), "--out", out.to_str().unwrap(), "--model", m.to_str().unwrap(),
+        "--backend", "ndarray", "--steps", "3", "--batch-size", "2", "--grad-accum", "1", "--max-len", "24",
+        "--draft-steps", "2", "--layers", "1", "--exit-dim", "32", "--eval-examples", "2", "--checkpoint-every", "2",
+    ];
+    let (code, _, stderr) = run(&args);
+    assert_eq!(code, 0, "{stderr}");
+    for f in ["config.json", "model.safetensors", "loss.svg", "accuracy.svg", "eval.json", "train_log.jsonl"] {
+        assert!(out.join(f).is_file(), "{f} missing; stderr: {stderr}");
+    }
+    let eval: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("eval.json")).unwrap()).unwrap();
+    assert_eq!(eval["top_k_accuracy_per_step"].as_array().unwrap().len(), 2);
+    let (code, _, stderr) =
+        run(&["generate", "the weather", "--model", m.to_str().unwrap(), "--drafter", out.to_str().unwrap(), "--max-new-tokens", "4"]);
+    assert_eq!(code, 0, "{stderr}");
+
+    // Other options against the same checkpoint: refused.
+    let mut other: Vec<&str> = args.to_vec();
+    let at = other.iter().position(|a| *a == "--steps").unwrap() + 1;
+    other[at] = "5";
+    let (code, _, stderr) = run(&other);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("another configuration"), "{stderr}");
+
+    std::fs::write(dir.join("empty.txt"), "").unwrap();
+    let (code, _, stderr) = run(&["train", "--data", dir.join("empty.txt").to_str().unwrap(), "--out", dir.join("x").to_str().unwrap(), "--model", m.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("empty"), "{stderr}");
+}

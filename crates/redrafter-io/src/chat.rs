@@ -1,11 +1,11 @@
 //! Hugging Face chat templates (Jinja) rendered with minijinja.
 
 use minijinja::{Environment, ErrorKind, context};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{IoError, Result};
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Message {
     pub role: String,
     pub content: String,

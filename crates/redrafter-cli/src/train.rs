@@ -1,0 +1,209 @@
+//! `redrafter train`: trains a drafter for an LLM and saves it in Apple's format.
+
+use std::path::PathBuf;
+
+use burn::backend::Autodiff;
+use burn::module::{AutodiffModule, Module};
+use burn::tensor::backend::Backend;
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use redrafter::backends::{BackendKind, BackendTask, run_on};
+use redrafter::{DrafterConfig, save_drafter};
+use redrafter_io::fetch::{MT_BENCH_QUESTIONS, SHAREGPT, fetch};
+use redrafter_io::load_mt_bench;
+use redrafter_train::data::{Corpus, hold_out, read_corpus, tokenize_conversation, tokenize_text};
+use redrafter_train::plot::{Series, line_chart};
+use redrafter_train::{Example, Targets, TrainConfig, Trainer, evaluate};
+
+type BoxError = Box<dyn std::error::Error>;
+
+#[derive(Args, Clone)]
+pub struct TrainArgs {
+    /// Training data: `sharegpt` (the pinned ShareGPT V3 download), a ShareGPT JSON array (may be
+    /// cut off at the end), a JSONL of {"messages": [...]} / ShareGPT records / {"text": ...},
+    /// or plain text.
+    #[arg(long, default_value = "sharegpt")]
+    data: PathBuf,
+    /// Output directory: the drafter (config.json + model.safetensors), checkpoint/, logs, plots.
+    #[arg(long)]
+    out: PathBuf,
+    /// The LLM (GGUF or HF directory). Default: SmolLM2-135M-Instruct.
+    #[arg(long)]
+    model: Option<PathBuf>,
+    #[arg(long)]
+    backend: Option<String>,
+    /// Optimizer steps.
+    #[arg(long, default_value_t = 1000)]
+    steps: usize,
+    #[arg(long, default_value_t = 4)]
+    batch_size: usize,
+    #[arg(long, default_value_t = 4)]
+    grad_accum: usize,
+    /// Training positions drawn per sequence (0 = all); the drafter's output projection
+    /// dominates the cost per position.
+    #[arg(long, default_value_t = 64)]
+    positions_per_sequence: usize,
+    #[arg(long, default_value_t = 1e-3)]
+    lr: f64,
+    #[arg(long, default_value_t = 0.1)]
+    warmup_ratio: f64,
+    /// Tokens per training sequence.
+    #[arg(long, default_value_t = 256)]
+    max_len: usize,
+    /// Draft steps T trained per position.
+    #[arg(long, default_value_t = 5)]
+    draft_steps: usize,
+    /// ground-truth (the data's tokens) or llm-greedy (the LLM's own next tokens).
+    #[arg(long, default_value = "ground-truth")]
+    targets: String,
+    /// Residual blocks N of the head.
+    #[arg(long, default_value_t = 2)]
+    layers: usize,
+    /// Head width E (default 2H).
+    #[arg(long)]
+    exit_dim: Option<usize>,
+    /// Apple's own E→V head instead of our tied head (E→H, then the LLM's output embedding).
+    #[arg(long)]
+    untied_head: bool,
+    /// Use at most this many conversations/documents.
+    #[arg(long)]
+    max_examples: Option<usize>,
+    /// Held-out examples for the final top-k accuracy.
+    #[arg(long, default_value_t = 32)]
+    eval_examples: usize,
+    /// Do not remove MT-Bench questions from the data (they are the benchmark; keep them out).
+    #[arg(long)]
+    no_holdout: bool,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Checkpoint every N steps (the run resumes from out/checkpoint with the same options).
+    #[arg(long, default_value_t = 100)]
+    checkpoint_every: usize,
+    /// Store the final drafter in f16.
+    #[arg(long)]
+    f16: bool,
+    /// Stop after this optimizer step (with a checkpoint); rerun the same command to resume.
+    #[arg(long)]
+    stop_after: Option<usize>,
+}
+
+pub fn run(args: TrainArgs) -> Result<(), BoxError> {
+    let kind: BackendKind = match &args.backend {
+        Some(name) => name.parse()?,
+        None if BackendKind::Flex.is_compiled() => BackendKind::Flex,
+        None => BackendKind::NdArray,
+    };
+    let targets = match args.targets.as_str() {
+        "ground-truth" => Targets::GroundTruth,
+        "llm-greedy" => Targets::LlmGreedy,
+        other => return Err(format!("unknown --targets `{other}` (ground-truth or llm-greedy)").into()),
+    };
+    let model = crate::model_path::resolve(args.model.clone())?;
+    run_on(kind, Task { args, model, targets })
+}
+
+struct Task {
+    args: TrainArgs,
+    model: PathBuf,
+    targets: Targets,
+}
+
+impl BackendTask for Task {
+    type Output = Result<(), BoxError>;
+
+    fn run<B: Backend>(self, device: B::Device) -> Self::Output {
+        let Task { args, model, targets } = self;
+        let loaded = redrafter_llama::load::<Autodiff<B>>(&model, &device)?;
+        let llm = loaded.model.no_grad();
+        let tok = &loaded.tokenizer;
+        let lc = llm.config().clone();
+
+        let data = if args.data.as_os_str() == "sharegpt" {
+            fetch(&SHAREGPT, &mut |what, done, total| eprint!("\r{what}: {} / {} MB   ", done >> 20, total >> 20))?
+        } else {
+            args.data.clone()
+        };
+        let corpus = read_corpus(&data)?;
+        let mut examples: Vec<Example> = match corpus {
+            Corpus::Conversations(mut convs) => {
+                if !args.no_holdout {
+                    let q = load_mt_bench(&fetch(&MT_BENCH_QUESTIONS, &mut |_, _, _| {})?)?;
+                    let held: Vec<String> = q.iter().flat_map(|q| q.turns.clone()).collect();
+                    let dropped = hold_out(&mut convs, &held);
+                    eprintln!("held out {dropped} conversations that start with an MT-Bench question");
+                }
+                let tpl = tok.chat_template.as_ref().ok_or("the model has no chat template for conversation data")?;
+                convs.truncate(args.max_examples.unwrap_or(usize::MAX));
+                convs.iter().map(|c| tokenize_conversation(tok, tpl, c, args.max_len)).collect::<Result<_, _>>()?
+            }
+            Corpus::Text(mut docs) => {
+                docs.truncate(args.max_examples.unwrap_or(usize::MAX));
+                docs.iter().map(|d| tokenize_text(tok, d, args.max_len)).collect::<Result<_, _>>()?
+            }
+        };
+        examples.retain(|e| e.tokens.len() >= args.draft_steps + 2 && e.target.iter().any(|&t| t));
+        if examples.len() <= args.eval_examples {
+            return Err(format!("{} usable examples: need more than --eval-examples {}", examples.len(), args.eval_examples).into());
+        }
+        let eval = examples.split_off(examples.len() - args.eval_examples);
+        let tokens: usize = examples.iter().map(|e| e.target.iter().filter(|&&t| t).count()).sum();
+        eprintln!("{} training examples ({tokens} target tokens), {} held out", examples.len(), eval.len());
+
+        let mut dc = DrafterConfig::for_llm(lc.vocab_size, lc.hidden_size).with_tied_lm_head(!args.untied_head);
+        dc.num_draft_layers = args.layers;
+        dc.exit_dim = args.exit_dim.unwrap_or(2 * lc.hidden_size);
+        let config = TrainConfig {
+            draft_steps: args.draft_steps,
+            batch_size: args.batch_size,
+            positions_per_sequence: args.positions_per_sequence,
+            grad_accum: args.grad_accum,
+            steps: args.steps,
+            lr: args.lr,
+            warmup_ratio: args.warmup_ratio,
+            weight_decay: 0.0,
+            seed: args.seed,
+            targets,
+            checkpoint_every: args.checkpoint_every,
+            drafter: dc,
+        };
+        std::fs::create_dir_all(&args.out)?;
+        let trainer = Trainer { llm: &llm, examples: &examples, config: config.clone(), out_dir: args.out.clone(), stop_after: args.stop_after };
+        let bar = ProgressBar::new(config.steps as u64).with_style(
+            ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} (eta {eta}) {msg}").expect("template").progress_chars("=> "),
+        );
+        let (drafter, log) = trainer.run(&mut |step, _, line| {
+            bar.set_position(step as u64);
+            let acc: Vec<String> = line.step_acc.iter().map(|a| format!("{:.0}", a * 100.0)).collect();
+            bar.set_message(format!("loss {:.3} | top-1 % per step [{}] | lr {:.1e}", line.loss, acc.join(" "), line.lr));
+        })?;
+        bar.finish();
+        if log.last().is_none_or(|l| l.step < config.steps) {
+            eprintln!("stopped at step {} of {}; rerun the same command to resume", log.last().map_or(0, |l| l.step), config.steps);
+            return Ok(());
+        }
+
+        let inner = drafter.valid();
+        save_drafter(&inner, &args.out, args.f16)?;
+        let log_text: String = log.iter().map(|l| serde_json::to_string(l).expect("serializes") + "\n").collect();
+        std::fs::write(args.out.join("train_log.jsonl"), log_text)?;
+        let curve = |f: &dyn Fn(&redrafter_train::LogLine, usize) -> f64, name: &str| -> Vec<Series> {
+            (0..config.draft_steps)
+                .map(|i| Series { name: format!("{name} step {}", i + 1), points: log.iter().map(|l| (l.step as f64, f(l, i))).collect() })
+                .collect()
+        };
+        let mut loss = vec![Series { name: "total".into(), points: log.iter().map(|l| (l.step as f64, l.loss)).collect() }];
+        loss.extend(curve(&|l, i| l.step_loss.get(i).copied().unwrap_or(f64::NAN), "loss"));
+        std::fs::write(args.out.join("loss.svg"), line_chart("Drafter training loss", "optimizer step", "cross-entropy", &loss))?;
+        let acc = curve(&|l, i| l.step_acc.get(i).copied().unwrap_or(f64::NAN), "top-1");
+        std::fs::write(args.out.join("accuracy.svg"), line_chart("Drafter top-1 accuracy (training batches)", "optimizer step", "accuracy", &acc))?;
+
+        let topk = evaluate(&inner, &llm.valid(), &eval, config.draft_steps, args.batch_size);
+        let json = serde_json::json!({ "held_out_examples": eval.len(), "top_k_accuracy_per_step": topk, "config": config });
+        std::fs::write(args.out.join("eval.json"), serde_json::to_string_pretty(&json)?)?;
+        for (i, a) in topk.iter().enumerate() {
+            eprintln!("held-out draft step {}: top-1 {:.1}%, top-5 {:.1}%", i + 1, a[0] * 100.0, a[4] * 100.0);
+        }
+        eprintln!("drafter saved to {}", args.out.display());
+        Ok(())
+    }
+}

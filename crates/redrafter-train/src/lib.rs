@@ -1,0 +1,27 @@
+//! Training ReDrafter drafters on any burn autodiff backend (spec §6): conversations or text,
+//! features from the frozen LLM, the summed per-step cross-entropy, AdamW with warm-up and cosine
+//! decay, gradient accumulation, checkpoints with exact resume, held-out top-k accuracy, plots.
+
+pub mod data;
+pub mod loss;
+pub mod plot;
+pub mod schedule;
+pub mod trainer;
+
+use redrafter::DrafterError;
+use redrafter_io::IoError;
+
+pub use data::{Corpus, Example, read_corpus, tokenize_conversation, tokenize_text};
+pub use trainer::{LogLine, Targets, TrainConfig, Trainer, evaluate};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error(transparent)]
+    Io(#[from] IoError),
+    #[error(transparent)]
+    Drafter(#[from] DrafterError),
+    #[error("training data: {0}")]
+    Data(String),
+    #[error("training config: {0}")]
+    Config(String),
+}

@@ -1,0 +1,359 @@
+//! The training loop: frozen LLM features per micro-batch, the summed per-step loss, AdamW with
+//! warm-up + cosine, gradient accumulation, checkpoints with exact resume, and held-out metrics.
+
+use std::path::{Path, PathBuf};
+
+use burn::module::{AutodiffModule, Module};
+use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, Optimizer};
+use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder, Recorder};
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::{Bool, ElementConversion, Int, Tensor, TensorData};
+use redrafter::{Drafter, DrafterConfig, save_drafter};
+use redrafter_io::IoError;
+use redrafter_llama::{BlockInput, Llama};
+use serde::{Deserialize, Serialize};
+
+use crate::data::Example;
+use crate::loss::{Batch, redrafter_loss, valid_counts};
+use crate::schedule::learning_rate;
+use crate::TrainError;
+
+/// What the drafter learns to predict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Targets {
+    /// The training text itself (Apple's public script).
+    GroundTruth,
+    /// The LLM's own greedy next token at every position, under teacher forcing on the training
+    /// text: a one-forward approximation of the paper's distillation (see docs/training.md).
+    LlmGreedy,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    /// Draft steps T trained per position (Apple: 5).
+    pub draft_steps: usize,
+    /// Sequences per micro-batch.
+    pub batch_size: usize,
+    /// Training positions drawn per sequence (0 = every position). The drafter's output
+    /// projection dominates the cost per position, so sampling positions buys more sequences
+    /// (more diverse contexts) for the same compute.
+    pub positions_per_sequence: usize,
+    pub grad_accum: usize,
+    /// Optimizer steps in the whole run.
+    pub steps: usize,
+    pub lr: f64,
+    pub warmup_ratio: f64,
+    pub weight_decay: f32,
+    pub seed: u64,
+    pub targets: Targets,
+    /// Save a checkpoint every this many optimizer steps (0 = only at the end).
+    pub checkpoint_every: usize,
+    pub drafter: DrafterConfig,
+}
+
+/// Trainer state saved with each checkpoint; resuming requires the same `config` (up to
+/// `checkpoint_every`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct State {
+    step: usize,
+    config: TrainConfig,
+    log: Vec<LogLine>,
+}
+
+/// One optimizer step's numbers.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LogLine {
+    pub step: usize,
+    pub lr: f64,
+    pub loss: f64,
+    /// Per draft step: mean cross-entropy and top-1 accuracy on this step's batches.
+    pub step_loss: Vec<f64>,
+    pub step_acc: Vec<f64>,
+}
+
+/// Everything the loop reads: the frozen LLM (on the autodiff backend, gradients off) and data.
+pub struct Trainer<'a, B: AutodiffBackend> {
+    pub llm: &'a Llama<B>,
+    pub examples: &'a [Example],
+    pub config: TrainConfig,
+    pub out_dir: PathBuf,
+    /// Stop (with a checkpoint) once this step is reached in this invocation, e.g. to time-box
+    /// runs on a small machine; rerunning resumes. `None` trains to `config.steps`.
+    pub stop_after: Option<usize>,
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
+    move |source| TrainError::Io(IoError::Io { path: path.to_path_buf(), source })
+}
+
+/// Deterministic order of example indices for an epoch (Fisher-Yates with SplitMix64).
+fn epoch_order(n: usize, seed: u64, epoch: u64) -> Vec<usize> {
+    let mut x = seed ^ epoch.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    let mut next = || {
+        x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = x;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    };
+    let mut v: Vec<usize> = (0..n).collect();
+    for i in (1..n).rev() {
+        v.swap(i, (next() % (i as u64 + 1)) as usize);
+    }
+    v
+}
+
+/// The examples of micro-batch `k` of the run (epochs wrap around with a fresh shuffle).
+pub fn micro_batch(n: usize, batch: usize, seed: u64, k: usize) -> Vec<usize> {
+    (0..batch)
+        .map(|j| {
+            let flat = k * batch + j;
+            let (epoch, at) = (flat / n, flat % n);
+            epoch_order(n, seed, epoch as u64)[at]
+        })
+        .collect()
+}
+
+/// Builds the draft chains of a micro-batch: the frozen LLM runs once over the sequences (no
+/// autodiff), then up to `positions` training positions per sequence are drawn (all when 0),
+/// seeded by `seed`. Returns the batch and its host-side validity matrix.
+pub fn make_batch<B: AutodiffBackend>(
+    llm: &Llama<B>,
+    examples: &[&Example],
+    config: &TrainConfig,
+    seed: u64,
+) -> (Batch<B>, Vec<Vec<bool>>) {
+    let inner: Llama<B::InnerBackend> = llm.valid();
+    let idev = inner.embed.weight.device();
+    let device = llm.embed.weight.device();
+    let rows: Vec<Vec<u32>> = examples.iter().map(|e| e.tokens.clone()).collect();
+    let (b, n) = (rows.len(), rows.iter().map(Vec::len).max().unwrap_or(1));
+    let hsz = llm.config().hidden_size;
+    let mut cache = inner.new_cache(b, n, &idev);
+    let hidden = inner.forward_hidden(&BlockInput::causal(&rows, &vec![0; b], &idev), &mut cache);
+    cache.discard_pending();
+    let greedy: Option<Vec<u32>> = (config.targets == Targets::LlmGreedy).then(|| {
+        inner.logits(hidden.clone()).argmax(2).into_data().iter::<i64>().map(|v| v as u32).collect()
+    });
+    let hidden_host = hidden.into_data().convert::<f32>().into_vec::<f32>().expect("f32");
+
+    let t_steps = config.draft_steps;
+    let mut rng = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let (mut hid, mut inputs, mut labels, mut valid) = (vec![], vec![], vec![], vec![]);
+    for (r, e) in examples.iter().enumerate() {
+        let len = e.tokens.len();
+        // The label of step i at position t is token t + i + 1; keep positions whose first label counts.
+        let label = |k: usize| -> Option<(u32, bool)> {
+            (k < len).then(|| match &greedy {
+                Some(g) => (g[r * n + k - 1], e.target[k]),
+                None => (e.tokens[k], e.target[k]),
+            })
+        };
+        let mut pos: Vec<usize> = (0..len.saturating_sub(2)).filter(|&t| e.target[t + 2]).collect();
+        if config.positions_per_sequence > 0 && pos.len() > config.positions_per_sequence {
+            for i in 0..config.positions_per_sequence {
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                let j = i + (rng % (pos.len() - i) as u64) as usize;
+                pos.swap(i, j);
+            }
+            pos.truncate(config.positions_per_sequence);
+            pos.sort_unstable();
+        }
+        for t in pos {
+            hid.extend_from_slice(&hidden_host[(r * n + t) * hsz..(r * n + t + 1) * hsz]);
+            let mut row_valid = Vec::with_capacity(t_steps);
+            for i in 1..=t_steps {
+                inputs.push(e.tokens.get(t + i).copied().unwrap_or(0) as i64);
+                let (l, v) = label(t + i + 1).unwrap_or((0, false));
+                labels.push(l as i64);
+                row_valid.push(v);
+            }
+            valid.push(row_valid);
+        }
+    }
+    let rows_n = valid.len().max(1);
+    if valid.is_empty() {
+        // No usable position: one dummy chain with nothing valid keeps shapes non-empty.
+        hid = vec![0.0; hsz];
+        inputs = vec![0; t_steps];
+        labels = vec![0; t_steps];
+        valid.push(vec![false; t_steps]);
+    }
+    let flat_valid: Vec<bool> = valid.concat();
+    let batch = Batch {
+        hidden: Tensor::from_data(TensorData::new(hid, [rows_n, hsz]), &device),
+        inputs: Tensor::<B, 2, Int>::from_data(TensorData::new(inputs, [rows_n, t_steps]), &device),
+        labels: Tensor::<B, 2, Int>::from_data(TensorData::new(labels, [rows_n, t_steps]), &device),
+        valid: Tensor::<B, 2, Bool>::from_data(TensorData::new(flat_valid, [rows_n, t_steps]), &device),
+    };
+    (batch, valid)
+}
+
+impl<B: AutodiffBackend> Trainer<'_, B> {
+    fn checkpoint_dir(&self) -> PathBuf {
+        self.out_dir.join("checkpoint")
+    }
+
+    /// Trains from scratch, or resumes from `out_dir/checkpoint` when one exists (it must have
+    /// been made with the same config). `progress(step, total, line)` runs after each step.
+    pub fn run(&self, progress: &mut dyn FnMut(usize, usize, &LogLine)) -> Result<(Drafter<B>, Vec<LogLine>), TrainError> {
+        let cfg = &self.config;
+        if self.examples.is_empty() {
+            return Err(TrainError::Data("no training examples".into()));
+        }
+        if cfg.batch_size == 0 || cfg.grad_accum == 0 || cfg.steps == 0 || cfg.draft_steps == 0 {
+            return Err(TrainError::Config("batch size, gradient accumulation, steps and draft steps must be positive".into()));
+        }
+        let device = self.llm.embed.weight.device();
+        let ckpt = self.checkpoint_dir();
+        let mut optim = AdamWConfig::new().with_weight_decay(cfg.weight_decay).init::<B, Drafter<B>>();
+        let recorder = NamedMpkFileRecorder::<FullPrecisionSettings>::new();
+        let (mut drafter, mut state) = if ckpt.join("state.json").is_file() {
+            let text = std::fs::read_to_string(ckpt.join("state.json")).map_err(io(&ckpt))?;
+            let state: State = serde_json::from_str(&text).map_err(|e| TrainError::Config(format!("{}: {e}", ckpt.display())))?;
+            // How often checkpoints are written does not change the run.
+            let same = |c: &TrainConfig| TrainConfig { checkpoint_every: 0, ..c.clone() };
+            if same(&state.config) != same(cfg) {
+                return Err(TrainError::Config(format!(
+                    "{} holds a checkpoint of another configuration; use another output directory or the same options",
+                    ckpt.display()
+                )));
+            }
+            // The burn record keeps parameter ids, which key the optimizer state; a drafter
+            // rebuilt from Apple's format would get fresh ids and silently lose the moments.
+            let drafter = Drafter::<B>::random(cfg.drafter.clone(), cfg.seed, &device)?
+                .load_file(ckpt.join("drafter"), &recorder, &device)
+                .map_err(|e| TrainError::Config(format!("{}: drafter state: {e}", ckpt.display())))?;
+            let record = recorder
+                .load(ckpt.join("optimizer"), &device)
+                .map_err(|e| TrainError::Config(format!("{}: optimizer state: {e}", ckpt.display())))?;
+            optim = optim.load_record(record);
+            (drafter, state)
+        } else {
+            let drafter = Drafter::<B>::random(cfg.drafter.clone(), cfg.seed, &device)?;
+            (drafter, State { step: 0, config: cfg.clone(), log: vec![] })
+        };
+        let warmup = (cfg.steps as f64 * cfg.warmup_ratio).round() as usize;
+        let stop = self.stop_after.unwrap_or(cfg.steps).min(cfg.steps);
+        while state.step < stop {
+            let step = state.step;
+            let mut acc = GradientsAccumulator::<Drafter<B>>::new();
+            let (mut loss_sum, mut step_loss, mut hits, mut counts) = (0.0, vec![0.0; cfg.draft_steps], vec![0usize; cfg.draft_steps], vec![0usize; cfg.draft_steps]);
+            for micro in 0..cfg.grad_accum {
+                let idx = micro_batch(self.examples.len(), cfg.batch_size, cfg.seed, step * cfg.grad_accum + micro);
+                let exs: Vec<&Example> = idx.iter().map(|&i| &self.examples[i]).collect();
+                let k = step * cfg.grad_accum + micro;
+                let (batch, valid) = make_batch(self.llm, &exs, cfg, cfg.seed ^ (k as u64).wrapping_mul(0xD1B5_4A32_D192_ED03));
+                let vc = valid_counts(&valid, cfg.draft_steps);
+                let (loss, parts) = redrafter_loss(&drafter, self.llm, &batch, &vc);
+                loss_sum += loss.clone().into_scalar().elem::<f64>() / cfg.grad_accum as f64;
+                for (i, p) in parts.iter().enumerate() {
+                    if let Some(p) = p {
+                        step_loss[i] += p.loss.clone().into_scalar().elem::<f64>() / cfg.grad_accum as f64;
+                        hits[i] += p.correct.clone().into_scalar().elem::<i64>() as usize;
+                        counts[i] += p.count;
+                    }
+                }
+                let grads = GradientsParams::from_grads(loss.div_scalar(cfg.grad_accum as f32).backward(), &drafter);
+                acc.accumulate(&drafter, grads);
+            }
+            let lr = learning_rate(step, cfg.steps, warmup, cfg.lr);
+            drafter = optim.step(lr, drafter, acc.grads());
+            let line = LogLine {
+                step: step + 1,
+                lr,
+                loss: loss_sum,
+                step_loss,
+                step_acc: hits.iter().zip(&counts).map(|(&h, &c)| if c > 0 { h as f64 / c as f64 } else { 0.0 }).collect(),
+            };
+            progress(step + 1, cfg.steps, &line);
+            state.log.push(line);
+            state.step += 1;
+            let last = state.step == stop;
+            if last || (cfg.checkpoint_every > 0 && state.step % cfg.checkpoint_every == 0) {
+                save_drafter(&drafter, &ckpt, false)?;
+                drafter
+                    .clone()
+                    .save_file(ckpt.join("drafter"), &recorder)
+                    .map_err(|e| TrainError::Config(format!("{}: saving drafter state: {e}", ckpt.display())))?;
+                recorder
+                    .record(optim.to_record(), ckpt.join("optimizer"))
+                    .map_err(|e| TrainError::Config(format!("{}: saving optimizer state: {e}", ckpt.display())))?;
+                let text = serde_json::to_string(&state).expect("state serializes");
+                std::fs::write(ckpt.join("state.json"), text).map_err(io(&ckpt))?;
+            }
+        }
+        Ok((drafter, state.log))
+    }
+}
+
+/// Per draft step top-k accuracy (k = 1..=5) on held-out examples, without gradients.
+pub fn evaluate<B: Backend>(
+    drafter: &Drafter<B>,
+    llm: &Llama<B>,
+    examples: &[Example],
+    draft_steps: usize,
+    batch_size: usize,
+) -> Vec<[f64; 5]> {
+    let mut hits = vec![[0usize; 5]; draft_steps];
+    let mut counts = vec![0usize; draft_steps];
+    let device = llm.embed.weight.device();
+    for chunk in examples.chunks(batch_size.max(1)) {
+        let rows: Vec<Vec<u32>> = chunk.iter().map(|e| e.tokens.clone()).collect();
+        let (b, n) = (rows.len(), rows.iter().map(Vec::len).max().unwrap_or(1));
+        let h = llm.config().hidden_size;
+        let mut cache = llm.new_cache(b, n, &device);
+        let hidden = llm.forward_hidden(&BlockInput::causal(&rows, &vec![0; b], &device), &mut cache);
+        cache.discard_pending();
+        let ids: Vec<i64> = (0..b * n).map(|x| rows[x / n].get(x % n).copied().unwrap_or(0) as i64).collect();
+        let emb = llm.embed.forward(Tensor::<B, 2, Int>::from_data(TensorData::new(ids.clone(), [b, n]), &device));
+        let mut state: Option<Tensor<B, 3>> = None;
+        for i in 1..=draft_steps {
+            if n < i + 2 {
+                break;
+            }
+            let m = n - i - 1;
+            let s = drafter.advance_embedded(state.map(|s| s.slice([0..b, 0..m, 0..h])), emb.clone().slice([0..b, i..i + m, 0..h]));
+            let logits = drafter.logits(llm, hidden.clone().slice([0..b, 0..m, 0..h]), s.clone());
+            state = Some(s);
+            let v = logits.dims()[2];
+            let top = logits.reshape([b * m, v]).topk_with_indices(5, 1).1.into_data();
+            let top: Vec<i64> = top.iter::<i64>().collect();
+            for r in 0..b {
+                for t in 0..m {
+                    let pos = t + i + 1;
+                    if pos >= chunk[r].tokens.len() || !chunk[r].target[pos] {
+                        continue;
+                    }
+                    counts[i - 1] += 1;
+                    let label = ids[r * n + pos];
+                    if let Some(rank) = top[(r * m + t) * 5..(r * m + t + 1) * 5].iter().position(|&x| x == label) {
+                        (rank..5).for_each(|k| hits[i - 1][k] += 1);
+                    }
+                }
+            }
+        }
+    }
+    hits.iter()
+        .zip(&counts)
+        .map(|(h, &c)| std::array::from_fn(|k| if c > 0 { h[k] as f64 / c as f64 } else { 0.0 }))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn micro_batches_are_a_deterministic_permutation_per_epoch() {
+        let all: Vec<usize> = (0..5).flat_map(|k| micro_batch(10, 2, 7, k)).collect();
+        let mut sorted = all.clone();
+        sorted.sort();
+        assert_eq!(sorted, (0..10).collect::<Vec<_>>());
+        assert_eq!(micro_batch(10, 2, 7, 3), micro_batch(10, 2, 7, 3));
+        assert_ne!(micro_batch(10, 10, 7, 0), micro_batch(10, 10, 7, 1), "epochs reshuffle");
+    }
+}
