@@ -1,5 +1,6 @@
 //! `redrafter train`: trains a drafter for an LLM and saves it in Apple's format.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use burn::backend::Autodiff;
@@ -171,10 +172,22 @@ impl BackendTask for Task {
         let bar = ProgressBar::new(config.steps as u64).with_style(
             ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} (eta {eta}) {msg}").expect("template").progress_chars("=> "),
         );
-        let (drafter, log) = trainer.run(&mut |step, _, line| {
-            bar.set_position(step as u64);
+        // Without a terminal (a background run with a log file) the bar draws nothing: print a
+        // line about every 1% of the run instead.
+        let tty = std::io::stderr().is_terminal();
+        let every = (config.steps / 100).max(1);
+        let (mut seconds, mut since) = (0.0, 0usize);
+        let (drafter, log) = trainer.run(&mut |step, total, line| {
             let acc: Vec<String> = line.step_acc.iter().map(|a| format!("{:.0}", a * 100.0)).collect();
-            bar.set_message(format!("loss {:.3} | top-1 % per step [{}] | lr {:.1e}", line.loss, acc.join(" "), line.lr));
+            let msg = format!("loss {:.3} | top-1 % per step [{}] | lr {:.1e}", line.loss, acc.join(" "), line.lr);
+            (seconds, since) = (seconds + line.seconds, since + 1);
+            if tty {
+                bar.set_position(step as u64);
+                bar.set_message(msg);
+            } else if step % every == 0 || step == total {
+                eprintln!("step {step}/{total} | {msg} | {:.1} s/step", seconds / since as f64);
+                (seconds, since) = (0.0, 0);
+            }
         })?;
         bar.finish();
         if log.last().is_none_or(|l| l.step < config.steps) {

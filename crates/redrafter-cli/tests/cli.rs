@@ -130,6 +130,7 @@ fn train_writes_a_loadable_drafter_plots_and_metrics() {
     ];
     let (code, _, stderr) = run(&args);
     assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("step 3/3 | loss"), "progress lines without a terminal: {stderr}");
     for f in ["config.json", "model.safetensors", "loss.svg", "accuracy.svg", "eval.json", "train_log.jsonl"] {
         assert!(out.join(f).is_file(), "{f} missing; stderr: {stderr}");
     }

@@ -70,6 +70,9 @@ pub struct LogLine {
     /// Per draft step: mean cross-entropy and top-1 accuracy on this step's batches.
     pub step_loss: Vec<f64>,
     pub step_acc: Vec<f64>,
+    /// Wall time of this optimizer step (features, forward, backward, update).
+    #[serde(default)]
+    pub seconds: f64,
 }
 
 /// Everything the loop reads: the frozen LLM (on the autodiff backend, gradients off) and data.
@@ -240,6 +243,7 @@ impl<B: AutodiffBackend> Trainer<'_, B> {
         let stop = self.stop_after.unwrap_or(cfg.steps).min(cfg.steps);
         while state.step < stop {
             let step = state.step;
+            let started = std::time::Instant::now();
             let mut acc = GradientsAccumulator::<Drafter<B>>::new();
             let (mut loss_sum, mut step_loss, mut hits, mut counts) = (0.0, vec![0.0; cfg.draft_steps], vec![0usize; cfg.draft_steps], vec![0usize; cfg.draft_steps]);
             for micro in 0..cfg.grad_accum {
@@ -268,6 +272,7 @@ impl<B: AutodiffBackend> Trainer<'_, B> {
                 loss: loss_sum,
                 step_loss,
                 step_acc: hits.iter().zip(&counts).map(|(&h, &c)| if c > 0 { h as f64 / c as f64 } else { 0.0 }).collect(),
+                seconds: started.elapsed().as_secs_f64(),
             };
             progress(step + 1, cfg.steps, &line);
             state.log.push(line);
