@@ -109,13 +109,29 @@ fn epoch_order(n: usize, seed: u64, epoch: u64) -> Vec<usize> {
 
 /// The examples of micro-batch `k` of the run (epochs wrap around with a fresh shuffle).
 pub fn micro_batch(n: usize, batch: usize, seed: u64, k: usize) -> Vec<usize> {
+    // One shuffle per epoch the batch touches, not one per example.
+    let mut order: Option<(usize, Vec<usize>)> = None;
     (0..batch)
         .map(|j| {
             let flat = k * batch + j;
             let (epoch, at) = (flat / n, flat % n);
-            epoch_order(n, seed, epoch as u64)[at]
+            if order.as_ref().is_none_or(|(e, _)| *e != epoch) {
+                order = Some((epoch, epoch_order(n, seed, epoch as u64)));
+            }
+            order.as_ref().expect("set above").1[at]
         })
         .collect()
+}
+
+/// Post-norm hidden states [B, n, H] of the frozen LLM over right-padded `rows`; nothing is
+/// kept in a cache.
+fn frozen_hidden<B: Backend>(llm: &Llama<B>, rows: &[Vec<u32>]) -> Tensor<B, 3> {
+    let device = llm.embed.weight.device();
+    let (b, n) = (rows.len(), rows.iter().map(Vec::len).max().unwrap_or(1));
+    let mut cache = llm.new_cache(b, n, &device);
+    let hidden = llm.forward_hidden(&BlockInput::causal(rows, &vec![0; b], &device), &mut cache);
+    cache.discard_pending();
+    hidden
 }
 
 /// Builds the draft chains of a micro-batch: the frozen LLM runs once over the sequences (no
@@ -128,14 +144,11 @@ pub fn make_batch<B: AutodiffBackend>(
     seed: u64,
 ) -> (Batch<B>, Vec<Vec<bool>>) {
     let inner: Llama<B::InnerBackend> = llm.valid();
-    let idev = inner.embed.weight.device();
     let device = llm.embed.weight.device();
     let rows: Vec<Vec<u32>> = examples.iter().map(|e| e.tokens.clone()).collect();
-    let (b, n) = (rows.len(), rows.iter().map(Vec::len).max().unwrap_or(1));
+    let n = rows.iter().map(Vec::len).max().unwrap_or(1);
     let hsz = llm.config().hidden_size;
-    let mut cache = inner.new_cache(b, n, &idev);
-    let hidden = inner.forward_hidden(&BlockInput::causal(&rows, &vec![0; b], &idev), &mut cache);
-    cache.discard_pending();
+    let hidden = frozen_hidden(&inner, &rows);
     let greedy: Option<Vec<u32>> = (config.targets == Targets::LlmGreedy).then(|| {
         inner.logits(hidden.clone()).argmax(2).into_data().iter::<i64>().map(|v| v as u32).collect()
     });
@@ -310,9 +323,7 @@ pub fn evaluate<B: Backend>(
         let rows: Vec<Vec<u32>> = chunk.iter().map(|e| e.tokens.clone()).collect();
         let (b, n) = (rows.len(), rows.iter().map(Vec::len).max().unwrap_or(1));
         let h = llm.config().hidden_size;
-        let mut cache = llm.new_cache(b, n, &device);
-        let hidden = llm.forward_hidden(&BlockInput::causal(&rows, &vec![0; b], &device), &mut cache);
-        cache.discard_pending();
+        let hidden = frozen_hidden(llm, &rows);
         let ids: Vec<i64> = (0..b * n).map(|x| rows[x / n].get(x % n).copied().unwrap_or(0) as i64).collect();
         let emb = llm.embed.forward(Tensor::<B, 2, Int>::from_data(TensorData::new(ids.clone(), [b, n]), &device));
         let mut state: Option<Tensor<B, 3>> = None;
