@@ -1,13 +1,13 @@
 //! The shared decoding loop: batching, stop conditions, sampling, streaming.
 
-use burn::tensor::backend::Backend;
+use redrafter::KernelBackend;
 use redrafter::{Autoregressive, DecodeError, FinishReason, GenerationConfig, Generator, SamplingConfig};
 use redrafter_io::GgmlType;
 use redrafter_llama::{BlockInput, Llama};
 use redrafter_tests::{backend_tests, tiny_gguf_model, to_vec};
 
 /// Greedy continuation computed the slow, obvious way: re-run the whole sequence every token.
-fn naive_greedy<B: Backend>(m: &Llama<B>, prompt: &[u32], n: usize, device: &B::Device) -> Vec<u32> {
+fn naive_greedy<B: KernelBackend>(m: &Llama<B>, prompt: &[u32], n: usize, device: &B::Device) -> Vec<u32> {
     let mut seq = prompt.to_vec();
     let v = m.config().vocab_size;
     for _ in 0..n {
@@ -18,7 +18,7 @@ fn naive_greedy<B: Backend>(m: &Llama<B>, prompt: &[u32], n: usize, device: &B::
     seq[prompt.len()..].to_vec()
 }
 
-fn greedy_batch_matches_naive_decoding<B: Backend>(device: B::Device) {
+fn greedy_batch_matches_naive_decoding<B: KernelBackend>(device: B::Device) {
     let m = tiny_gguf_model::<B>(11, GgmlType::F32, &device);
     let prompts: Vec<Vec<u32>> = vec![vec![5, 6, 7], vec![40, 41, 42, 43, 44, 45], vec![200]];
     let cfg = GenerationConfig { max_new_tokens: 12, ..Default::default() };
@@ -31,7 +31,7 @@ fn greedy_batch_matches_naive_decoding<B: Backend>(device: B::Device) {
     assert_eq!((s.new_tokens, s.steps, s.tau), (36, 11, 1.0));
 }
 
-fn stops_at_eos_max_tokens_and_context<B: Backend>(device: B::Device) {
+fn stops_at_eos_max_tokens_and_context<B: KernelBackend>(device: B::Device) {
     let m = tiny_gguf_model::<B>(12, GgmlType::F32, &device);
     let g = Generator::new(&m.model, None);
     let free = g.generate(&mut Autoregressive, &[vec![5, 6, 7]], &GenerationConfig { max_new_tokens: 10, ..Default::default() }, None).unwrap();
@@ -51,7 +51,7 @@ fn stops_at_eos_max_tokens_and_context<B: Backend>(device: B::Device) {
     assert_eq!(out.rows[0].finish, FinishReason::ContextLimit);
 }
 
-fn stop_strings_and_streaming<B: Backend>(device: B::Device) {
+fn stop_strings_and_streaming<B: KernelBackend>(device: B::Device) {
     let m = tiny_gguf_model::<B>(13, GgmlType::F32, &device);
     let g = Generator::new(&m.model, Some(&m.tokenizer));
     let prompt = m.tokenizer.encode("the weather").unwrap();
@@ -75,7 +75,7 @@ fn stop_strings_and_streaming<B: Backend>(device: B::Device) {
     assert_eq!(streamed, out.rows[0].text, "no part of the stop string is streamed");
 }
 
-fn seeded_sampling_is_reproducible_per_row<B: Backend>(device: B::Device) {
+fn seeded_sampling_is_reproducible_per_row<B: KernelBackend>(device: B::Device) {
     let m = tiny_gguf_model::<B>(14, GgmlType::F32, &device);
     let g = Generator::new(&m.model, None);
     let cfg = |seed| GenerationConfig {
@@ -91,7 +91,7 @@ fn seeded_sampling_is_reproducible_per_row<B: Backend>(device: B::Device) {
     assert_ne!(a.rows[0].tokens, c.rows[0].tokens, "a different seed gives a different sample");
 }
 
-fn invalid_requests_are_errors<B: Backend>(device: B::Device) {
+fn invalid_requests_are_errors<B: KernelBackend>(device: B::Device) {
     let m = tiny_gguf_model::<B>(15, GgmlType::F32, &device);
     let g = Generator::new(&m.model, None);
     let ok = GenerationConfig::default();

@@ -1,7 +1,7 @@
 //! The drafter module and Apple's checkpoint format: forward against a plain-loop host
 //! implementation of spec §1, save/load round trips, legacy tensor names, and bad files.
 
-use burn::tensor::backend::Backend;
+use redrafter::KernelBackend;
 use burn::tensor::{Int, Tensor, TensorData};
 use redrafter::{Drafter, DrafterConfig, DrafterError, load_drafter, save_drafter};
 use redrafter_io::{HostTensor, SafetensorsFiles, TensorSource, write_safetensors};
@@ -46,7 +46,7 @@ fn host_reference(dir: &std::path::Path, embed: &[f32], h: &[f32], toks: &[u32],
     out
 }
 
-fn drafter_forward_matches_spec_formulas<B: Backend>(device: B::Device) {
+fn drafter_forward_matches_spec_formulas<B: KernelBackend>(device: B::Device) {
     let m = tiny_gguf_model::<B>(41, GgmlType::F32, &device);
     let lc = m.model.config();
     for rnn in [true, false] {
@@ -68,7 +68,7 @@ fn drafter_forward_matches_spec_formulas<B: Backend>(device: B::Device) {
     }
 }
 
-fn checkpoint_round_trip_and_legacy_names<B: Backend>(device: B::Device) {
+fn checkpoint_round_trip_and_legacy_names<B: KernelBackend>(device: B::Device) {
     let m = tiny_gguf_model::<B>(42, GgmlType::F32, &device);
     let lc = m.model.config();
     let configs = [
@@ -117,7 +117,7 @@ fn checkpoint_round_trip_and_legacy_names<B: Backend>(device: B::Device) {
     }
 }
 
-fn bad_drafter_files_get_clear_errors<B: Backend>(device: B::Device) {
+fn bad_drafter_files_get_clear_errors<B: KernelBackend>(device: B::Device) {
     let m = tiny_gguf_model::<B>(43, GgmlType::F32, &device);
     let lc = m.model.config();
     let good = Drafter::<B>::random(DrafterConfig::for_llm(lc.vocab_size, lc.hidden_size), 1, &device).unwrap();

@@ -3,6 +3,7 @@
 mod bad_input;
 mod decode_loop;
 mod drafter_checkpoint;
+mod kernels;
 mod model_equivalence;
 mod redrafter_lossless;
 mod redrafter_smollm2;

@@ -2,8 +2,7 @@
 //! block or token by token, as a linear sequence or as a branch of a packed token tree, alone or
 //! in a ragged batch.
 
-use burn::tensor::backend::Backend;
-use burn::tensor::{Bool, Int, Tensor, TensorData};
+use redrafter::KernelBackend;
 use redrafter_io::GgmlType;
 use redrafter_llama::{BlockInput, Llama};
 use redrafter_tests::{assert_close, backend_tests, tiny_gguf_model, tiny_hf_model, to_vec};
@@ -11,14 +10,14 @@ use redrafter_tests::{assert_close, backend_tests, tiny_gguf_model, tiny_hf_mode
 const TOL: f32 = 2e-4;
 
 /// Logits of every position of `tokens` run as one causal block from an empty cache.
-fn full_logits<B: Backend>(model: &Llama<B>, tokens: &[u32], device: &B::Device) -> Vec<Vec<f32>> {
+fn full_logits<B: KernelBackend>(model: &Llama<B>, tokens: &[u32], device: &B::Device) -> Vec<Vec<f32>> {
     let mut cache = model.new_cache(1, 64, device);
     let out = model.forward(&BlockInput::causal(&[tokens.to_vec()], &[0], device), &mut cache);
     let v = model.config().vocab_size;
     to_vec(out.logits).chunks(v).map(<[f32]>::to_vec).collect()
 }
 
-fn gguf_and_safetensors_load_the_same_model<B: Backend>(device: B::Device) {
+fn gguf_and_safetensors_load_the_same_model<B: KernelBackend>(device: B::Device) {
     let a = tiny_gguf_model::<B>(3, GgmlType::F32, &device);
     let b = tiny_hf_model::<B>(3, &device);
     // GGUF stores eps as f32 (9.9999997e-6 for 1e-5); everything else must match exactly.
@@ -34,7 +33,7 @@ fn gguf_and_safetensors_load_the_same_model<B: Backend>(device: B::Device) {
     assert_eq!(a.tokenizer.encode(text).unwrap(), b.tokenizer.encode(text).unwrap());
 }
 
-fn quantized_weights_stay_close_to_f32<B: Backend>(device: B::Device) {
+fn quantized_weights_stay_close_to_f32<B: KernelBackend>(device: B::Device) {
     let toks = [5, 80, 17, 200];
     let reference = full_logits(&tiny_gguf_model::<B>(4, GgmlType::F32, &device).model, &toks, &device);
     // Tolerances relative to the largest logit: loose for 4-bit, but a wrong block layout or
@@ -46,7 +45,7 @@ fn quantized_weights_stay_close_to_f32<B: Backend>(device: B::Device) {
     }
 }
 
-fn incremental_decoding_matches_one_block<B: Backend>(device: B::Device) {
+fn incremental_decoding_matches_one_block<B: KernelBackend>(device: B::Device) {
     let m = tiny_gguf_model::<B>(5, GgmlType::F32, &device).model;
     let toks: Vec<u32> = vec![7, 3, 99, 150, 42, 8, 8, 260, 1, 64];
     let full = full_logits(&m, &toks, &device);
@@ -65,7 +64,7 @@ fn incremental_decoding_matches_one_block<B: Backend>(device: B::Device) {
 
 /// A packed tree over committed [a b c]: node 0 = x (depth 0), 1 = y and 2 = z (children of x),
 /// 3 = w (child of z). Each node must see exactly its own path.
-fn tree_block_matches_linear_paths<B: Backend>(device: B::Device) {
+fn tree_block_matches_linear_paths<B: KernelBackend>(device: B::Device) {
     let m = tiny_gguf_model::<B>(6, GgmlType::F32, &device).model;
     let v = m.config().vocab_size;
     let prefix = [11u32, 22, 33];
@@ -102,7 +101,7 @@ fn tree_block_matches_linear_paths<B: Backend>(device: B::Device) {
     assert_close(&next, &path(&[11, 22, 33, x, z, w, q]), TOL, "after relocation");
 }
 
-fn ragged_batch_matches_single_rows<B: Backend>(device: B::Device) {
+fn ragged_batch_matches_single_rows<B: KernelBackend>(device: B::Device) {
     let m = tiny_gguf_model::<B>(7, GgmlType::F32, &device).model;
     let v = m.config().vocab_size;
     let rows: Vec<Vec<u32>> = vec![vec![3, 4, 5], vec![9, 8, 7, 6, 5, 4, 3], vec![100, 101, 102, 103, 104]];
@@ -117,11 +116,7 @@ fn ragged_batch_matches_single_rows<B: Backend>(device: B::Device) {
     }
     // One more token per row at its own position, then drop the middle row.
     let next: Vec<Vec<u32>> = vec![vec![1], vec![2], vec![3]];
-    let input = BlockInput::<B> {
-        tokens: Tensor::<B, 2, Int>::from_data(TensorData::new(vec![1i64, 2, 3], [3, 1]), &device),
-        positions: Tensor::<B, 2, Int>::from_data(TensorData::new(vec![3i64, 7, 5], [3, 1]), &device),
-        mask: Tensor::<B, 3, Bool>::from_data(TensorData::new(vec![true; 3], [3, 1, 1]), &device),
-    };
+    let input = BlockInput::<B>::from_host(vec![1, 2, 3], vec![3, 7, 5], vec![true; 3], 3, 1, &device);
     let step = to_vec(m.forward(&input, &mut cache).logits);
     cache.commit(&[vec![0], vec![0], vec![0]]).unwrap();
     for (r, row) in rows.iter().enumerate() {
@@ -136,7 +131,7 @@ fn ragged_batch_matches_single_rows<B: Backend>(device: B::Device) {
     assert_close(&after[v..], full_logits(&m, &seq2, &device).last().unwrap(), TOL, "after retain_rows");
 }
 
-fn truncate_rolls_back<B: Backend>(device: B::Device) {
+fn truncate_rolls_back<B: KernelBackend>(device: B::Device) {
     let m = tiny_gguf_model::<B>(8, GgmlType::F32, &device).model;
     let mut cache = m.new_cache(1, 32, &device);
     m.forward(&BlockInput::causal(&[vec![1, 2, 3, 4, 5]], &[0], &device), &mut cache);

@@ -1,7 +1,7 @@
 //! The central property: greedy ReDrafter emits exactly the tokens of greedy autoregressive
 //! decoding, for every beam width, beam length and batch size, whatever the drafts are.
 
-use burn::tensor::backend::Backend;
+use redrafter::KernelBackend;
 use redrafter::{
     Autoregressive, BeamConfig, DraftSource, Drafter, DrafterConfig, FinishReason, GenerationConfig, GenerationOutput,
     Generator, ReDrafter,
@@ -12,7 +12,7 @@ use redrafter_tests::{Oracle, backend_tests, tiny_gguf_model, to_vec};
 
 /// Top-2 logit gap after `prefix`: a greedy divergence is only excusable on a near tie, where
 /// batched and single-token arithmetic may round differently.
-fn top2_gap<B: Backend>(m: &Llama<B>, prefix: &[u32], device: &B::Device) -> f32 {
+fn top2_gap<B: KernelBackend>(m: &Llama<B>, prefix: &[u32], device: &B::Device) -> f32 {
     let mut cache = m.new_cache(1, prefix.len(), device);
     let logits = to_vec(m.forward(&BlockInput::causal(&[prefix.to_vec()], &[0], device), &mut cache).logits);
     let mut last = logits[logits.len() - m.config().vocab_size..].to_vec();
@@ -22,7 +22,7 @@ fn top2_gap<B: Backend>(m: &Llama<B>, prefix: &[u32], device: &B::Device) -> f32
 
 /// Compares a ReDrafter run with the autoregressive one; returns the number of near-tie
 /// divergences (panics on any other difference).
-fn compare<B: Backend>(m: &Llama<B>, prompts: &[Vec<u32>], ar: &GenerationOutput, rd: &GenerationOutput, what: &str, device: &B::Device) -> usize {
+fn compare<B: KernelBackend>(m: &Llama<B>, prompts: &[Vec<u32>], ar: &GenerationOutput, rd: &GenerationOutput, what: &str, device: &B::Device) -> usize {
     let mut ties = 0;
     for (r, (a, b)) in ar.rows.iter().zip(&rd.rows).enumerate() {
         if a.tokens == b.tokens {
@@ -74,7 +74,7 @@ fn case(seed: u64, batch: usize, vocab: u32, ar_free: impl Fn(&[Vec<u32>], &Gene
     Case { prompts, cfg }
 }
 
-fn run_grid<B: Backend>(
+fn run_grid<B: KernelBackend>(
     m: &Llama<B>,
     seeds: std::ops::Range<u64>,
     widths: &[usize],
@@ -112,9 +112,9 @@ fn run_grid<B: Backend>(
     (runs, ties, counts)
 }
 
-struct BoxedSource<B: Backend>(Box<dyn DraftSource<B>>);
+struct BoxedSource<B: KernelBackend>(Box<dyn DraftSource<B>>);
 
-impl<B: Backend> DraftSource<B> for BoxedSource<B> {
+impl<B: KernelBackend> DraftSource<B> for BoxedSource<B> {
     fn name(&self) -> String {
         self.0.name()
     }
@@ -133,7 +133,7 @@ impl<B: Backend> DraftSource<B> for BoxedSource<B> {
     }
 }
 
-fn greedy_is_lossless_with_oracle_drafts<B: Backend>(device: B::Device) {
+fn greedy_is_lossless_with_oracle_drafts<B: KernelBackend>(device: B::Device) {
     let models = [tiny_gguf_model::<B>(31, GgmlType::F32, &device), tiny_gguf_model::<B>(32, GgmlType::F32, &device)];
     let vocab = models[0].model.config().vocab_size;
     let (mut runs, mut ties, mut counts) = (0, 0, vec![0usize; 8]);
@@ -156,7 +156,7 @@ fn greedy_is_lossless_with_oracle_drafts<B: Backend>(device: B::Device) {
     eprintln!("oracle grid: {runs} runs, {ties} near-tie divergences, accepted-length histogram {counts:?}");
 }
 
-fn greedy_is_lossless_with_random_drafters<B: Backend>(device: B::Device) {
+fn greedy_is_lossless_with_random_drafters<B: KernelBackend>(device: B::Device) {
     let m = tiny_gguf_model::<B>(33, GgmlType::F32, &device);
     let cfg = m.model.config();
     let variants = [
@@ -174,7 +174,7 @@ fn greedy_is_lossless_with_random_drafters<B: Backend>(device: B::Device) {
     }
 }
 
-fn finish_reasons_and_stats_are_reported<B: Backend>(device: B::Device) {
+fn finish_reasons_and_stats_are_reported<B: KernelBackend>(device: B::Device) {
     let m = tiny_gguf_model::<B>(34, GgmlType::F32, &device);
     let g = Generator::new(&m.model, None);
     let prompts = vec![vec![5, 6, 7]];
@@ -199,7 +199,7 @@ fn finish_reasons_and_stats_are_reported<B: Backend>(device: B::Device) {
 
 struct AlwaysTruth(Vec<Vec<u32>>);
 
-impl<B: Backend> DraftSource<B> for AlwaysTruth {
+impl<B: KernelBackend> DraftSource<B> for AlwaysTruth {
     fn name(&self) -> String {
         "truth".into()
     }
@@ -224,7 +224,7 @@ impl<B: Backend> DraftSource<B> for AlwaysTruth {
     }
 }
 
-fn sampling_mode_runs_and_is_reproducible<B: Backend>(device: B::Device) {
+fn sampling_mode_runs_and_is_reproducible<B: KernelBackend>(device: B::Device) {
     let m = tiny_gguf_model::<B>(35, GgmlType::F32, &device);
     let dc = DrafterConfig::for_llm(m.model.config().vocab_size, m.model.config().hidden_size);
     let drafter = Drafter::<B>::random(dc, 1, &device).unwrap();
@@ -246,7 +246,7 @@ fn sampling_mode_runs_and_is_reproducible<B: Backend>(device: B::Device) {
     }
 }
 
-fn invalid_beam_options_are_rejected<B: Backend>(device: B::Device) {
+fn invalid_beam_options_are_rejected<B: KernelBackend>(device: B::Device) {
     let m = tiny_gguf_model::<B>(36, GgmlType::F32, &device);
     let d = Drafter::<B>::random(DrafterConfig::for_llm(m.model.config().vocab_size, 64), 0, &device).unwrap();
     for (w, l) in [(0, 4), (2, 1), (2, 0)] {

@@ -2,13 +2,13 @@
 //! token the autoregressive output, with oracle drafts (long accepted runs) and with a random
 //! tied-head drafter (real beam search). Set REDRAFTER_SKIP_REAL_MODEL=1 to skip.
 
-use burn::tensor::backend::Backend;
+use redrafter::KernelBackend;
 use redrafter::{Autoregressive, BeamConfig, Drafter, DrafterConfig, GenerationConfig, Generator, ReDrafter};
 use redrafter_io::fetch::{MT_BENCH_QUESTIONS, SMOLLM2_135M_INSTRUCT, fetch};
 use redrafter_io::{Message, load_mt_bench};
 use redrafter_tests::Oracle;
 
-fn run<B: Backend>(device: B::Device, prompts: usize, new_tokens: usize) {
+fn run<B: KernelBackend>(device: B::Device, prompts: usize, new_tokens: usize) {
     if std::env::var_os("REDRAFTER_SKIP_REAL_MODEL").is_some() {
         eprintln!("skipped: REDRAFTER_SKIP_REAL_MODEL is set");
         return;

@@ -4,7 +4,7 @@
 //!
 //! Downloads the model (pinned sha256) on first use; set REDRAFTER_SKIP_REAL_MODEL=1 to skip.
 
-use burn::tensor::backend::Backend;
+use redrafter::KernelBackend;
 use redrafter::{Autoregressive, GenerationConfig, Generator};
 use redrafter_io::Message;
 use redrafter_io::fetch::{SMOLLM2_135M_INSTRUCT, fetch};
@@ -21,7 +21,7 @@ fn fixture() -> Value {
     serde_json::from_str(&std::fs::read_to_string(path).expect("fixture")).expect("fixture json")
 }
 
-fn load<B: Backend>(device: &B::Device) -> Option<LoadedModel<B>> {
+fn load<B: KernelBackend>(device: &B::Device) -> Option<LoadedModel<B>> {
     if std::env::var_os("REDRAFTER_SKIP_REAL_MODEL").is_some() {
         eprintln!("skipped: REDRAFTER_SKIP_REAL_MODEL is set");
         return None;
@@ -38,7 +38,7 @@ fn floats(v: &Value) -> Vec<f32> {
     v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect()
 }
 
-fn tokenizer_and_template_match(m: &LoadedModel<impl Backend>, fx: &Value) {
+fn tokenizer_and_template_match(m: &LoadedModel<impl KernelBackend>, fx: &Value) {
     for p in fx["prompts"].as_array().unwrap() {
         let rendered = p["rendered"].as_str().unwrap();
         if p["chat"].as_bool().unwrap() {
@@ -50,7 +50,7 @@ fn tokenizer_and_template_match(m: &LoadedModel<impl Backend>, fx: &Value) {
     }
 }
 
-fn logits_match<B: Backend>(m: &LoadedModel<B>, fx: &Value, device: &B::Device, prompts: usize) {
+fn logits_match<B: KernelBackend>(m: &LoadedModel<B>, fx: &Value, device: &B::Device, prompts: usize) {
     let sampled = ids(&fx["sampled_ids"]);
     let v = m.model.config().vocab_size;
     let mut worst = 0f32;
@@ -73,7 +73,7 @@ fn logits_match<B: Backend>(m: &LoadedModel<B>, fx: &Value, device: &B::Device, 
     eprintln!("largest |logit - transformers| = {worst:e}");
 }
 
-fn greedy_matches<B: Backend>(m: &LoadedModel<B>, fx: &Value) {
+fn greedy_matches<B: KernelBackend>(m: &LoadedModel<B>, fx: &Value) {
     let g = Generator::new(&m.model, None);
     let cfg = GenerationConfig { max_new_tokens: 64, ..Default::default() };
     for p in fx["prompts"].as_array().unwrap() {

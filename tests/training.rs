@@ -3,7 +3,7 @@
 
 use burn::backend::Autodiff;
 use burn::module::{AutodiffModule, Module};
-use burn::tensor::backend::Backend;
+use redrafter::KernelBackend;
 use redrafter::{Autoregressive, BeamConfig, Drafter, DrafterConfig, GenerationConfig, Generator, ReDrafter};
 use redrafter_io::GgmlType;
 use redrafter_tests::{backend_tests, temp_dir, tiny_gguf_model, to_vec};
@@ -12,7 +12,7 @@ use redrafter_train::{Example, Targets, TrainConfig, Trainer};
 
 /// Training text the LLM itself would write: its greedy continuations of short prompts, so that
 /// `llm-greedy` targets are learnable.
-fn self_generated<B: Backend>(llm: &redrafter_llama::Llama<B>, n: usize) -> Vec<Example> {
+fn self_generated<B: KernelBackend>(llm: &redrafter_llama::Llama<B>, n: usize) -> Vec<Example> {
     let g = Generator::new(llm, None);
     let prompts: Vec<Vec<u32>> = (0..n as u32).map(|i| vec![3 + (i * 37) % 250, 3 + (i * 91) % 250]).collect();
     let out = g.generate(&mut Autoregressive, &prompts, &GenerationConfig { max_new_tokens: 30, ..Default::default() }, None).unwrap();
@@ -43,7 +43,7 @@ fn config(steps: usize, vocab: usize, hidden: usize) -> TrainConfig {
     }
 }
 
-fn training_learns_and_raises_tau<B: Backend>(device: B::Device) {
+fn training_learns_and_raises_tau<B: KernelBackend>(device: B::Device) {
     let m = tiny_gguf_model::<Autodiff<B>>(51, GgmlType::F32, &device);
     let llm = m.model.no_grad();
     let lc = llm.config().clone();
@@ -74,7 +74,7 @@ fn training_learns_and_raises_tau<B: Backend>(device: B::Device) {
     eprintln!("loss {first:.3} -> {last:.3}; tau random {t_random:.2} -> trained {t_trained:.2}");
 }
 
-fn resume_is_exact_and_foreign_checkpoints_are_refused<B: Backend>(device: B::Device) {
+fn resume_is_exact_and_foreign_checkpoints_are_refused<B: KernelBackend>(device: B::Device) {
     let m = tiny_gguf_model::<Autodiff<B>>(52, GgmlType::F32, &device);
     let llm = m.model.no_grad();
     let lc = llm.config().clone();
@@ -104,7 +104,7 @@ fn resume_is_exact_and_foreign_checkpoints_are_refused<B: Backend>(device: B::De
     assert_eq!(std::fs::read(dir.join("checkpoint/model.safetensors")).unwrap(), before, "nothing overwritten");
 }
 
-fn bad_training_data_is_refused<B: Backend>(_device: B::Device) {
+fn bad_training_data_is_refused<B: KernelBackend>(_device: B::Device) {
     let dir = temp_dir("train-bad");
     let cases: [(&str, &str, &str); 4] = [
         ("empty.txt", "", "empty"),

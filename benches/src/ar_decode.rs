@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Instant;
 
-use burn::tensor::backend::Backend;
+use redrafter::KernelBackend;
 use clap::Parser;
 use redrafter::backends::{BackendKind, BackendTask, run_on};
 use redrafter::{Autoregressive, GenerationConfig, Generator};
@@ -44,7 +44,7 @@ struct Measure {
 impl BackendTask for Measure {
     type Output = serde_json::Value;
 
-    fn run<B: Backend>(self, device: B::Device) -> serde_json::Value {
+    fn run<B: KernelBackend>(self, device: B::Device) -> serde_json::Value {
         let m = redrafter_llama::load::<B>(&self.model, &device).expect("load model");
         let tpl = m.tokenizer.chat_template.as_ref().expect("chat template");
         let ids = m.tokenizer.encode(&tpl.render(&[Message::new("user", &self.prompt)], true).unwrap()).unwrap();

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use burn::tensor::backend::Backend;
+use redrafter::KernelBackend;
 use burn::tensor::Tensor;
 use redrafter_io::GgmlType;
 use redrafter_llama::testing::{tiny_vocab, write_tiny_gguf, write_tiny_hf_dir};
@@ -30,20 +30,20 @@ pub fn tiny_config() -> LlamaConfig {
 }
 
 /// The seeded tiny model, written as GGUF (`ty` for 2-D weights) and loaded back.
-pub fn tiny_gguf_model<B: Backend>(seed: u64, ty: GgmlType, device: &B::Device) -> LoadedModel<B> {
+pub fn tiny_gguf_model<B: KernelBackend>(seed: u64, ty: GgmlType, device: &B::Device) -> LoadedModel<B> {
     let path = temp_dir("gguf").join(format!("tiny-{seed}-{}.gguf", ty.name()));
     write_tiny_gguf(&path, &tiny_config(), seed, ty).expect("write tiny gguf");
     redrafter_llama::load(&path, device).expect("load tiny gguf")
 }
 
 /// The same seeded model as a Hugging Face directory, loaded back.
-pub fn tiny_hf_model<B: Backend>(seed: u64, device: &B::Device) -> LoadedModel<B> {
+pub fn tiny_hf_model<B: KernelBackend>(seed: u64, device: &B::Device) -> LoadedModel<B> {
     let dir = temp_dir(&format!("hf-{seed}"));
     write_tiny_hf_dir(&dir, &tiny_config(), seed).expect("write tiny hf dir");
     redrafter_llama::load(&dir, device).expect("load tiny hf dir")
 }
 
-pub fn to_vec<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
+pub fn to_vec<B: KernelBackend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
     t.into_data().convert::<f32>().to_vec::<f32>().expect("f32 data")
 }
 

@@ -2,7 +2,7 @@
 //! through every accepted length: beams hold the truth whole, the truth cut at a random depth,
 //! copies and partial copies of earlier beams (deep shared prefixes, duplicates), and noise.
 
-use burn::tensor::backend::Backend;
+use redrafter::KernelBackend;
 use redrafter::beam::Beams;
 use redrafter::decode::DecodeState;
 use redrafter::{DecodeError, DraftSource};
@@ -42,7 +42,7 @@ impl Oracle {
     }
 }
 
-impl<B: Backend> DraftSource<B> for Oracle {
+impl<B: KernelBackend> DraftSource<B> for Oracle {
     fn name(&self) -> String {
         "oracle".into()
     }

@@ -2,7 +2,7 @@ use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::time::Instant;
 
-use burn::tensor::backend::Backend;
+use redrafter::KernelBackend;
 use clap::Args;
 use redrafter::backends::{BackendKind, BackendTask, run_on};
 use redrafter::{
@@ -69,11 +69,7 @@ pub struct GenerateArgs {
 }
 
 pub fn run(args: GenerateArgs) -> Result<(), BoxError> {
-    let kind: BackendKind = match &args.backend {
-        Some(name) => name.parse()?,
-        None if BackendKind::Flex.is_compiled() => BackendKind::Flex,
-        None => BackendKind::NdArray,
-    };
+    let kind = BackendKind::default_for(args.backend.as_deref())?;
     let prompt = match args.prompt.as_deref() {
         Some(p) if p != "-" => p.to_string(),
         _ => {
@@ -96,7 +92,7 @@ struct Task {
 impl BackendTask for Task {
     type Output = Result<(), BoxError>;
 
-    fn run<B: Backend>(self, device: B::Device) -> Self::Output {
+    fn run<B: KernelBackend>(self, device: B::Device) -> Self::Output {
         let Task { args, prompt, model, kind } = self;
         let t0 = Instant::now();
         let loaded = redrafter_llama::load::<B>(&model, &device)?;

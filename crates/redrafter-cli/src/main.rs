@@ -1,5 +1,6 @@
 //! `redrafter`: generate text with a Llama-family model on any compiled-in burn backend.
 
+mod distill;
 mod generate;
 mod model_path;
 mod train;
@@ -19,6 +20,8 @@ enum Command {
     Generate(generate::GenerateArgs),
     /// Train a drafter for the LLM (Apple's checkpoint format), with progress, plots and held-out accuracy.
     Train(train::TrainArgs),
+    /// Distillation data: the LLM's own greedy answers to conversation prompts, as a JSONL for `train --data`.
+    DistillData(distill::DistillArgs),
 }
 
 fn main() {
@@ -26,6 +29,7 @@ fn main() {
     let result = match cli.command {
         Command::Generate(args) => generate::run(args),
         Command::Train(args) => train::run(args),
+        Command::DistillData(args) => distill::run(args),
     };
     if let Err(e) = result {
         eprintln!("error: {e}");

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use burn::backend::Autodiff;
 use burn::module::{AutodiffModule, Module};
-use burn::tensor::backend::Backend;
+use redrafter::KernelBackend;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use redrafter::backends::{BackendKind, BackendTask, run_on};
@@ -89,11 +89,7 @@ pub struct TrainArgs {
 }
 
 pub fn run(args: TrainArgs) -> Result<(), BoxError> {
-    let kind: BackendKind = match &args.backend {
-        Some(name) => name.parse()?,
-        None if BackendKind::Flex.is_compiled() => BackendKind::Flex,
-        None => BackendKind::NdArray,
-    };
+    let kind = BackendKind::default_for(args.backend.as_deref())?;
     let targets = match args.targets.as_str() {
         "ground-truth" => Targets::GroundTruth,
         "llm-greedy" => Targets::LlmGreedy,
@@ -112,7 +108,7 @@ struct Task {
 impl BackendTask for Task {
     type Output = Result<(), BoxError>;
 
-    fn run<B: Backend>(self, device: B::Device) -> Self::Output {
+    fn run<B: KernelBackend>(self, device: B::Device) -> Self::Output {
         let Task { args, model, targets } = self;
         let loaded = redrafter_llama::load::<Autodiff<B>>(&model, &device)?;
         let llm = loaded.model.no_grad();

@@ -6,11 +6,11 @@ use std::path::{Path, PathBuf};
 use burn::module::{AutodiffModule, Module};
 use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, Optimizer};
 use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder, Recorder};
-use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{Bool, ElementConversion, Int, Tensor, TensorData};
 use redrafter::{Drafter, DrafterConfig, save_drafter};
 use redrafter_io::IoError;
-use redrafter_llama::{BlockInput, Llama};
+use redrafter_llama::{BlockInput, KernelBackend, Llama};
 use serde::{Deserialize, Serialize};
 
 use crate::data::Example;
@@ -125,7 +125,7 @@ pub fn micro_batch(n: usize, batch: usize, seed: u64, k: usize) -> Vec<usize> {
 
 /// Post-norm hidden states [B, n, H] of the frozen LLM over right-padded `rows`; nothing is
 /// kept in a cache.
-fn frozen_hidden<B: Backend>(llm: &Llama<B>, rows: &[Vec<u32>]) -> Tensor<B, 3> {
+fn frozen_hidden<B: KernelBackend>(llm: &Llama<B>, rows: &[Vec<u32>]) -> Tensor<B, 3> {
     let device = llm.embed.weight.device();
     let (b, n) = (rows.len(), rows.iter().map(Vec::len).max().unwrap_or(1));
     let mut cache = llm.new_cache(b, n, &device);
@@ -137,7 +137,7 @@ fn frozen_hidden<B: Backend>(llm: &Llama<B>, rows: &[Vec<u32>]) -> Tensor<B, 3> 
 /// Builds the draft chains of a micro-batch: the frozen LLM runs once over the sequences (no
 /// autodiff), then up to `positions` training positions per sequence are drawn (all when 0),
 /// seeded by `seed`. Returns the batch and its host-side validity matrix.
-pub fn make_batch<B: AutodiffBackend>(
+pub fn make_batch<B: AutodiffBackend<InnerBackend: KernelBackend>>(
     llm: &Llama<B>,
     examples: &[&Example],
     config: &TrainConfig,
@@ -208,7 +208,7 @@ pub fn make_batch<B: AutodiffBackend>(
     (batch, valid)
 }
 
-impl<B: AutodiffBackend> Trainer<'_, B> {
+impl<B: AutodiffBackend<InnerBackend: KernelBackend>> Trainer<'_, B> {
     fn checkpoint_dir(&self) -> PathBuf {
         self.out_dir.join("checkpoint")
     }
@@ -309,7 +309,7 @@ impl<B: AutodiffBackend> Trainer<'_, B> {
 }
 
 /// Per draft step top-k accuracy (k = 1..=5) on held-out examples, without gradients.
-pub fn evaluate<B: Backend>(
+pub fn evaluate<B: KernelBackend>(
     drafter: &Drafter<B>,
     llm: &Llama<B>,
     examples: &[Example],

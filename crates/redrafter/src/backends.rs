@@ -3,7 +3,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use burn::tensor::backend::Backend;
+use redrafter_llama::KernelBackend;
 
 use crate::error::DecodeError;
 
@@ -43,6 +43,15 @@ impl BackendKind {
     pub fn compiled() -> Vec<BackendKind> {
         ALL.into_iter().filter(|k| k.is_compiled()).collect()
     }
+
+    /// `--backend`: the named one, or the default CPU backend (flex when compiled in, else ndarray).
+    pub fn default_for(name: Option<&str>) -> Result<Self, DecodeError> {
+        match name {
+            Some(name) => name.parse(),
+            None if Self::Flex.is_compiled() => Ok(Self::Flex),
+            None => Ok(Self::NdArray),
+        }
+    }
 }
 
 impl fmt::Display for BackendKind {
@@ -72,7 +81,7 @@ impl FromStr for BackendKind {
 /// Work that is generic over the backend; [`run_on`] instantiates it for the chosen one.
 pub trait BackendTask {
     type Output;
-    fn run<B: Backend>(self, device: B::Device) -> Self::Output;
+    fn run<B: KernelBackend>(self, device: B::Device) -> Self::Output;
 }
 
 pub type NdArrayBackend = burn::backend::NdArray<f32>;

@@ -16,4 +16,5 @@ pub mod tree;
 pub use decode::{Autoregressive, BeamConfig, DraftSource, ReDrafter, FinishReason, GenerationConfig, GenerationOutput, GenerationStats, Generator, Strategy};
 pub use drafter::{Drafter, DrafterConfig, DrafterError, load_drafter, save_drafter};
 pub use error::DecodeError;
+pub use redrafter_llama::KernelBackend;
 pub use sampling::{SamplingConfig, Sampler};

@@ -6,10 +6,10 @@
 //! autoregressive decoding keeps its one token, and ReDrafter keeps the accepted tree path. Rows
 //! never need re-alignment, and rejected draft tokens never touch the cache.
 
-use std::ops::Range;
-
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
+
+use redrafter_kernels::{KernelBackend, kv_relocate};
 
 use crate::config::LlamaConfig;
 use crate::error::ModelError;
@@ -78,52 +78,6 @@ impl<B: Backend> KvCache<B> {
         self.layers.first()?.pending.as_ref().map(|(k, _)| k.dims()[2])
     }
 
-    /// Appends, for each row, the pending block entries `keep[row]` (in that order) after the row's
-    /// committed tokens, then drops the pending block.
-    pub fn commit(&mut self, keep: &[Vec<usize>]) -> Result<(), ModelError> {
-        let t = self.pending_len().ok_or_else(|| ModelError::InvalidInput("commit without a pending block".into()))?;
-        if keep.len() != self.batch_size() {
-            return Err(ModelError::InvalidInput(format!("commit got {} rows, cache has {}", keep.len(), self.batch_size())));
-        }
-        for (row, idx) in keep.iter().enumerate() {
-            if let Some(bad) = idx.iter().find(|&&i| i >= t) {
-                return Err(ModelError::InvalidInput(format!("row {row}: block index {bad} >= block length {t}")));
-            }
-            if self.lens[row] + idx.len() > self.capacity {
-                return Err(ModelError::ContextOverflow { row, needed: self.lens[row] + idx.len(), limit: self.capacity });
-            }
-        }
-
-        // Rows that keep the same entries at the same offset move together in one copy.
-        let uniform = keep.windows(2).all(|w| w[0] == w[1]) && self.lens.windows(2).all(|w| w[0] == w[1]);
-        let groups: Vec<(Range<usize>, &Vec<usize>)> = if uniform {
-            vec![(0..self.batch_size(), &keep[0])]
-        } else {
-            keep.iter().enumerate().map(|(r, k)| (r..r + 1, k)).collect()
-        };
-        let device = self.device.clone();
-        let lens = self.lens.clone();
-        // Tensors are moved, never cloned, so backends that copy on write update them in place.
-        self.layers = std::mem::take(&mut self.layers)
-            .into_iter()
-            .map(|layer| {
-                let (pk, pv) = layer.pending.expect("every layer has a pending block after a forward");
-                let (mut k, mut v) = (layer.k, layer.v);
-                for (rows, idx) in groups.iter().filter(|(_, idx)| !idx.is_empty()) {
-                    let start = lens[rows.start];
-                    let dst = start..start + idx.len();
-                    k = write_rows(k, &pk, rows.clone(), idx, dst.clone(), &device);
-                    v = write_rows(v, &pv, rows.clone(), idx, dst, &device);
-                }
-                LayerKv { k, v, pending: None }
-            })
-            .collect();
-        for (row, idx) in keep.iter().enumerate() {
-            self.lens[row] += idx.len();
-        }
-        Ok(())
-    }
-
     /// Drops a pending block without keeping anything.
     pub fn discard_pending(&mut self) {
         self.layers.iter_mut().for_each(|l| l.pending = None);
@@ -147,22 +101,52 @@ impl<B: Backend> KvCache<B> {
     }
 }
 
-fn write_rows<B: Backend>(
-    cache: Tensor<B, 4>,
-    block: &Tensor<B, 4>,
-    rows: Range<usize>,
-    idx: &[usize],
-    dst: Range<usize>,
-    device: &B::Device,
-) -> Tensor<B, 4> {
-    let [_, h, _, d] = block.dims();
-    let src_rows = block.clone().slice([rows.clone(), 0..h]);
-    let contiguous = idx.iter().enumerate().all(|(j, &i)| i == idx[0] + j);
-    let src = if contiguous {
-        src_rows.slice([0..rows.len(), 0..h, idx[0]..idx[0] + idx.len(), 0..d])
-    } else {
-        let ids: Vec<i64> = idx.iter().map(|&i| i as i64).collect();
-        src_rows.select(2, Tensor::<B, 1, Int>::from_data(TensorData::new(ids, [idx.len()]), device))
-    };
-    cache.slice_assign([rows, 0..h, dst, 0..d], src)
+/// Commits move the kept entries with the fused relocation kernel on cubecl backends.
+impl<B: KernelBackend> KvCache<B> {
+    /// Appends, for each row, the pending block entries `keep[row]` (in that order) after the row's
+    /// committed tokens, then drops the pending block.
+    pub fn commit(&mut self, keep: &[Vec<usize>]) -> Result<(), ModelError> {
+        let t = self.pending_len().ok_or_else(|| ModelError::InvalidInput("commit without a pending block".into()))?;
+        if keep.len() != self.batch_size() {
+            return Err(ModelError::InvalidInput(format!("commit got {} rows, cache has {}", keep.len(), self.batch_size())));
+        }
+        for (row, idx) in keep.iter().enumerate() {
+            if let Some(bad) = idx.iter().find(|&&i| i >= t) {
+                return Err(ModelError::InvalidInput(format!("row {row}: block index {bad} >= block length {t}")));
+            }
+            if self.lens[row] + idx.len() > self.capacity {
+                return Err(ModelError::ContextOverflow { row, needed: self.lens[row] + idx.len(), limit: self.capacity });
+            }
+        }
+        let b = self.batch_size();
+        let width = keep.iter().map(Vec::len).max().unwrap_or(0);
+        if width > 0 {
+            // The plan goes to the device once and serves every layer.
+            let mut src = vec![-1i64; b * width];
+            for (row, idx) in keep.iter().enumerate() {
+                for (j, &i) in idx.iter().enumerate() {
+                    src[row * width + j] = i as i64;
+                }
+            }
+            let dst: Vec<i64> = self.lens.iter().map(|&l| l as i64).collect();
+            let src = Tensor::<B, 2, Int>::from_data(TensorData::new(src, [b, width]), &self.device);
+            let dst = Tensor::<B, 1, Int>::from_data(TensorData::new(dst, [b]), &self.device);
+            // Tensors are moved, never cloned, so the cache buffers are updated in place.
+            self.layers = std::mem::take(&mut self.layers)
+                .into_iter()
+                .map(|layer| {
+                    let (pk, pv) = layer.pending.expect("every layer has a pending block after a forward");
+                    let k = kv_relocate(layer.k, pk, src.clone(), dst.clone());
+                    let v = kv_relocate(layer.v, pv, src.clone(), dst.clone());
+                    LayerKv { k, v, pending: None }
+                })
+                .collect();
+        } else {
+            self.discard_pending();
+        }
+        for (row, idx) in keep.iter().enumerate() {
+            self.lens[row] += idx.len();
+        }
+        Ok(())
+    }
 }

@@ -14,7 +14,8 @@ pub mod rope;
 pub mod testing;
 pub mod torch_layout;
 
-pub use attention::{AttentionBias, BlockInput, block_attention};
+pub use attention::BlockInput;
+pub use redrafter_kernels::KernelBackend;
 pub use cache::KvCache;
 pub use config::{LlamaConfig, RopeScaling};
 pub use error::ModelError;

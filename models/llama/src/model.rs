@@ -5,9 +5,11 @@ use burn::module::Module;
 use burn::nn::{Embedding, Linear, RmsNorm};
 use burn::tensor::activation::silu;
 use burn::tensor::backend::Backend;
-use burn::tensor::Tensor;
+use burn::tensor::{Int, Tensor, TensorData};
 
-use crate::attention::{AttentionBias, BlockInput, block_attention};
+use redrafter_kernels::{KernelBackend, tree_attention};
+
+use crate::attention::BlockInput;
 use crate::cache::KvCache;
 use crate::config::LlamaConfig;
 use crate::rope::Rope;
@@ -86,33 +88,6 @@ impl<B: Backend> Llama<B> {
         KvCache::new(&self.config, batch, capacity, device)
     }
 
-    /// Runs the block through the model. The block's keys and values are left pending in `cache`
-    /// until [`KvCache::commit`]. Returns post-final-norm hidden states [B, T, hidden].
-    pub fn forward_hidden(&self, input: &BlockInput<B>, cache: &mut KvCache<B>) -> Tensor<B, 3> {
-        let cfg = &self.config;
-        let [b, t] = input.dims();
-        let device = input.tokens.device();
-        let bias = AttentionBias::new(cache.lens(), &input.mask, &device);
-        let mut x = self.embed.forward(input.tokens.clone());
-        for (i, layer) in self.layers.iter().enumerate() {
-            let a = &layer.attn;
-            let hn = layer.input_norm.forward(x.clone());
-            let heads = |p: &Linear<B>, n: usize| {
-                project(p, hn.clone()).reshape([b, t, n, cfg.head_dim]).swap_dims(1, 2)
-            };
-            let q = self.rope.apply(heads(&a.q_proj, cfg.num_heads), &input.positions);
-            let k = self.rope.apply(heads(&a.k_proj, cfg.num_kv_heads), &input.positions);
-            let v = heads(&a.v_proj, cfg.num_kv_heads);
-            let committed = (cache.max_len() > 0).then(|| cache.committed(i));
-            let o = block_attention(q, committed, k.clone(), v.clone(), &bias);
-            cache.set_pending(i, k, v);
-            let o = o.swap_dims(1, 2).reshape([b, t, cfg.num_heads * cfg.head_dim]);
-            x = x + project(&a.o_proj, o);
-            x = x.clone() + layer.mlp.forward(layer.post_attn_norm.forward(x));
-        }
-        self.norm.forward(x)
-    }
-
     /// Projects hidden states [.., hidden] onto the vocabulary.
     pub fn logits<const D: usize>(&self, hidden: Tensor<B, D>) -> Tensor<B, D> {
         match &self.lm_head {
@@ -137,6 +112,38 @@ impl<B: Backend> Llama<B> {
                 logits.reshape(out)
             }
         }
+    }
+}
+
+/// The passes that attend: they run the fused kernels on cubecl backends (see `redrafter_kernels`).
+impl<B: KernelBackend> Llama<B> {
+    /// Runs the block through the model. The block's keys and values are left pending in `cache`
+    /// until [`KvCache::commit`]. Returns post-final-norm hidden states [B, T, hidden].
+    pub fn forward_hidden(&self, input: &BlockInput<B>, cache: &mut KvCache<B>) -> Tensor<B, 3> {
+        let cfg = &self.config;
+        let [b, t] = input.dims();
+        let device = input.tokens.device();
+        let lens: Vec<i64> = cache.lens().iter().map(|&l| l as i64).collect();
+        let lens = Tensor::<B, 1, Int>::from_data(TensorData::new(lens, [b]), &device);
+        let scale = 1.0 / (cfg.head_dim as f32).sqrt();
+        let mut x = self.embed.forward(input.tokens.clone());
+        for (i, layer) in self.layers.iter().enumerate() {
+            let a = &layer.attn;
+            let hn = layer.input_norm.forward(x.clone());
+            let heads = |p: &Linear<B>, n: usize| {
+                project(p, hn.clone()).reshape([b, t, n, cfg.head_dim]).swap_dims(1, 2)
+            };
+            let q = self.rope.apply(heads(&a.q_proj, cfg.num_heads), &input.positions);
+            let k = self.rope.apply(heads(&a.k_proj, cfg.num_kv_heads), &input.positions);
+            let v = heads(&a.v_proj, cfg.num_kv_heads);
+            let committed = (cache.max_len() > 0).then(|| cache.committed(i));
+            let o = tree_attention(q, committed, lens.clone(), k.clone(), v.clone(), input.mask.clone(), scale);
+            cache.set_pending(i, k, v);
+            let o = o.swap_dims(1, 2).reshape([b, t, cfg.num_heads * cfg.head_dim]);
+            x = x + project(&a.o_proj, o);
+            x = x.clone() + layer.mlp.forward(layer.post_attn_norm.forward(x));
+        }
+        self.norm.forward(x)
     }
 
     pub fn forward(&self, input: &BlockInput<B>, cache: &mut KvCache<B>) -> ModelOutput<B> {

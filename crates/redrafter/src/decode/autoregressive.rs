@@ -2,9 +2,8 @@
 
 use std::time::Instant;
 
-use burn::tensor::backend::Backend;
-use burn::tensor::{Bool, Int, Tensor, TensorData};
-use redrafter_llama::{BlockInput, Llama};
+use burn::tensor::Tensor;
+use redrafter_llama::{BlockInput, KernelBackend, Llama};
 
 use super::{DecodeState, GenerationStats, Strategy, sample_rows};
 use crate::error::DecodeError;
@@ -13,7 +12,7 @@ use crate::sampling::Sampler;
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Autoregressive;
 
-impl<B: Backend> Strategy<B> for Autoregressive {
+impl<B: KernelBackend> Strategy<B> for Autoregressive {
     fn name(&self) -> String {
         "autoregressive".into()
     }
@@ -30,11 +29,7 @@ impl<B: Backend> Strategy<B> for Autoregressive {
         let device = state.hidden.device();
         let tokens: Vec<i64> = state.pending.iter().map(|&t| t as i64).collect();
         let positions: Vec<i64> = state.cache.lens().iter().map(|&l| l as i64).collect();
-        let input = BlockInput {
-            tokens: Tensor::<B, 2, Int>::from_data(TensorData::new(tokens, [n, 1]), &device),
-            positions: Tensor::<B, 2, Int>::from_data(TensorData::new(positions, [n, 1]), &device),
-            mask: Tensor::<B, 3, Bool>::from_data(TensorData::new(vec![true; n], [n, 1, 1]), &device),
-        };
+        let input = BlockInput::from_host(tokens, positions, vec![true; n], n, 1, &device);
         let hidden = model.forward_hidden(&input, &mut state.cache);
         state.cache.commit(&vec![vec![0]; n])?;
         let hidden: Tensor<B, 2> = hidden.reshape([n, model.config().hidden_size]);

@@ -13,10 +13,9 @@ mod stats;
 
 use std::time::Instant;
 
-use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 use redrafter_io::TextTokenizer;
-use redrafter_llama::{BlockInput, KvCache, Llama};
+use redrafter_llama::{BlockInput, KernelBackend, KvCache, Llama};
 
 pub use autoregressive::Autoregressive;
 pub use redrafter::{BeamConfig, DraftSource, ReDrafter};
@@ -46,7 +45,7 @@ impl Default for GenerationConfig {
 }
 
 /// What every strategy sees of the batch: only the rows still generating.
-pub struct DecodeState<B: Backend> {
+pub struct DecodeState<B: KernelBackend> {
     pub cache: KvCache<B>,
     /// Active row -> index of its request row (for per-row RNGs and outputs).
     pub rows: Vec<usize>,
@@ -58,7 +57,7 @@ pub struct DecodeState<B: Backend> {
     pub limit: usize,
 }
 
-impl<B: Backend> DecodeState<B> {
+impl<B: KernelBackend> DecodeState<B> {
     /// Tokens row `i` may still add after its pending token without leaving the context.
     /// Bounded by the cache, which holds the longest prompt plus `max_new_tokens`.
     pub fn room(&self, i: usize) -> usize {
@@ -75,7 +74,7 @@ impl<B: Backend> DecodeState<B> {
     }
 }
 
-pub trait Strategy<B: Backend> {
+pub trait Strategy<B: KernelBackend> {
     fn name(&self) -> String;
 
     /// Runs one step for every active row and commits what it accepts to `state.cache`. Returns,
@@ -102,12 +101,12 @@ pub struct GenerationOutput {
 /// Streams text as it is generated: `(request row, new text)`.
 pub type OnText<'a> = &'a mut dyn FnMut(usize, &str);
 
-pub struct Generator<'a, B: Backend> {
+pub struct Generator<'a, B: KernelBackend> {
     pub model: &'a Llama<B>,
     pub tokenizer: Option<&'a TextTokenizer>,
 }
 
-impl<'a, B: Backend> Generator<'a, B> {
+impl<'a, B: KernelBackend> Generator<'a, B> {
     pub fn new(model: &'a Llama<B>, tokenizer: Option<&'a TextTokenizer>) -> Self {
         Self { model, tokenizer }
     }
@@ -220,7 +219,7 @@ impl<'a, B: Backend> Generator<'a, B> {
 }
 
 /// Samples one token per row of `logits` [rows, vocab]; greedy reads back only the argmax ids.
-pub fn sample_rows<B: Backend>(logits: &Tensor<B, 2>, sampler: &mut Sampler, request_rows: &[usize]) -> Vec<u32> {
+pub fn sample_rows<B: KernelBackend>(logits: &Tensor<B, 2>, sampler: &mut Sampler, request_rows: &[usize]) -> Vec<u32> {
     if sampler.config().is_greedy() {
         let ids = logits.clone().argmax(1).into_data();
         return ids.iter::<i64>().map(|v| v as u32).collect();

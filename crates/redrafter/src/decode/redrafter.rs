@@ -4,9 +4,8 @@
 
 use std::time::Instant;
 
-use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
-use redrafter_llama::Llama;
+use redrafter_llama::{KernelBackend, Llama};
 
 use super::{DecodeState, GenerationStats, Strategy};
 use crate::accept::{self, Accepted};
@@ -18,7 +17,7 @@ use crate::tree::PackedTree;
 
 /// Where draft beams come from: the recurrent drafter's beam search, or anything else that
 /// proposes W candidate continuations per row (tests drive the verifier with oracles).
-pub trait DraftSource<B: Backend> {
+pub trait DraftSource<B: KernelBackend> {
     fn name(&self) -> String;
 
     /// Beams [active rows, `width`, `len`] whose column 0 is each row's pending token. With
@@ -31,7 +30,7 @@ pub trait DraftSource<B: Backend> {
     fn retain_rows(&mut self, _keep: &[usize]) {}
 }
 
-impl<B: Backend> DraftSource<B> for Drafter<B> {
+impl<B: KernelBackend> DraftSource<B> for Drafter<B> {
     fn name(&self) -> String {
         "drafter".into()
     }
@@ -98,7 +97,7 @@ fn check_beams(beams: &Beams, rows: usize, width: usize, len: usize, pending: &[
     Ok(())
 }
 
-impl<B: Backend, S: DraftSource<B>> Strategy<B> for ReDrafter<S> {
+impl<B: KernelBackend, S: DraftSource<B>> Strategy<B> for ReDrafter<S> {
     fn name(&self) -> String {
         format!("redrafter({}, W={}, L={})", self.source.name(), self.beams.width, self.beams.length)
     }

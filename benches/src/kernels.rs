@@ -1,0 +1,201 @@
+//! Tree attention and KV relocation: the backend's op (the `#[cube]` kernel on wgpu/cuda, the
+//! tensor-op reference on CPU backends) against the tensor-op reference, and the deduplicated
+//! tree against dense attention over the whole W × L beam grid (no prefix dedup), for a sweep of
+//! beam shapes at SmolLM2-135M's attention shape (9 query heads, 3 KV heads, head dim 64).
+//!
+//! `kernel_bench --backends ndarray,flex,wgpu --out bench-out` prints a table and writes
+//! `kernels.json` and `kernels.svg`. Timings are medians of `--runs`, each synchronised by reading
+//! the result back.
+
+use std::time::Instant;
+
+use burn::tensor::{Int, Tensor, TensorData};
+use clap::Parser;
+use redrafter::KernelBackend;
+use redrafter::backends::{BackendKind, BackendTask, run_on};
+use redrafter::tree::PackedTree;
+use redrafter_kernels::{bits, kv_relocate, tree_attention};
+use redrafter_train::plot::{Series, line_chart};
+
+#[derive(Parser, Clone)]
+struct Args {
+    /// Comma-separated backends (default: every compiled one).
+    #[arg(long)]
+    backends: Option<String>,
+    /// Beam grids W x L.
+    #[arg(long, default_value = "1x4,2x4,4x4,8x5,16x5")]
+    grids: String,
+    /// Committed tokens per row.
+    #[arg(long, default_value_t = 256)]
+    cache_len: usize,
+    #[arg(long, default_value_t = 9)]
+    heads: usize,
+    #[arg(long, default_value_t = 3)]
+    kv_heads: usize,
+    #[arg(long, default_value_t = 64)]
+    head_dim: usize,
+    #[arg(long, default_value_t = 7)]
+    runs: usize,
+    #[arg(long, default_value = "bench-out")]
+    out: std::path::PathBuf,
+}
+
+#[derive(Clone, serde::Serialize)]
+struct Row {
+    backend: String,
+    width: usize,
+    length: usize,
+    grid_tokens: usize,
+    packed_tokens: usize,
+    compression: f64,
+    op_tree_ms: f64,
+    reference_tree_ms: f64,
+    op_dense_ms: f64,
+    relocate_op_ms: f64,
+    relocate_reference_ms: f64,
+}
+
+/// Beams that share their first tokens the way drafter beams do: a common root, then the
+/// branching of a small alphabet.
+fn beams(w: usize, l: usize, seed: u64) -> Vec<u32> {
+    let mut x = seed;
+    (0..w * l)
+        .map(|i| {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            if i % l == 0 { 1 } else { 2 + ((x >> 60) % (1 + (i % l) as u64)) as u32 }
+        })
+        .collect()
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn time<B: KernelBackend, const D: usize>(runs: usize, mut f: impl FnMut() -> Tensor<B, D>) -> f64 {
+    f().into_data(); // warm-up: kernel compilation, allocation
+    median((0..runs).map(|_| {
+        let t0 = Instant::now();
+        f().into_data();
+        t0.elapsed().as_secs_f64() * 1e3
+    }).collect())
+}
+
+struct Bench(Args, String);
+
+impl BackendTask for Bench {
+    type Output = Vec<Row>;
+
+    fn run<B: KernelBackend>(self, device: B::Device) -> Vec<Row> {
+        let Bench(a, name) = self;
+        let (h, hkv, d, s) = (a.heads, a.kv_heads, a.head_dim, a.cache_len);
+        let rand = |n: usize, seed: u64| -> Vec<f32> {
+            let mut x = seed;
+            (0..n).map(|_| { x = x.wrapping_mul(6364136223846793005).wrapping_add(1); ((x >> 40) % 2000) as f32 / 1000.0 - 1.0 }).collect()
+        };
+        let f4 = |v: Vec<f32>, shape: [usize; 4]| Tensor::<B, 4>::from_data(TensorData::new(v, shape), &device);
+        let kc = f4(rand(hkv * s * d, 1), [1, hkv, s, d]);
+        let vc = f4(rand(hkv * s * d, 2), [1, hkv, s, d]);
+        let lens = Tensor::<B, 1, Int>::from_data(TensorData::new(vec![s as i64], [1]), &device);
+        let scale = 1.0 / (d as f32).sqrt();
+        let mut rows = vec![];
+        for grid in a.grids.split(',') {
+            let (w, l) = grid.split_once('x').map(|(w, l)| (w.parse().expect("W"), l.parse().expect("L"))).expect("grids are WxL");
+            let tree = PackedTree::build(&beams(w, l, 7), 1, w, l);
+            let p = tree.max_packed;
+            // Dense: every beam its own causal chain, W·L tokens, no sharing.
+            let g = w * l;
+            let dense_mask: Vec<bool> = (0..g * g).map(|k| (k / g) / l == (k % g) / l && k % g <= k / g).collect();
+            let attend = |t: usize, mask: &[bool], op: bool| {
+                let q = f4(rand(h * t * d, 3), [1, h, t, d]);
+                let kb = f4(rand(hkv * t * d, 4), [1, hkv, t, d]);
+                let vb = f4(rand(hkv * t * d, 5), [1, hkv, t, d]);
+                let m = bits::mask_tensor::<B>(mask, 1, t, &device);
+                let (kc, vc, lens) = (kc.clone(), vc.clone(), lens.clone());
+                time(a.runs, move || {
+                    let c = Some((kc.clone(), vc.clone()));
+                    if op {
+                        tree_attention(q.clone(), c, lens.clone(), kb.clone(), vb.clone(), m.clone(), scale)
+                    } else {
+                        redrafter_kernels::tree_attention::reference::tree_attention(q.clone(), c, lens.clone(), kb.clone(), vb.clone(), m.clone(), scale)
+                    }
+                })
+            };
+            let tree_mask = tree.ancestor_mask();
+            let op_tree_ms = attend(p, &tree_mask, true);
+            let reference_tree_ms = attend(p, &tree_mask, false);
+            let op_dense_ms = attend(g, &dense_mask, true);
+
+            // Relocation of one accepted path of length L (one layer's keys).
+            let cap = s + 64;
+            let cache = f4(rand(hkv * cap * d, 6), [1, hkv, cap, d]);
+            let block = f4(rand(hkv * p * d, 8), [1, hkv, p, d]);
+            let path: Vec<i64> = (0..l).map(|k| tree.node(0, 0, k) as i64).collect();
+            let src = Tensor::<B, 2, Int>::from_data(TensorData::new(path, [1, l]), &device);
+            let dst = Tensor::<B, 1, Int>::from_data(TensorData::new(vec![s as i64], [1]), &device);
+            let mut c = Some(cache);
+            let relocate_op_ms = time(a.runs, || {
+                let out = kv_relocate(c.take().expect("cache"), block.clone(), src.clone(), dst.clone());
+                c = Some(out.clone());
+                out.slice([0..1, 0..1, 0..1, 0..1])
+            });
+            let mut c2 = c.take();
+            let relocate_reference_ms = time(a.runs, || {
+                let out = redrafter_kernels::kv_relocate::reference::kv_relocate(c2.take().expect("cache"), block.clone(), src.clone(), dst.clone());
+                c2 = Some(out.clone());
+                out.slice([0..1, 0..1, 0..1, 0..1])
+            });
+            let row = Row {
+                backend: name.clone(),
+                width: w,
+                length: l,
+                grid_tokens: g,
+                packed_tokens: p,
+                compression: tree.compression(),
+                op_tree_ms,
+                reference_tree_ms,
+                op_dense_ms,
+                relocate_op_ms,
+                relocate_reference_ms,
+            };
+            eprintln!(
+                "{name:8} W{w:<2} L{l}  packed {p:3}/{g:3} ({:.2}x)  op tree {op_tree_ms:8.3} ms  reference tree {reference_tree_ms:8.3} ms  op dense {op_dense_ms:8.3} ms  relocate op {relocate_op_ms:7.3} ms / reference {relocate_reference_ms:7.3} ms",
+                row.compression
+            );
+            rows.push(row);
+        }
+        rows
+    }
+}
+
+fn main() {
+    let args = Args::parse();
+    let kinds: Vec<BackendKind> = match &args.backends {
+        Some(list) => list.split(',').map(|b| b.parse().expect("backend name")).collect(),
+        None => redrafter::backends::ALL.into_iter().filter(|k| k.is_compiled() && *k != BackendKind::Cuda).collect(),
+    };
+    let mut all = vec![];
+    for kind in kinds {
+        all.extend(run_on(kind, Bench(args.clone(), kind.to_string())));
+    }
+    std::fs::create_dir_all(&args.out).expect("create --out");
+    std::fs::write(args.out.join("kernels.json"), serde_json::to_string_pretty(&all).expect("json")).expect("write json");
+    let mut series = vec![];
+    let backends: Vec<String> = all.iter().map(|r| r.backend.clone()).fold(vec![], |mut v, b| { if !v.contains(&b) { v.push(b) } v });
+    for b in &backends {
+        let pick = |f: fn(&Row) -> f64| all.iter().filter(|r| &r.backend == b).map(|r| (r.grid_tokens as f64, f(r))).collect::<Vec<_>>();
+        series.push(Series { name: format!("{b} op, tree"), points: pick(|r| r.op_tree_ms) });
+        series.push(Series { name: format!("{b} reference, tree"), points: pick(|r| r.reference_tree_ms) });
+        series.push(Series { name: format!("{b} op, dense grid"), points: pick(|r| r.op_dense_ms) });
+    }
+    let svg = line_chart("Tree attention, one layer (SmolLM2-135M shape)", "beam grid tokens W·L", "ms (median)", &series);
+    std::fs::write(args.out.join("kernels.svg"), svg).expect("write svg");
+    println!("| backend | W×L | packed / grid | op tree ms | reference tree ms | op dense ms | relocate op / ref ms |");
+    println!("|---|---|---|---|---|---|---|");
+    for r in &all {
+        println!(
+            "| {} | {}×{} | {}/{} ({:.2}x) | {:.3} | {:.3} | {:.3} | {:.3} / {:.3} |",
+            r.backend, r.width, r.length, r.packed_tokens, r.grid_tokens, r.compression, r.op_tree_ms, r.reference_tree_ms, r.op_dense_ms, r.relocate_op_ms, r.relocate_reference_ms
+        );
+    }
+}

@@ -1,0 +1,165 @@
+//! τ and speedup of ReDrafter over autoregressive decoding on MT-Bench's first turns (greedy,
+//! batch 1), same backend, same thread count, same prompts, for a W × L grid and one or more
+//! drafters (e.g. ground-truth vs distilled).
+//!
+//!     RAYON_NUM_THREADS=1 mt_bench --drafter gt=runs/gt --drafter distill=runs/distill \
+//!         --grids 1x3,1x4,2x4,4x4 --prompts 80 --new-tokens 64 --out bench-out
+//!
+//! Every ReDrafter output is checked token for token against the autoregressive one (greedy
+//! ReDrafter is lossless); a mismatch is reported. Writes `mt_bench.json` and `mt_bench.svg`.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use clap::Parser;
+use redrafter::KernelBackend;
+use redrafter::backends::{BackendKind, BackendTask, run_on};
+use redrafter::{Autoregressive, BeamConfig, GenerationConfig, Generator, ReDrafter, load_drafter};
+use redrafter_io::Message;
+use redrafter_io::fetch::{MT_BENCH_QUESTIONS, SMOLLM2_135M_INSTRUCT, fetch};
+use redrafter_io::mt_bench::load_mt_bench;
+use redrafter_train::plot::{Series, line_chart};
+
+#[derive(Parser, Clone)]
+struct Args {
+    /// `name=dir` of a drafter (Apple's format); repeat to compare drafters.
+    #[arg(long, required = true)]
+    drafter: Vec<String>,
+    /// Beam grids W x L.
+    #[arg(long, default_value = "1x3,1x4,2x4,4x4")]
+    grids: String,
+    /// MT-Bench first turns to use (80 = all).
+    #[arg(long, default_value_t = 80)]
+    prompts: usize,
+    #[arg(long, default_value_t = 64)]
+    new_tokens: usize,
+    #[arg(long, default_value = "flex")]
+    backend: String,
+    /// The LLM (default: SmolLM2-135M-Instruct).
+    #[arg(long)]
+    model: Option<PathBuf>,
+    #[arg(long, default_value = "bench-out")]
+    out: PathBuf,
+}
+
+#[derive(serde::Serialize, Clone)]
+struct Result {
+    drafter: String,
+    width: usize,
+    length: usize,
+    tau: f64,
+    seconds: f64,
+    ar_seconds: f64,
+    speedup: f64,
+    tokens: usize,
+    mismatches: usize,
+    acceptance_by_position: Vec<f64>,
+    tree_compression: f64,
+}
+
+struct Bench(Args);
+
+impl BackendTask for Bench {
+    type Output = Vec<Result>;
+
+    fn run<B: KernelBackend>(self, device: B::Device) -> Vec<Result> {
+        let a = self.0;
+        let model = a.model.clone().unwrap_or_else(|| fetch(&SMOLLM2_135M_INSTRUCT, &mut |_, _, _| {}).expect("fetch default model"));
+        let m = redrafter_llama::load::<B>(&model, &device).expect("load model");
+        let tpl = m.tokenizer.chat_template.as_ref().expect("chat template");
+        let questions = load_mt_bench(&fetch(&MT_BENCH_QUESTIONS, &mut |_, _, _| {}).expect("fetch MT-Bench")).expect("MT-Bench");
+        let prompts: Vec<Vec<u32>> = questions
+            .iter()
+            .take(a.prompts)
+            .map(|q| m.tokenizer.encode(&tpl.render(&[Message::new("user", &q.turns[0])], true).expect("render")).expect("encode"))
+            .collect();
+        let drafters: Vec<(String, redrafter::Drafter<B>)> = a
+            .drafter
+            .iter()
+            .map(|spec| {
+                let (name, dir) = spec.split_once('=').expect("--drafter name=dir");
+                (name.to_string(), load_drafter::<B>(dir.as_ref(), &device).expect("load drafter"))
+            })
+            .collect();
+        let grids: Vec<(usize, usize)> = a
+            .grids
+            .split(',')
+            .map(|g| g.split_once('x').map(|(w, l)| (w.parse().expect("W"), l.parse().expect("L"))).expect("grids are WxL"))
+            .collect();
+        let g = Generator::new(&m.model, None);
+        let cfg = GenerationConfig { max_new_tokens: a.new_tokens, ..Default::default() };
+        // Warm-up (first-touch allocations, kernel compilation).
+        g.generate(&mut Autoregressive, &prompts[..1], &GenerationConfig { max_new_tokens: 4, ..cfg.clone() }, None).expect("warm-up");
+
+        let configs: Vec<(usize, usize, usize)> =
+            (0..drafters.len()).flat_map(|d| grids.iter().map(move |&(w, l)| (d, w, l))).collect();
+        let mut totals = vec![(0.0f64, 0usize, 0usize, 0usize, vec![0.0; 8], 0.0f64); configs.len()];
+        let mut ar_seconds = 0.0;
+        let mut tokens = 0;
+        for (i, p) in prompts.iter().enumerate() {
+            let t0 = Instant::now();
+            let ar = g.generate(&mut Autoregressive, std::slice::from_ref(p), &cfg, None).expect("autoregressive");
+            ar_seconds += t0.elapsed().as_secs_f64();
+            tokens += ar.rows[0].tokens.len();
+            for (c, &(d, w, l)) in configs.iter().enumerate() {
+                let mut s = ReDrafter::new(drafters[d].1.clone(), BeamConfig { width: w, length: l }).expect("beam config");
+                let t0 = Instant::now();
+                let out = g.generate(&mut s, std::slice::from_ref(p), &cfg, None).expect("redrafter");
+                let t = &mut totals[c];
+                t.0 += t0.elapsed().as_secs_f64();
+                t.1 += out.stats.committed_in_steps;
+                t.2 += out.stats.steps;
+                t.3 += usize::from(out.rows[0].tokens != ar.rows[0].tokens);
+                for (k, x) in out.stats.acceptance_by_position.iter().enumerate().take(8) {
+                    t.4[k] += x * out.stats.steps as f64;
+                }
+                t.5 += out.stats.tree_compression * out.stats.steps as f64;
+            }
+            eprintln!("prompt {}/{}: AR {:.1} s so far", i + 1, prompts.len(), ar_seconds);
+        }
+        configs
+            .iter()
+            .zip(totals)
+            .map(|(&(d, w, l), (secs, committed, steps, mismatches, acc, comp))| Result {
+                drafter: drafters[d].0.clone(),
+                width: w,
+                length: l,
+                tau: committed as f64 / steps.max(1) as f64,
+                seconds: secs,
+                ar_seconds,
+                speedup: ar_seconds / secs,
+                tokens,
+                mismatches,
+                acceptance_by_position: acc.iter().take(l - 1).map(|x| x / steps.max(1) as f64).collect(),
+                tree_compression: comp / steps.max(1) as f64,
+            })
+            .collect()
+    }
+}
+
+fn main() {
+    let args = Args::parse();
+    let kind: BackendKind = args.backend.parse().expect("backend");
+    let results = run_on(kind, Bench(args.clone()));
+    std::fs::create_dir_all(&args.out).expect("create --out");
+    std::fs::write(args.out.join("mt_bench.json"), serde_json::to_string_pretty(&results).expect("json")).expect("write");
+    let mut series = vec![];
+    for name in args.drafter.iter().map(|s| s.split_once('=').map_or(s.as_str(), |p| p.0)) {
+        let pts = |f: fn(&Result) -> f64| {
+            results.iter().filter(|r| r.drafter == name).enumerate().map(|(i, r)| (i as f64, f(r))).collect::<Vec<_>>()
+        };
+        series.push(Series { name: format!("{name}: speedup"), points: pts(|r| r.speedup) });
+        series.push(Series { name: format!("{name}: tau"), points: pts(|r| r.tau) });
+    }
+    let title = format!("MT-Bench, {} prompts, greedy, {} ({})", args.prompts, args.backend, args.grids);
+    std::fs::write(args.out.join("mt_bench.svg"), line_chart(&title, "grid index (see --grids)", "speedup / tau", &series)).expect("write svg");
+    println!("| drafter | W×L | τ | speedup | ReDrafter s | AR s | mismatches | acceptance by position |");
+    println!("|---|---|---|---|---|---|---|---|");
+    for r in &results {
+        let acc: Vec<String> = r.acceptance_by_position.iter().map(|x| format!("{x:.2}")).collect();
+        println!(
+            "| {} | {}×{} | {:.2} | {:.2}x | {:.1} | {:.1} | {} | {} |",
+            r.drafter, r.width, r.length, r.tau, r.speedup, r.seconds, r.ar_seconds, r.mismatches, acc.join(" ")
+        );
+    }
+}

@@ -1,0 +1,126 @@
+//! `redrafter distill-data`: the paper's distillation data (spec §6.3). The LLM answers the first
+//! user turn of each conversation greedily; the result is a JSONL of `{"id", "messages"}` that
+//! `redrafter train --data` reads like any conversation file, so the drafter learns the LLM's own
+//! continuations. Generation is batched and resumable: finished ids are read back from the output
+//! and skipped, and every batch is appended and flushed as soon as it is done.
+
+use std::collections::HashSet;
+use std::io::Write;
+use std::path::PathBuf;
+
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use redrafter::KernelBackend;
+use redrafter::backends::{BackendKind, BackendTask, run_on};
+use redrafter::{Autoregressive, GenerationConfig, Generator};
+use redrafter_io::fetch::{MT_BENCH_QUESTIONS, SHAREGPT, fetch};
+use redrafter_io::{Message, load_mt_bench};
+use redrafter_train::data::{Corpus, hold_out, read_corpus};
+
+type BoxError = Box<dyn std::error::Error>;
+
+#[derive(Args, Clone)]
+pub struct DistillArgs {
+    /// Conversations whose first user turn becomes a prompt (`sharegpt` = the pinned download).
+    #[arg(long, default_value = "sharegpt")]
+    data: PathBuf,
+    /// Output JSONL; an existing file is resumed.
+    #[arg(long)]
+    out: PathBuf,
+    #[arg(long)]
+    model: Option<PathBuf>,
+    #[arg(long)]
+    backend: Option<String>,
+    /// Conversations to answer (the first N after the MT-Bench hold-out).
+    #[arg(long, default_value_t = 2000)]
+    max_examples: usize,
+    /// Prompts generated together.
+    #[arg(long, default_value_t = 8)]
+    batch_size: usize,
+    #[arg(long, default_value_t = 256)]
+    max_new_tokens: usize,
+    /// Prompts longer than this (in tokens, after the chat template) are skipped.
+    #[arg(long, default_value_t = 256)]
+    max_prompt_tokens: usize,
+}
+
+pub fn run(args: DistillArgs) -> Result<(), BoxError> {
+    let kind = BackendKind::default_for(args.backend.as_deref())?;
+    if args.batch_size == 0 {
+        return Err("--batch-size must be at least 1".into());
+    }
+    let model = crate::model_path::resolve(args.model.clone())?;
+    run_on(kind, Task { args, model })
+}
+
+struct Task {
+    args: DistillArgs,
+    model: PathBuf,
+}
+
+#[derive(serde::Deserialize)]
+struct Done {
+    id: usize,
+}
+
+impl BackendTask for Task {
+    type Output = Result<(), BoxError>;
+
+    fn run<B: KernelBackend>(self, device: B::Device) -> Self::Output {
+        let Task { args, model } = self;
+        let loaded = redrafter_llama::load::<B>(&model, &device)?;
+        let tok = &loaded.tokenizer;
+        let tpl = tok.chat_template.as_ref().ok_or("the model has no chat template")?;
+        let data = if args.data.as_os_str() == "sharegpt" { fetch(&SHAREGPT, &mut |_, _, _| {})? } else { args.data.clone() };
+        let Corpus::Conversations(mut convs) = read_corpus(&data)? else {
+            return Err(format!("{}: distillation needs conversations, not plain text", data.display()).into());
+        };
+        let q = load_mt_bench(&fetch(&MT_BENCH_QUESTIONS, &mut |_, _, _| {})?)?;
+        hold_out(&mut convs, &q.iter().flat_map(|q| q.turns.clone()).collect::<Vec<_>>());
+        convs.truncate(args.max_examples);
+
+        let mut done = HashSet::new();
+        if args.out.exists() {
+            for (i, line) in std::fs::read_to_string(&args.out)?.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+                let d: Done = serde_json::from_str(line).map_err(|e| format!("{}: line {}: {e}", args.out.display(), i + 1))?;
+                done.insert(d.id);
+            }
+        }
+        // (id, user text, prompt ids) still to answer.
+        let mut todo = vec![];
+        for (id, conv) in convs.iter().enumerate() {
+            let Some(user) = conv.iter().find(|m| m.role == "user") else { continue };
+            let ids = tok.encode(&tpl.render(std::slice::from_ref(user), true)?)?;
+            if !done.contains(&id) && ids.len() <= args.max_prompt_tokens {
+                todo.push((id, user.content.clone(), ids));
+            }
+        }
+        eprintln!("{} prompts answered already, {} to go", done.len(), todo.len());
+        let mut out = std::fs::OpenOptions::new().create(true).append(true).open(&args.out)?;
+        let bar = ProgressBar::new(todo.len() as u64).with_style(
+            ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} prompts (eta {eta}) {msg}").expect("template").progress_chars("=> "),
+        );
+        let generator = Generator::new(&loaded.model, Some(tok));
+        let config = GenerationConfig { max_new_tokens: args.max_new_tokens, eos_ids: tok.eos.clone(), ..Default::default() };
+        let (mut tokens, t0) = (0usize, std::time::Instant::now());
+        for (n, batch) in todo.chunks(args.batch_size).enumerate() {
+            let prompts: Vec<Vec<u32>> = batch.iter().map(|(_, _, ids)| ids.clone()).collect();
+            let result = generator.generate(&mut Autoregressive, &prompts, &config, None)?;
+            for ((id, user, _), row) in batch.iter().zip(&result.rows) {
+                let messages = [Message::new("user", user), Message::new("assistant", &row.text)];
+                writeln!(out, "{}", serde_json::json!({ "id": id, "messages": messages }))?;
+                tokens += row.tokens.len();
+            }
+            out.flush()?;
+            bar.inc(batch.len() as u64);
+            let rate = tokens as f64 / t0.elapsed().as_secs_f64();
+            bar.set_message(format!("{rate:.1} tok/s"));
+            if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+                eprintln!("batch {} | {} / {} prompts | {rate:.1} tok/s", n + 1, (n + 1) * args.batch_size.min(batch.len()), todo.len());
+            }
+        }
+        bar.finish();
+        eprintln!("wrote {} ({} new answers, {tokens} tokens)", args.out.display(), todo.len());
+        Ok(())
+    }
+}

@@ -1,0 +1,27 @@
+//! The kernels behind the ops for every cubecl runtime (CUDA, wgpu, ...).
+
+use burn::tensor::ops::{FloatTensor, IntTensor};
+use burn_cubecl::element::BoolElement;
+use burn_cubecl::{CubeBackend, CubeRuntime, FloatElement, IntElement};
+
+use crate::{KvRelocateOps, TreeAttentionOps, kv_relocate, tree_attention};
+
+impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> TreeAttentionOps for CubeBackend<R, F, I, BT> {
+    fn tree_attention(
+        q: FloatTensor<Self>,
+        committed: Option<(FloatTensor<Self>, FloatTensor<Self>)>,
+        lens: IntTensor<Self>,
+        kb: FloatTensor<Self>,
+        vb: FloatTensor<Self>,
+        bits: IntTensor<Self>,
+        scale: f32,
+    ) -> FloatTensor<Self> {
+        tree_attention::kernel::launch(q, committed, lens, kb, vb, bits, scale)
+    }
+}
+
+impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> KvRelocateOps for CubeBackend<R, F, I, BT> {
+    fn kv_relocate(cache: FloatTensor<Self>, block: FloatTensor<Self>, src: IntTensor<Self>, dst: IntTensor<Self>) -> FloatTensor<Self> {
+        kv_relocate::kernel::launch(cache, block, src, dst)
+    }
+}

@@ -1,0 +1,209 @@
+//! The fused ops of `redrafter_kernels` on every backend, against their tensor-op reference and
+//! against plain host loops: the spec's golden trees, then a grid of batch, W, L, heads, head dims
+//! and ragged committed lengths. On ndarray/flex the op *is* the reference, so there the host
+//! loops are the independent check; on wgpu/cuda the op is the `#[cube]` kernel.
+
+use burn::tensor::{Int, Tensor, TensorData};
+use redrafter::KernelBackend;
+use redrafter::tree::PackedTree;
+use redrafter_kernels::{bits, kv_relocate, tree_attention};
+use redrafter_tests::{assert_close, backend_tests, to_vec};
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 >> 33
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+    fn floats(&mut self, n: usize) -> Vec<f32> {
+        (0..n).map(|_| (self.next() % 20001) as f32 / 10000.0 - 1.0).collect()
+    }
+}
+
+/// One tree-attention problem. `mask` is [b, t, t]; committed slots `0..lens[r]` of row r.
+struct Case {
+    b: usize,
+    h: usize,
+    hkv: usize,
+    d: usize,
+    t: usize,
+    lens: Vec<usize>,
+    mask: Vec<bool>,
+}
+
+/// softmax(q·kᵀ·scale) v over the visible keys, in f64, one query at a time.
+#[allow(clippy::too_many_arguments)]
+fn host_attention(c: &Case, q: &[f32], kc: &[f32], vc: &[f32], s: usize, kb: &[f32], vb: &[f32], scale: f64) -> Vec<f32> {
+    let (b, h, hkv, t, d) = (c.b, c.h, c.hkv, c.t, c.d);
+    let g = h / hkv;
+    let mut out = vec![0f32; b * h * t * d];
+    for r in 0..b {
+        for hh in 0..h {
+            let kv = hh / g;
+            for i in 0..t {
+                // q is laid out [b, t, h, d] (the model's layout before its head swap).
+                let qv = &q[((r * t + i) * h + hh) * d..][..d];
+                let mut keys: Vec<(&[f32], &[f32])> = vec![];
+                for j in 0..c.lens[r] {
+                    let at = ((r * hkv + kv) * s + j) * d;
+                    keys.push((&kc[at..at + d], &vc[at..at + d]));
+                }
+                for j in 0..t {
+                    if c.mask[(r * t + i) * t + j] {
+                        let at = ((r * hkv + kv) * t + j) * d;
+                        keys.push((&kb[at..at + d], &vb[at..at + d]));
+                    }
+                }
+                let scores: Vec<f64> =
+                    keys.iter().map(|(k, _)| qv.iter().zip(*k).map(|(&a, &b)| a as f64 * b as f64).sum::<f64>() * scale).collect();
+                let m = scores.iter().cloned().fold(f64::MIN, f64::max);
+                let w: Vec<f64> = scores.iter().map(|s| (s - m).exp()).collect();
+                let z: f64 = w.iter().sum();
+                for dd in 0..d {
+                    let o: f64 = keys.iter().zip(&w).map(|((_, v), wi)| wi * v[dd] as f64).sum();
+                    out[((r * h + hh) * t + i) * d + dd] = (o / z) as f32;
+                }
+            }
+        }
+    }
+    out
+}
+
+fn check_tree_attention<B: KernelBackend>(device: &B::Device, c: &Case, seed: u64, what: &str) {
+    let mut rng = Rng(seed);
+    let (b, h, hkv, t, d) = (c.b, c.h, c.hkv, c.t, c.d);
+    let s = c.lens.iter().copied().max().unwrap_or(0);
+    // The cache has spare capacity beyond the longest row, as in decoding.
+    let cap = s + 3;
+    let q = rng.floats(b * t * h * d);
+    let kc = rng.floats(b * hkv * cap * d);
+    let vc = rng.floats(b * hkv * cap * d);
+    let kb = rng.floats(b * hkv * t * d);
+    let vb = rng.floats(b * hkv * t * d);
+    let f4 = |v: &[f32], shape: [usize; 4]| Tensor::<B, 4>::from_data(TensorData::new(v.to_vec(), shape), device);
+    let qt = f4(&q, [b, t, h, d]).swap_dims(1, 2);
+    let committed = (s > 0).then(|| {
+        let cut = |x: Tensor<B, 4>| x.slice([0..b, 0..hkv, 0..s, 0..d]);
+        (cut(f4(&kc, [b, hkv, cap, d])), cut(f4(&vc, [b, hkv, cap, d])))
+    });
+    let lens = Tensor::<B, 1, Int>::from_data(TensorData::new(c.lens.iter().map(|&l| l as i64).collect::<Vec<_>>(), [b]), device);
+    let mask = bits::mask_tensor::<B>(&c.mask, b, t, device);
+    let (kbt, vbt) = (f4(&kb, [b, hkv, t, d]), f4(&vb, [b, hkv, t, d]));
+    let scale = 1.0 / (d as f32).sqrt();
+
+    let out = to_vec(tree_attention(qt.clone(), committed.clone(), lens.clone(), kbt.clone(), vbt.clone(), mask.clone(), scale));
+    let reference =
+        to_vec(redrafter_kernels::tree_attention::reference::tree_attention(qt, committed, lens, kbt, vbt, mask, scale));
+    // The host copy of the committed keys must use the sliced layout [b, hkv, s, d].
+    let slice = |x: &[f32]| -> Vec<f32> {
+        (0..b * hkv).flat_map(|bh| x[bh * cap * d..(bh * cap + s) * d].to_vec()).collect()
+    };
+    let host = host_attention(c, &q, &slice(&kc), &slice(&vc), s, &kb, &vb, scale as f64);
+    assert_close(&out, &host, 2e-5, &format!("{what}: op vs host"));
+    assert_close(&out, &reference, 2e-5, &format!("{what}: op vs reference"));
+}
+
+/// Random beams over a small alphabet (so prefixes are shared and deduplicated), one shared root.
+fn random_tree(rng: &mut Rng, rows: usize, w: usize, l: usize) -> PackedTree {
+    let beams: Vec<u32> = (0..rows * w * l).map(|i| if i % l == 0 { 7 } else { rng.below(3) as u32 }).collect();
+    PackedTree::build(&beams, rows, w, l)
+}
+
+fn tree_attention_on_golden_trees<B: KernelBackend>(device: B::Device) {
+    // Spec §3.8: one row, W = 3, L = 4, packed into 8 nodes, after 5 committed tokens.
+    let mars = PackedTree::build(&[101, 102, 103, 104, 101, 102, 203, 204, 101, 102, 303, 104], 1, 3, 4);
+    let case = Case { b: 1, h: 4, hkv: 2, d: 16, t: mars.max_packed, lens: vec![5], mask: mars.ancestor_mask() };
+    check_tree_attention::<B>(&device, &case, 1, "spec 3.8");
+    // Spec §10: two rows of 7 and 9 nodes (row 0 padded with self-only filler slots).
+    let beams = [91, 92, 93, 95, 91, 92, 94, 96, 91, 92, 93, 97, 93, 94, 95, 92, 93, 95, 96, 93, 93, 94, 97, 96];
+    let tree = PackedTree::build(&beams, 2, 3, 4);
+    let case = Case { b: 2, h: 6, hkv: 2, d: 8, t: tree.max_packed, lens: vec![4, 9], mask: tree.ancestor_mask() };
+    check_tree_attention::<B>(&device, &case, 2, "spec 10");
+}
+
+fn tree_attention_on_a_grid<B: KernelBackend>(device: B::Device) {
+    let mut rng = Rng(99);
+    let mut n = 0;
+    for rows in [1, 3] {
+        for (w, l) in [(1, 2), (2, 4), (4, 3), (8, 5)] {
+            for (h, hkv, d) in [(2, 1, 8), (4, 2, 16), (3, 3, 64)] {
+                let tree = random_tree(&mut rng, rows, w, l);
+                // Ragged committed lengths, an empty row included when there are several.
+                let lens: Vec<usize> = (0..rows).map(|r| if r == 1 { 0 } else { 1 + rng.below(40) }).collect();
+                let case = Case { b: rows, h, hkv, d, t: tree.max_packed, lens, mask: tree.ancestor_mask() };
+                check_tree_attention::<B>(&device, &case, n, &format!("rows {rows} W {w} L {l} H {h}/{hkv} D {d}"));
+                n += 1;
+            }
+        }
+    }
+}
+
+fn tree_attention_on_causal_blocks<B: KernelBackend>(device: B::Device) {
+    // Prefill (nothing committed) with more than one 32-bit word per query, and ragged rows whose
+    // filler slots attend only to themselves.
+    let (b, t) = (2, 40);
+    let real = [40, 33];
+    let mask: Vec<bool> = (0..b * t * t)
+        .map(|k| {
+            let (r, i, j) = (k / (t * t), k / t % t, k % t);
+            if i < real[r] { j <= i } else { j == i }
+        })
+        .collect();
+    let case = Case { b, h: 4, hkv: 2, d: 8, t, lens: vec![0, 0], mask: mask.clone() };
+    check_tree_attention::<B>(&device, &case, 3, "prefill");
+    let case = Case { b, h: 4, hkv: 1, d: 8, t, lens: vec![17, 70], mask };
+    check_tree_attention::<B>(&device, &case, 4, "causal block after a cache");
+}
+
+fn check_kv_relocate<B: KernelBackend>(device: &B::Device, keep: &[Vec<usize>], lens: &[usize], seed: u64) {
+    let mut rng = Rng(seed);
+    let (b, hkv, t, d) = (keep.len(), 2, 9, 8);
+    let cap = lens.iter().zip(keep).map(|(l, k)| l + k.len()).max().unwrap() + 2;
+    let cache = rng.floats(b * hkv * cap * d);
+    let block = rng.floats(b * hkv * t * d);
+    let width = keep.iter().map(Vec::len).max().unwrap().max(1);
+    let mut src = vec![-1i64; b * width];
+    for (r, k) in keep.iter().enumerate() {
+        for (j, &i) in k.iter().enumerate() {
+            src[r * width + j] = i as i64;
+        }
+    }
+    let mut expected = cache.clone();
+    for (r, k) in keep.iter().enumerate() {
+        for hh in 0..hkv {
+            for (j, &i) in k.iter().enumerate() {
+                let to = ((r * hkv + hh) * cap + lens[r] + j) * d;
+                let from = ((r * hkv + hh) * t + i) * d;
+                expected[to..to + d].copy_from_slice(&block[from..from + d]);
+            }
+        }
+    }
+    let f4 = |v: &[f32], shape: [usize; 4]| Tensor::<B, 4>::from_data(TensorData::new(v.to_vec(), shape), device);
+    let srct = Tensor::<B, 2, Int>::from_data(TensorData::new(src, [b, width]), device);
+    let dst = Tensor::<B, 1, Int>::from_data(TensorData::new(lens.iter().map(|&l| l as i64).collect::<Vec<_>>(), [b]), device);
+    let blockt = f4(&block, [b, hkv, t, d]);
+    // A shared cache must be copied, not written through; a unique one is updated in place.
+    let shared = f4(&cache, [b, hkv, cap, d]);
+    let moved = kv_relocate(shared.clone(), blockt.clone(), srct.clone(), dst.clone());
+    assert_eq!(to_vec(shared), cache, "the shared input cache was modified ({keep:?})");
+    assert_eq!(to_vec(moved), expected, "shared-cache relocation ({keep:?})");
+    let in_place = kv_relocate(f4(&cache, [b, hkv, cap, d]), blockt.clone(), srct.clone(), dst.clone());
+    assert_eq!(to_vec(in_place), expected, "in-place relocation ({keep:?})");
+    let reference = redrafter_kernels::kv_relocate::reference::kv_relocate(f4(&cache, [b, hkv, cap, d]), blockt, srct, dst);
+    assert_eq!(to_vec(reference), expected, "reference relocation ({keep:?})");
+}
+
+fn kv_relocate_of_accepted_paths<B: KernelBackend>(device: B::Device) {
+    // Spec §4.5's example: accepted path [0, 1, 4, 5] of the Mars tree after 20 committed tokens.
+    check_kv_relocate::<B>(&device, &[vec![0, 1, 4, 5]], &[20], 1);
+    // Ragged rows: different paths and lengths, nothing kept, identical rows at equal offsets.
+    check_kv_relocate::<B>(&device, &[vec![0, 2, 7], vec![], vec![0, 1, 2, 3, 4], vec![0, 8]], &[3, 5, 0, 11], 2);
+    check_kv_relocate::<B>(&device, &[vec![0, 3], vec![0, 3], vec![0, 3]], &[6, 6, 6], 3);
+    check_kv_relocate::<B>(&device, &[vec![], vec![]], &[1, 2], 4);
+}
+
+backend_tests!(tree_attention_on_golden_trees, tree_attention_on_a_grid, tree_attention_on_causal_blocks, kv_relocate_of_accepted_paths);
