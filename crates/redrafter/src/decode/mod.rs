@@ -13,6 +13,7 @@ mod stats;
 
 use std::time::Instant;
 
+use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 use redrafter_io::TextTokenizer;
 use redrafter_llama::{BlockInput, KernelBackend, KvCache, Llama};
@@ -45,7 +46,7 @@ impl Default for GenerationConfig {
 }
 
 /// What every strategy sees of the batch: only the rows still generating.
-pub struct DecodeState<B: KernelBackend> {
+pub struct DecodeState<B: Backend> {
     pub cache: KvCache<B>,
     /// Active row -> index of its request row (for per-row RNGs and outputs).
     pub rows: Vec<usize>,
@@ -57,7 +58,7 @@ pub struct DecodeState<B: KernelBackend> {
     pub limit: usize,
 }
 
-impl<B: KernelBackend> DecodeState<B> {
+impl<B: Backend> DecodeState<B> {
     /// Tokens row `i` may still add after its pending token without leaving the context.
     /// Bounded by the cache, which holds the longest prompt plus `max_new_tokens`.
     pub fn room(&self, i: usize) -> usize {
@@ -219,7 +220,7 @@ impl<'a, B: KernelBackend> Generator<'a, B> {
 }
 
 /// Samples one token per row of `logits` [rows, vocab]; greedy reads back only the argmax ids.
-pub fn sample_rows<B: KernelBackend>(logits: &Tensor<B, 2>, sampler: &mut Sampler, request_rows: &[usize]) -> Vec<u32> {
+pub fn sample_rows<B: Backend>(logits: &Tensor<B, 2>, sampler: &mut Sampler, request_rows: &[usize]) -> Vec<u32> {
     if sampler.config().is_greedy() {
         let ids = logits.clone().argmax(1).into_data();
         return ids.iter::<i64>().map(|v| v as u32).collect();

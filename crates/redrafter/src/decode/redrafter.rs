@@ -4,6 +4,7 @@
 
 use std::time::Instant;
 
+use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 use redrafter_llama::{KernelBackend, Llama};
 
@@ -17,7 +18,7 @@ use crate::tree::PackedTree;
 
 /// Where draft beams come from: the recurrent drafter's beam search, or anything else that
 /// proposes W candidate continuations per row (tests drive the verifier with oracles).
-pub trait DraftSource<B: KernelBackend> {
+pub trait DraftSource<B: Backend> {
     fn name(&self) -> String;
 
     /// Beams [active rows, `width`, `len`] whose column 0 is each row's pending token. With
@@ -30,7 +31,7 @@ pub trait DraftSource<B: KernelBackend> {
     fn retain_rows(&mut self, _keep: &[usize]) {}
 }
 
-impl<B: KernelBackend> DraftSource<B> for Drafter<B> {
+impl<B: Backend> DraftSource<B> for Drafter<B> {
     fn name(&self) -> String {
         "drafter".into()
     }
