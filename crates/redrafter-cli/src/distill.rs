@@ -42,6 +42,9 @@ pub struct DistillArgs {
     /// Prompts longer than this (in tokens, after the chat template) are skipped.
     #[arg(long, default_value_t = 256)]
     max_prompt_tokens: usize,
+    /// Do not remove MT-Bench questions from the prompts (they are the benchmark; keep them out).
+    #[arg(long)]
+    no_holdout: bool,
 }
 
 pub fn run(args: DistillArgs) -> Result<(), BoxError> {
@@ -75,8 +78,10 @@ impl BackendTask for Task {
         let Corpus::Conversations(mut convs) = read_corpus(&data)? else {
             return Err(format!("{}: distillation needs conversations, not plain text", data.display()).into());
         };
-        let q = load_mt_bench(&fetch(&MT_BENCH_QUESTIONS, &mut |_, _, _| {})?)?;
-        hold_out(&mut convs, &q.iter().flat_map(|q| q.turns.clone()).collect::<Vec<_>>());
+        if !args.no_holdout {
+            let q = load_mt_bench(&fetch(&MT_BENCH_QUESTIONS, &mut |_, _, _| {})?)?;
+            hold_out(&mut convs, &q.iter().flat_map(|q| q.turns.clone()).collect::<Vec<_>>());
+        }
         convs.truncate(args.max_examples);
 
         let mut done = HashSet::new();
@@ -103,7 +108,7 @@ impl BackendTask for Task {
         let generator = Generator::new(&loaded.model, Some(tok));
         let config = GenerationConfig { max_new_tokens: args.max_new_tokens, eos_ids: tok.eos.clone(), ..Default::default() };
         let (mut tokens, t0) = (0usize, std::time::Instant::now());
-        for (n, batch) in todo.chunks(args.batch_size).enumerate() {
+        for batch in todo.chunks(args.batch_size) {
             let prompts: Vec<Vec<u32>> = batch.iter().map(|(_, _, ids)| ids.clone()).collect();
             let result = generator.generate(&mut Autoregressive, &prompts, &config, None)?;
             for ((id, user, _), row) in batch.iter().zip(&result.rows) {
@@ -116,7 +121,7 @@ impl BackendTask for Task {
             let rate = tokens as f64 / t0.elapsed().as_secs_f64();
             bar.set_message(format!("{rate:.1} tok/s"));
             if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-                eprintln!("batch {} | {} / {} prompts | {rate:.1} tok/s", n + 1, (n + 1) * args.batch_size.min(batch.len()), todo.len());
+                eprintln!("{} / {} prompts | {rate:.1} tok/s", bar.position(), todo.len());
             }
         }
         bar.finish();

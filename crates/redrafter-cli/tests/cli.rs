@@ -153,3 +153,50 @@ fn train_writes_a_loadable_drafter_plots_and_metrics() {
     assert_eq!(code, 1);
     assert!(stderr.contains("empty"), "{stderr}");
 }
+
+#[test]
+fn distill_data_is_batched_and_resumes() {
+    let m = tiny_model("distill");
+    let dir = std::env::temp_dir().join(format!("redrafter-cli-{}-distill", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let data = dir.join("convs.jsonl");
+    let convs: String = (0..5)
+        .map(|i| format!("{{\"messages\": [{{\"role\": \"user\", \"content\": \"the weather {i}\"}}, {{\"role\": \"assistant\", \"content\": \"is\"}}]}}\n"))
+        .collect();
+    std::fs::write(&data, convs).unwrap();
+    let out = dir.join("distill.jsonl");
+    let args = [
+        "distill-data", "--data", data.to_str().unwrap(), "--out", out.to_str().unwrap(), "--model", m.to_str().unwrap(),
+        "--backend", "ndarray", "--batch-size", "2", "--max-new-tokens", "4", "--no-holdout",
+    ];
+    let ids = || -> Vec<u64> {
+        let mut v: Vec<u64> = std::fs::read_to_string(&out)
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let j: serde_json::Value = serde_json::from_str(l).unwrap();
+                assert_eq!(j["messages"][0]["content"].as_str().unwrap(), format!("the weather {}", j["id"]));
+                assert_eq!(j["messages"][1]["role"], "assistant");
+                j["id"].as_u64().unwrap()
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let (code, _, stderr) = run(&args);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("5 / 5 prompts"), "progress without a terminal: {stderr}");
+    assert_eq!(ids(), vec![0, 1, 2, 3, 4]);
+    // Interrupted after two answers: the rerun answers only the other three.
+    let kept: Vec<String> = std::fs::read_to_string(&out).unwrap().lines().take(2).map(|l| format!("{l}\n")).collect();
+    std::fs::write(&out, kept.concat()).unwrap();
+    let (code, _, stderr) = run(&args);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("2 prompts answered already, 3 to go"), "{stderr}");
+    assert_eq!(ids(), vec![0, 1, 2, 3, 4]);
+
+    std::fs::write(dir.join("text.txt"), "plain text, no conversations").unwrap();
+    let (code, _, stderr) = run(&["distill-data", "--data", dir.join("text.txt").to_str().unwrap(), "--out", dir.join("x.jsonl").to_str().unwrap(), "--model", m.to_str().unwrap(), "--no-holdout"]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("needs conversations"), "{stderr}");
+}
