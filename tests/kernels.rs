@@ -6,7 +6,7 @@
 use burn::tensor::{Int, Tensor, TensorData};
 use redrafter::KernelBackend;
 use redrafter::tree::PackedTree;
-use redrafter_kernels::{bits, kv_relocate, tree_attention};
+use redrafter_kernels::{bits, kv_relocate, skinny_matmul, tree_attention};
 use redrafter_tests::{assert_close, backend_tests, to_vec};
 
 struct Rng(u64);
@@ -206,4 +206,50 @@ fn kv_relocate_of_accepted_paths<B: KernelBackend>(device: B::Device) {
     check_kv_relocate::<B>(&device, &[vec![], vec![]], &[1, 2], 4);
 }
 
-backend_tests!(tree_attention_on_golden_trees, tree_attention_on_a_grid, tree_attention_on_causal_blocks, kv_relocate_of_accepted_paths);
+/// `x · w` in f64 on the host, `w` given by element accessor.
+fn host_matmul(m: usize, k: usize, n: usize, x: &[f32], w: impl Fn(usize, usize) -> f32) -> Vec<f32> {
+    let mut y = vec![0f32; m * n];
+    for i in 0..m {
+        for j in 0..n {
+            y[i * n + j] = (0..k).map(|c| x[i * k + c] as f64 * w(c, j) as f64).sum::<f64>() as f32;
+        }
+    }
+    y
+}
+
+fn skinny_matmul_on_both_layouts<B: KernelBackend>(device: B::Device) {
+    let mut rng = Rng(11);
+    // Row counts of decode (1), trees (3..21), the largest kernel case (64) and the fallback (65);
+    // k not a multiple of 4 or 8 exercises the kernels' tails; n crosses column blocks.
+    // (5, 576, 1536) is large enough to be split between threads when the pool has several.
+    for &(m, k, n) in &[(1, 576, 300), (3, 37, 513), (5, 576, 1536), (21, 64, 1000), (64, 24, 260), (65, 16, 70)] {
+        let x = rng.floats(m * k);
+        let w = rng.floats(k * n);
+        let e = rng.floats(n * k);
+        let xt = Tensor::<B, 2>::from_data(TensorData::new(x.clone(), [m, k]), &device);
+        let wt = Tensor::<B, 2>::from_data(TensorData::new(w.clone(), [k, n]), &device);
+        // The tied output head's case: w is a transposed view of a contiguous [n, k] table.
+        let et = Tensor::<B, 2>::from_data(TensorData::new(e.clone(), [n, k]), &device).transpose();
+        let what = format!("{m}x{k}x{n}");
+        let got = to_vec(skinny_matmul(xt.clone(), wt.clone()));
+        assert_close(&got, &host_matmul(m, k, n, &x, |c, j| w[c * n + j]), 1e-3, &format!("row-major {what}"));
+        assert_close(&got, &to_vec(xt.clone().matmul(wt.clone())), 1e-3, &format!("row-major vs reference {what}"));
+        let got = to_vec(skinny_matmul(xt.clone(), et.clone()));
+        assert_close(&got, &host_matmul(m, k, n, &x, |c, j| e[j * k + c]), 1e-3, &format!("transposed {what}"));
+        assert_close(&got, &to_vec(xt.clone().matmul(et.clone())), 1e-3, &format!("transposed vs reference {what}"));
+        // A view that is neither layout (a column slice) goes to the reference.
+        if n > 2 {
+            let sliced = wt.clone().slice([0..k, 1..n - 1]);
+            let got = to_vec(skinny_matmul(xt.clone(), sliced));
+            assert_close(&got, &host_matmul(m, k, n - 2, &x, |c, j| w[c * n + j + 1]), 1e-3, &format!("strided {what}"));
+        }
+    }
+}
+
+backend_tests!(
+    tree_attention_on_golden_trees,
+    tree_attention_on_a_grid,
+    tree_attention_on_causal_blocks,
+    kv_relocate_of_accepted_paths,
+    skinny_matmul_on_both_layouts
+);

@@ -3,16 +3,30 @@
 
 use burn::backend::Autodiff;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+#[cfg(feature = "flex")]
+use burn::tensor::ops::{FloatTensor, FloatTensorOps};
 
-use crate::{KvRelocateOps, TreeAttentionOps};
+use crate::{KvRelocateOps, SkinnyMatmulOps, TreeAttentionOps};
 
 impl TreeAttentionOps for burn::backend::NdArray {}
 impl KvRelocateOps for burn::backend::NdArray {}
+impl SkinnyMatmulOps for burn::backend::NdArray {}
 
 #[cfg(feature = "flex")]
 impl TreeAttentionOps for burn::backend::Flex {}
 #[cfg(feature = "flex")]
 impl KvRelocateOps for burn::backend::Flex {}
+#[cfg(feature = "flex")]
+impl SkinnyMatmulOps for burn::backend::Flex {
+    fn skinny_matmul(x: FloatTensor<Self>, w: FloatTensor<Self>) -> FloatTensor<Self> {
+        match crate::skinny_matmul::flex::skinny_matmul(&x, &w) {
+            Some(y) => y,
+            None => Self::float_matmul(x, w),
+        }
+    }
+}
 
 impl<B: TreeAttentionOps, C: CheckpointStrategy> TreeAttentionOps for Autodiff<B, C> {}
 impl<B: KvRelocateOps, C: CheckpointStrategy> KvRelocateOps for Autodiff<B, C> {}
+// Autodiff keeps the reference: the tracked matmul gives the gradients.
+impl<B: SkinnyMatmulOps, C: CheckpointStrategy> SkinnyMatmulOps for Autodiff<B, C> {}

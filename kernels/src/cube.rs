@@ -4,7 +4,7 @@ use burn::tensor::ops::{FloatTensor, IntTensor};
 use burn_cubecl::element::BoolElement;
 use burn_cubecl::{CubeBackend, CubeRuntime, FloatElement, IntElement};
 
-use crate::{KvRelocateOps, TreeAttentionOps, kv_relocate, tree_attention};
+use crate::{KvRelocateOps, SkinnyMatmulOps, TreeAttentionOps, kv_relocate, tree_attention};
 
 impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> TreeAttentionOps for CubeBackend<R, F, I, BT> {
     fn tree_attention(
@@ -25,3 +25,6 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> KvRelocate
         kv_relocate::kernel::launch(cache, block, src, dst)
     }
 }
+
+// GPUs keep their own matmul (tiled, tensor cores); the streaming host kernel is a CPU answer.
+impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> SkinnyMatmulOps for CubeBackend<R, F, I, BT> {}

@@ -9,9 +9,16 @@
 //! * [`tree_attention`]: packed tree queries over per-row committed keys plus the tree block
 //!   under an ancestor bitset, grouped-query heads, online softmax.
 //! * [`kv_relocate`]: per-row copy of the accepted block entries into the cache, in place.
+//! * [`skinny_matmul`]: projections and the vocabulary head for the few token rows of a decode,
+//!   verification or draft step; a weight-streaming host kernel on Flex (CPU).
+//!
+//! Setting `REDRAFTER_KERNELS=reference` in the environment (or calling [`set_fused`]) sends
+//! every op to its reference on every backend: for debugging a kernel, and for measuring what
+//! the kernels buy in a whole decoding step.
 
 pub mod bits;
 pub mod kv_relocate;
+pub mod skinny_matmul;
 pub mod tree_attention;
 
 mod backends;
@@ -20,9 +27,34 @@ mod cube;
 
 pub use bits::{pack_mask, WORD_BITS};
 pub use kv_relocate::{KvRelocateOps, kv_relocate};
+pub use skinny_matmul::{SkinnyMatmulOps, skinny_matmul};
 pub use tree_attention::{TreeAttentionOps, tree_attention};
 
 /// Every op of this crate; what the model and the decoding loop require of a backend.
-pub trait KernelBackend: TreeAttentionOps + KvRelocateOps {}
+pub trait KernelBackend: TreeAttentionOps + KvRelocateOps + SkinnyMatmulOps {}
 
-impl<B: TreeAttentionOps + KvRelocateOps> KernelBackend for B {}
+impl<B: TreeAttentionOps + KvRelocateOps + SkinnyMatmulOps> KernelBackend for B {}
+
+use std::sync::atomic::{AtomicU8, Ordering};
+
+/// 0: not decided yet, 1: kernels, 2: references only.
+static MODE: AtomicU8 = AtomicU8::new(0);
+
+/// Whether the ops run their kernels (the default) or their references. Decided on first use
+/// from `REDRAFTER_KERNELS` (`reference` selects the references) unless [`set_fused`] was called.
+pub fn fused() -> bool {
+    match MODE.load(Ordering::Relaxed) {
+        1 => true,
+        2 => false,
+        _ => {
+            let reference = std::env::var("REDRAFTER_KERNELS").is_ok_and(|v| v.eq_ignore_ascii_case("reference"));
+            MODE.store(if reference { 2 } else { 1 }, Ordering::Relaxed);
+            !reference
+        }
+    }
+}
+
+/// Process-wide choice between kernels (`true`) and references (`false`) for every op.
+pub fn set_fused(on: bool) {
+    MODE.store(if on { 1 } else { 2 }, Ordering::Relaxed);
+}

@@ -6,7 +6,7 @@ use burn::tensor::activation::log_softmax;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Int, Tensor};
 use redrafter::Drafter;
-use redrafter_llama::Llama;
+use redrafter_llama::{KernelBackend, Llama};
 
 /// A batch of draft chains, one per sampled training position t: `hidden` [N, H] is the LLM's
 /// post-norm state at t, `inputs` [N, T] the tokens the drafter consumes at steps 1..T
@@ -28,7 +28,7 @@ pub struct StepLoss<B: Backend> {
 
 /// Returns the summed loss and the per-step terms (`None` for steps without a valid label).
 /// `valid_counts[i]` is the number of valid labels of step i + 1, counted on the host.
-pub fn redrafter_loss<B: Backend>(
+pub fn redrafter_loss<B: KernelBackend>(
     drafter: &Drafter<B>,
     llm: &Llama<B>,
     batch: &Batch<B>,

@@ -137,7 +137,7 @@ fn frozen_hidden<B: KernelBackend>(llm: &Llama<B>, rows: &[Vec<u32>]) -> Tensor<
 /// Builds the draft chains of a micro-batch: the frozen LLM runs once over the sequences (no
 /// autodiff), then up to `positions` training positions per sequence are drawn (all when 0),
 /// seeded by `seed`. Returns the batch and its host-side validity matrix.
-pub fn make_batch<B: AutodiffBackend<InnerBackend: KernelBackend>>(
+pub fn make_batch<B: AutodiffBackend<InnerBackend: KernelBackend> + KernelBackend>(
     llm: &Llama<B>,
     examples: &[&Example],
     config: &TrainConfig,
@@ -208,7 +208,7 @@ pub fn make_batch<B: AutodiffBackend<InnerBackend: KernelBackend>>(
     (batch, valid)
 }
 
-impl<B: AutodiffBackend<InnerBackend: KernelBackend>> Trainer<'_, B> {
+impl<B: AutodiffBackend<InnerBackend: KernelBackend> + KernelBackend> Trainer<'_, B> {
     fn checkpoint_dir(&self) -> PathBuf {
         self.out_dir.join("checkpoint")
     }

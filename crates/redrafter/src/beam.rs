@@ -7,7 +7,7 @@
 
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
-use redrafter_llama::Llama;
+use redrafter_llama::{KernelBackend, Llama};
 
 use crate::drafter::Drafter;
 
@@ -114,7 +114,7 @@ fn index<B: Backend>(idx: Vec<i64>, device: &B::Device) -> Tensor<B, 1, Int> {
 }
 
 /// Runs the beam search for every row: `hidden` [rows, H] is the LLM state that produced `g0`.
-pub fn beam_search<B: Backend>(
+pub fn beam_search<B: KernelBackend>(
     drafter: &Drafter<B>,
     llm: &Llama<B>,
     hidden: Tensor<B, 2>,

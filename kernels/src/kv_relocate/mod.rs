@@ -35,6 +35,9 @@ pub fn kv_relocate<B: KvRelocateOps>(
     src: Tensor<B, 2, Int>,
     dst: Tensor<B, 1, Int>,
 ) -> Tensor<B, 4> {
+    if !crate::fused() {
+        return reference::kv_relocate(cache, block, src, dst);
+    }
     let cache = cache.into_primitive().tensor();
     let block = block.into_primitive().tensor();
     Tensor::from_primitive(TensorPrimitive::Float(B::kv_relocate(cache, block, src.into_primitive(), dst.into_primitive())))

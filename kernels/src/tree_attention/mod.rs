@@ -57,6 +57,9 @@ pub fn tree_attention<B: TreeAttentionOps>(
     bits: Tensor<B, 3, Int>,
     scale: f32,
 ) -> Tensor<B, 4> {
+    if !crate::fused() {
+        return reference::tree_attention(q, committed, lens, kb, vb, bits, scale);
+    }
     let p = |x: Tensor<B, 4>| x.into_primitive().tensor();
     Tensor::from_primitive(TensorPrimitive::Float(B::tree_attention(
         p(q),

@@ -7,7 +7,7 @@ use burn::tensor::activation::silu;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 
-use redrafter_kernels::{KernelBackend, tree_attention};
+use redrafter_kernels::{KernelBackend, skinny_matmul, tree_attention};
 
 use crate::attention::BlockInput;
 use crate::cache::KvCache;
@@ -31,11 +31,11 @@ pub struct Mlp<B: Backend> {
 
 /// `x · W` over the last axis as one 2-D matmul: a batched matmul against a broadcast weight makes
 /// some backends (ndarray) materialise the weight once per batch entry.
-pub fn project<B: Backend>(layer: &Linear<B>, x: Tensor<B, 3>) -> Tensor<B, 3> {
+pub fn project<B: KernelBackend>(layer: &Linear<B>, x: Tensor<B, 3>) -> Tensor<B, 3> {
     let [b, t, h] = x.dims();
     let w = layer.weight.val();
     let out = w.dims()[1];
-    let y = x.reshape([b * t, h]).matmul(w);
+    let y = skinny_matmul(x.reshape([b * t, h]), w);
     let y = match &layer.bias {
         Some(bias) => y + bias.val().unsqueeze::<2>(),
         None => y,
@@ -43,7 +43,7 @@ pub fn project<B: Backend>(layer: &Linear<B>, x: Tensor<B, 3>) -> Tensor<B, 3> {
     y.reshape([b, t, out])
 }
 
-impl<B: Backend> Mlp<B> {
+impl<B: KernelBackend> Mlp<B> {
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         let act = silu(project(&self.gate_proj, x.clone())) * project(&self.up_proj, x);
         project(&self.down_proj, act)
@@ -87,36 +87,26 @@ impl<B: Backend> Llama<B> {
     pub fn new_cache(&self, batch: usize, capacity: usize, device: &B::Device) -> KvCache<B> {
         KvCache::new(&self.config, batch, capacity, device)
     }
-
-    /// Projects hidden states [.., hidden] onto the vocabulary.
-    pub fn logits<const D: usize>(&self, hidden: Tensor<B, D>) -> Tensor<B, D> {
-        match &self.lm_head {
-            Some(head) => {
-                let dims = hidden.dims();
-                let h = dims[D - 1];
-                let n = hidden.shape().num_elements() / h;
-                let mut out = dims;
-                out[D - 1] = self.config.vocab_size;
-                hidden.reshape([n, h]).matmul(head.weight.val()).reshape(out)
-            }
-            None => {
-                // (E · hᵀ)ᵀ keeps the [vocab, hidden] table contiguous; only the small operands move.
-                let dims = hidden.dims();
-                let h = dims[D - 1];
-                let n = hidden.shape().num_elements() / h;
-                let v = self.config.vocab_size;
-                let flat: Tensor<B, 2> = hidden.reshape([n, h]);
-                let logits = self.embed.weight.val().matmul(flat.transpose()).transpose();
-                let mut out = dims;
-                out[D - 1] = v;
-                logits.reshape(out)
-            }
-        }
-    }
 }
 
-/// The passes that attend: they run the fused kernels on cubecl backends (see `redrafter_kernels`).
+/// The passes that attend or project: they run the fused ops (see `redrafter_kernels`): kernels on
+/// cubecl backends, the streaming matmul on Flex, the references elsewhere.
 impl<B: KernelBackend> Llama<B> {
+    /// Projects hidden states [.., hidden] onto the vocabulary.
+    pub fn logits<const D: usize>(&self, hidden: Tensor<B, D>) -> Tensor<B, D> {
+        let dims = hidden.dims();
+        let h = dims[D - 1];
+        let n = hidden.shape().num_elements() / h;
+        // The tied head reads the [vocab, hidden] table through a transposed view, never a copy.
+        let w = match &self.lm_head {
+            Some(head) => head.weight.val(),
+            None => self.embed.weight.val().transpose(),
+        };
+        let mut out = dims;
+        out[D - 1] = self.config.vocab_size;
+        skinny_matmul(hidden.reshape([n, h]), w).reshape(out)
+    }
+
     /// Runs the block through the model. The block's keys and values are left pending in `cache`
     /// until [`KvCache::commit`]. Returns post-final-norm hidden states [B, T, hidden].
     pub fn forward_hidden(&self, input: &BlockInput<B>, cache: &mut KvCache<B>) -> Tensor<B, 3> {

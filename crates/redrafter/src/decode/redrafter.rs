@@ -31,7 +31,7 @@ pub trait DraftSource<B: Backend> {
     fn retain_rows(&mut self, _keep: &[usize]) {}
 }
 
-impl<B: Backend> DraftSource<B> for Drafter<B> {
+impl<B: KernelBackend> DraftSource<B> for Drafter<B> {
     fn name(&self) -> String {
         "drafter".into()
     }

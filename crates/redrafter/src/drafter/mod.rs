@@ -13,7 +13,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use redrafter_io::{HostTensor, IoError};
 use redrafter_llama::torch_layout::linear_from_torch;
-use redrafter_llama::{Llama, LlamaConfig};
+use redrafter_llama::{KernelBackend, Llama, LlamaConfig};
 
 pub use checkpoint::{load_drafter, save_drafter};
 pub use config::DrafterConfig;
@@ -118,7 +118,10 @@ impl<B: Backend> Drafter<B> {
             },
         }
     }
+}
 
+/// The tied head projects through the LLM's vocabulary head, a fused op (see `redrafter_kernels`).
+impl<B: KernelBackend> Drafter<B> {
     /// Drafter logits [.., V] from the LLM context `h` [.., H] (post-final-norm) and RNN state `s`.
     pub fn logits<const D: usize>(&self, llm: &Llama<B>, h: Tensor<B, D>, s: Tensor<B, D>) -> Tensor<B, D> {
         let mut z = Tensor::cat(vec![h, s], D - 1);

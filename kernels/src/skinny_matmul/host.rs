@@ -1,0 +1,340 @@
+//! Host (CPU) kernels for `x [m, k] · w [k, n]` with few rows m.
+//!
+//! General GEMM libraries pack `w` into panels before multiplying. For m ≈ 1..64 that packing
+//! reads and writes the whole weight once more, and on a 135M-parameter model the weights do not
+//! fit in cache, so decoding 4 tree tokens cost 2.7x decoding one (docs/skinny-matmul.md). These
+//! kernels stream `w` from memory exactly once and reuse each loaded piece for all m rows, so the
+//! cost stays near the one-row cost while memory bandwidth, not arithmetic, is the limit.
+//!
+//! Every output element is accumulated in an order that depends only on k, never on m, on the
+//! element's position or on the thread split. A row verified inside a tree therefore gets the
+//! same bits as the same row decoded alone, which keeps greedy ReDrafter and autoregressive
+//! decoding on the same logits.
+
+/// Granularity of the column split between threads.
+const NB: usize = 256;
+
+/// Floats of y kept hot per column block of the row-major kernel.
+const Y_BLOCK_FLOATS: usize = 8192;
+
+/// Which fused-multiply-add code path this machine runs, if any.
+pub fn supported() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        true
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    {
+        false
+    }
+}
+
+/// `y[m, n] = x[m, k] · w[k, n]` with `w` row-major. Returns `false` (and leaves `y` alone) when
+/// the machine has no FMA path, so the caller falls back to its general matmul.
+pub fn matmul_rowmajor(m: usize, k: usize, n: usize, x: &[f32], w: &[f32], y: &mut [f32]) -> bool {
+    run(m, k, n, x, w, y, rowmajor_dispatch)
+}
+
+/// `y[m, n] = x[m, k] · e[n, k]ᵀ`: dot products with the rows of `e` (a tied embedding table used
+/// as the output head). Returns `false` when the machine has no FMA path.
+pub fn matmul_transposed(m: usize, k: usize, n: usize, x: &[f32], e: &[f32], y: &mut [f32]) -> bool {
+    run(m, k, n, x, e, y, transposed_dispatch)
+}
+
+/// Signature of the kernels: `(m, k, n, x, w, y, lo, hi)` fills columns `lo..hi` of y.
+type Kernel = unsafe fn(usize, usize, usize, &[f32], &[f32], *mut f32, usize, usize);
+
+fn run(m: usize, k: usize, n: usize, x: &[f32], w: &[f32], y: &mut [f32], kernel: Kernel) -> bool {
+    assert!(x.len() == m * k && w.len() == k * n && y.len() == m * n, "skinny matmul: slice lengths");
+    if !supported() {
+        return false;
+    }
+    let out = SyncPtr(y.as_mut_ptr());
+    split_columns(m * n * k, n, &|lo, hi| {
+        // SAFETY: tasks write disjoint column ranges [lo, hi) of every row of y.
+        unsafe { kernel(m, k, n, x, w, out.get(), lo, hi) }
+    });
+    true
+}
+
+#[derive(Clone, Copy)]
+struct SyncPtr(*mut f32);
+// SAFETY: only used to hand disjoint output ranges to worker threads.
+unsafe impl Send for SyncPtr {}
+unsafe impl Sync for SyncPtr {}
+impl SyncPtr {
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
+/// Runs `f(lo, hi)` over column ranges, in parallel on the rayon pool when the work is large
+/// enough to pay for it (the same scale at which burn-flex parallelises its matmul).
+fn split_columns(work: usize, n: usize, f: &(dyn Fn(usize, usize) + Sync)) {
+    #[cfg(feature = "flex")]
+    {
+        let threads = rayon::current_num_threads();
+        if threads > 1 && work >= 1 << 20 && n >= 2 * NB {
+            let parts = threads.min(n / NB).max(1);
+            // Whole NB blocks per part, so the per-element arithmetic never depends on the split.
+            let blocks = n.div_ceil(NB);
+            let per = blocks.div_ceil(parts) * NB;
+            rayon::scope(|s| {
+                for p in 0..parts {
+                    let (lo, hi) = (p * per, ((p + 1) * per).min(n));
+                    if lo < hi {
+                        s.spawn(move |_| f(lo, hi));
+                    }
+                }
+            });
+            return;
+        }
+    }
+    let _ = work;
+    f(0, n)
+}
+
+#[allow(clippy::too_many_arguments)]
+unsafe fn rowmajor_dispatch(m: usize, k: usize, n: usize, x: &[f32], w: &[f32], y: *mut f32, lo: usize, hi: usize) {
+    #[cfg(target_arch = "x86_64")]
+    unsafe {
+        rowmajor_avx2(m, k, n, x, w, y, lo, hi)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    unsafe {
+        rowmajor_body(m, k, n, x, w, y, lo, hi)
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn rowmajor_avx2(m: usize, k: usize, n: usize, x: &[f32], w: &[f32], y: *mut f32, lo: usize, hi: usize) {
+    unsafe { rowmajor_body(m, k, n, x, w, y, lo, hi) }
+}
+
+/// Column blocks of y; inside a block, w is consumed four rows at a time, in memory order, and every y row gets
+/// `y += x0·w0 + x1·w1 + x2·w2 + x3·w3` as four chained FMAs. Compiled inside a target-feature
+/// function, the j loop becomes vector FMAs.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn rowmajor_body(m: usize, k: usize, n: usize, x: &[f32], w: &[f32], y: *mut f32, lo: usize, hi: usize) {
+    // A y block of at most 32 KiB stays in L1 while w streams through it in memory order.
+    let block = (Y_BLOCK_FLOATS / m).max(64) / 16 * 16;
+    let mut j0 = lo;
+    while j0 < hi {
+        let nb = block.min(hi - j0);
+        for i in 0..m {
+            // SAFETY: row i, columns [j0, j0 + nb) lie inside y and belong to this task.
+            unsafe { std::slice::from_raw_parts_mut(y.add(i * n + j0), nb) }.fill(0.0);
+        }
+        let mut kk = 0;
+        while kk + 4 <= k {
+            let w0 = &w[kk * n + j0..][..nb];
+            let w1 = &w[(kk + 1) * n + j0..][..nb];
+            let w2 = &w[(kk + 2) * n + j0..][..nb];
+            let w3 = &w[(kk + 3) * n + j0..][..nb];
+            for i in 0..m {
+                let a = &x[i * k + kk..][..4];
+                // SAFETY: as above.
+                let out = unsafe { std::slice::from_raw_parts_mut(y.add(i * n + j0), nb) };
+                for j in 0..nb {
+                    let mut acc = out[j];
+                    acc = a[0].mul_add(w0[j], acc);
+                    acc = a[1].mul_add(w1[j], acc);
+                    acc = a[2].mul_add(w2[j], acc);
+                    acc = a[3].mul_add(w3[j], acc);
+                    out[j] = acc;
+                }
+            }
+            kk += 4;
+        }
+        while kk < k {
+            let w0 = &w[kk * n + j0..][..nb];
+            for i in 0..m {
+                let a0 = x[i * k + kk];
+                // SAFETY: as above.
+                let out = unsafe { std::slice::from_raw_parts_mut(y.add(i * n + j0), nb) };
+                for j in 0..nb {
+                    out[j] = a0.mul_add(w0[j], out[j]);
+                }
+            }
+            kk += 1;
+        }
+        j0 += nb;
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+unsafe fn transposed_dispatch(m: usize, k: usize, n: usize, x: &[f32], e: &[f32], y: *mut f32, lo: usize, hi: usize) {
+    #[cfg(target_arch = "x86_64")]
+    unsafe {
+        transposed_avx2(m, k, n, x, e, y, lo, hi)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    unsafe {
+        transposed_portable(m, k, n, x, e, y, lo, hi)
+    }
+}
+
+/// Four rows of e against two rows of x at a time: eight independent 8-lane accumulators hide
+/// the FMA latency, and each loaded piece of e serves both x rows. Each output is one 8-lane
+/// accumulator over k in order, then a fixed reduction, then the scalar tail: the same
+/// arithmetic whichever block it falls in.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn transposed_avx2(m: usize, k: usize, n: usize, x: &[f32], e: &[f32], y: *mut f32, lo: usize, hi: usize) {
+    use std::arch::x86_64::*;
+    let kv = k / 8 * 8;
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn hsum(v: __m256) -> f32 {
+        let lo = _mm256_castps256_ps128(v);
+        let hi = _mm256_extractf128_ps(v, 1);
+        let s = _mm_add_ps(lo, hi);
+        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+        _mm_cvtss_f32(s)
+    }
+    let tail = |xr: &[f32], er: &[f32]| {
+        let mut s = 0.0f32;
+        for c in kv..k {
+            s = xr[c].mul_add(er[c], s);
+        }
+        s
+    };
+    // Dot products of x rows `xs` with e rows `er`, R accumulators per x row.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn dots<const X: usize, const R: usize>(xs: [&[f32]; X], er: [&[f32]; R], kv: usize) -> [[__m256; R]; X] {
+        let mut acc = [[_mm256_setzero_ps(); R]; X];
+        let mut c = 0;
+        while c < kv {
+            let a: [__m256; X] = std::array::from_fn(|i| unsafe { _mm256_loadu_ps(xs[i].as_ptr().add(c)) });
+            for r in 0..R {
+                let ev = unsafe { _mm256_loadu_ps(er[r].as_ptr().add(c)) };
+                for i in 0..X {
+                    acc[i][r] = _mm256_fmadd_ps(a[i], ev, acc[i][r]);
+                }
+            }
+            c += 8;
+        }
+        acc
+    }
+    unsafe {
+        let mut v = lo;
+        while v < hi {
+            let rows = 8.min(hi - v);
+            let er: [&[f32]; 8] = std::array::from_fn(|r| &e[(v + r.min(rows - 1)) * k..][..k]);
+            let mut i = 0;
+            // Pairs of x rows against four e rows: eight accumulators, six loads per eight FMAs.
+            while i + 1 < m {
+                let xs = [&x[i * k..][..k], &x[(i + 1) * k..][..k]];
+                for half in [0, 4] {
+                    if half >= rows {
+                        break;
+                    }
+                    let acc = dots::<2, 4>(xs, std::array::from_fn(|r| er[half + r]), kv);
+                    for r in 0..4.min(rows - half) {
+                        for p in 0..2 {
+                            *y.add((i + p) * n + v + half + r) = hsum(acc[p][r]) + tail(xs[p], er[half + r]);
+                        }
+                    }
+                }
+                i += 2;
+            }
+            // A last single row (decode, one beam) against eight e rows: eight accumulators.
+            if i < m {
+                let xs = [&x[i * k..][..k]];
+                let acc = dots::<1, 8>(xs, er, kv);
+                for r in 0..rows {
+                    *y.add(i * n + v + r) = hsum(acc[0][r]) + tail(xs[0], er[r]);
+                }
+            }
+            v += rows;
+        }
+    }
+}
+
+/// The same arithmetic as the x86 path (8 lanes, fixed reduction tree, scalar tail), written
+/// with arrays for targets where FMA is always present.
+#[cfg(not(target_arch = "x86_64"))]
+#[allow(clippy::too_many_arguments)]
+unsafe fn transposed_portable(m: usize, k: usize, n: usize, x: &[f32], e: &[f32], y: *mut f32, lo: usize, hi: usize) {
+    let kv = k / 8 * 8;
+    for v in lo..hi {
+        let er = &e[v * k..][..k];
+        for i in 0..m {
+            let xr = &x[i * k..][..k];
+            let mut acc = [0f32; 8];
+            for c in (0..kv).step_by(8) {
+                for l in 0..8 {
+                    acc[l] = xr[c + l].mul_add(er[c + l], acc[l]);
+                }
+            }
+            let s4: [f32; 4] = std::array::from_fn(|l| acc[l] + acc[l + 4]);
+            let s2 = [s4[0] + s4[2], s4[1] + s4[3]];
+            let mut s = 0.0f32;
+            for c in kv..k {
+                s = xr[c].mul_add(er[c], s);
+            }
+            // SAFETY: (i, v) lies inside y and v belongs to this task.
+            unsafe { *y.add(i * n + v) = (s2[0] + s2[1]) + s };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn naive(m: usize, k: usize, n: usize, x: &[f32], w_at: impl Fn(usize, usize) -> f32) -> Vec<f64> {
+        let mut y = vec![0f64; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                y[i * n + j] = (0..k).map(|c| x[i * k + c] as f64 * w_at(c, j) as f64).sum();
+            }
+        }
+        y
+    }
+
+    fn data(len: usize, seed: u32) -> Vec<f32> {
+        (0..len).map(|i| (((i as u32).wrapping_mul(2654435761) ^ seed) % 1000) as f32 / 500.0 - 1.0).collect()
+    }
+
+    #[test]
+    fn both_layouts_match_f64_and_are_row_independent() {
+        if !supported() {
+            return;
+        }
+        for &(m, k, n) in &[(1, 5, 3), (3, 13, 600), (7, 64, 257), (16, 576, 300), (2, 9, 1)] {
+            let x = data(m * k, 1);
+            let w = data(k * n, 2);
+            let mut y = vec![0f32; m * n];
+            assert!(matmul_rowmajor(m, k, n, &x, &w, &mut y));
+            let want = naive(m, k, n, &x, |c, j| w[c * n + j]);
+            let e = data(n * k, 3);
+            let mut yt = vec![0f32; m * n];
+            assert!(matmul_transposed(m, k, n, &x, &e, &mut yt));
+            let want_t = naive(m, k, n, &x, |c, j| e[j * k + c]);
+            for (got, want) in [(&y, &want), (&yt, &want_t)] {
+                for (g, w) in got.iter().zip(want) {
+                    assert!((*g as f64 - w).abs() <= 1e-4 * (1.0 + w.abs()), "{m}x{k}x{n}: {g} vs {w}");
+                }
+            }
+            // Each row alone gives the same bits as inside the batch.
+            for i in 0..m {
+                let mut one = vec![0f32; n];
+                matmul_rowmajor(1, k, n, &x[i * k..][..k], &w, &mut one);
+                assert_eq!(one, y[i * n..][..n], "row-major row {i}");
+                matmul_transposed(1, k, n, &x[i * k..][..k], &e, &mut one);
+                assert_eq!(one, yt[i * n..][..n], "transposed row {i}");
+            }
+        }
+    }
+}
