@@ -36,17 +36,28 @@ pub fn supported() -> bool {
 /// `y[m, n] = x[m, k] · w[k, n]` with `w` row-major. Returns `false` (and leaves `y` alone) when
 /// the machine has no FMA path, so the caller falls back to its general matmul.
 pub fn matmul_rowmajor(m: usize, k: usize, n: usize, x: &[f32], w: &[f32], y: &mut [f32]) -> bool {
-    run(m, k, n, x, w, y, rowmajor_dispatch)
+    run(m, k, n, x, w, y, ROWMAJOR)
 }
 
 /// `y[m, n] = x[m, k] · e[n, k]ᵀ`: dot products with the rows of `e` (a tied embedding table used
 /// as the output head). Returns `false` when the machine has no FMA path.
 pub fn matmul_transposed(m: usize, k: usize, n: usize, x: &[f32], e: &[f32], y: &mut [f32]) -> bool {
-    run(m, k, n, x, e, y, transposed_dispatch)
+    run(m, k, n, x, e, y, TRANSPOSED)
 }
 
 /// Signature of the kernels: `(m, k, n, x, w, y, lo, hi)` fills columns `lo..hi` of y.
 type Kernel = unsafe fn(usize, usize, usize, &[f32], &[f32], *mut f32, usize, usize);
+
+// x86-64 takes the bodies compiled for AVX2+FMA (`supported` checks them at run time); aarch64
+// always has FMA, so the plain bodies vectorise there.
+#[cfg(target_arch = "x86_64")]
+const ROWMAJOR: Kernel = rowmajor_avx2;
+#[cfg(not(target_arch = "x86_64"))]
+const ROWMAJOR: Kernel = rowmajor_body;
+#[cfg(target_arch = "x86_64")]
+const TRANSPOSED: Kernel = transposed_avx2;
+#[cfg(not(target_arch = "x86_64"))]
+const TRANSPOSED: Kernel = transposed_portable;
 
 fn run(m: usize, k: usize, n: usize, x: &[f32], w: &[f32], y: &mut [f32], kernel: Kernel) -> bool {
     assert!(x.len() == m * k && w.len() == k * n && y.len() == m * n, "skinny matmul: slice lengths");
@@ -96,18 +107,6 @@ fn split_columns(work: usize, n: usize, f: &(dyn Fn(usize, usize) + Sync)) {
     }
     let _ = work;
     f(0, n)
-}
-
-#[allow(clippy::too_many_arguments)]
-unsafe fn rowmajor_dispatch(m: usize, k: usize, n: usize, x: &[f32], w: &[f32], y: *mut f32, lo: usize, hi: usize) {
-    #[cfg(target_arch = "x86_64")]
-    unsafe {
-        rowmajor_avx2(m, k, n, x, w, y, lo, hi)
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    unsafe {
-        rowmajor_body(m, k, n, x, w, y, lo, hi)
-    }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -169,22 +168,11 @@ unsafe fn rowmajor_body(m: usize, k: usize, n: usize, x: &[f32], w: &[f32], y: *
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-unsafe fn transposed_dispatch(m: usize, k: usize, n: usize, x: &[f32], e: &[f32], y: *mut f32, lo: usize, hi: usize) {
-    #[cfg(target_arch = "x86_64")]
-    unsafe {
-        transposed_avx2(m, k, n, x, e, y, lo, hi)
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    unsafe {
-        transposed_portable(m, k, n, x, e, y, lo, hi)
-    }
-}
-
-/// Four rows of e against two rows of x at a time: eight independent 8-lane accumulators hide
-/// the FMA latency, and each loaded piece of e serves both x rows. Each output is one 8-lane
-/// accumulator over k in order, then a fixed reduction, then the scalar tail: the same
-/// arithmetic whichever block it falls in.
+/// Blocks of eight e rows: pairs of x rows against four e rows at a time, a last single x row
+/// against all eight, so eight independent 8-lane accumulators always hide the FMA latency, and
+/// each loaded piece of e serves both rows of a pair. Each output is one 8-lane accumulator over k
+/// in order, then a fixed reduction, then the scalar tail: the same arithmetic whichever block or
+/// pairing it falls in.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 #[allow(clippy::too_many_arguments)]

@@ -34,7 +34,7 @@ pub fn skinny_matmul<B: SkinnyMatmulOps>(x: Tensor<B, 2>, w: Tensor<B, 2>) -> Te
 #[cfg(feature = "flex")]
 pub(crate) mod flex {
     use burn::backend::flex::{FlexTensor, Layout};
-    use burn::tensor::{DType, Shape};
+    use burn::tensor::{Bytes, DType, Shape};
 
     use super::{MAX_ROWS, host};
 
@@ -66,10 +66,6 @@ pub(crate) mod flex {
             let e = w.storage::<f32>().get(start..start + n * k)?;
             host::matmul_transposed(m, k, n, xv, e, &mut y)
         };
-        ran.then(|| FlexTensor::new(bytes(y), Layout::contiguous(Shape::new([m, n])), DType::F32))
-    }
-
-    fn bytes(v: Vec<f32>) -> burn::tensor::Bytes {
-        burn::tensor::Bytes::from_elems(v)
+        ran.then(|| FlexTensor::new(Bytes::from_elems(y), Layout::contiguous(Shape::new([m, n])), DType::F32))
     }
 }
