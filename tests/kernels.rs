@@ -6,7 +6,7 @@
 use burn::tensor::{Int, Tensor, TensorData};
 use redrafter::KernelBackend;
 use redrafter::tree::PackedTree;
-use redrafter_kernels::{bits, kv_relocate, skinny_matmul, tree_attention};
+use redrafter_kernels::{bits, kv_relocate, skinny_matmul, tree_attention, tree_build};
 use redrafter_tests::{assert_close, backend_tests, to_vec};
 
 struct Rng(u64);
@@ -246,10 +246,73 @@ fn skinny_matmul_on_both_layouts<B: KernelBackend>(device: B::Device) {
     }
 }
 
+/// The device tree build against the host build padded to W·L slots, field by field. `beams` is
+/// [rows, W, L]; `transposed` feeds the op a strided view instead of a contiguous tensor.
+fn check_tree_build<B: KernelBackend>(device: &B::Device, beams: &[u32], rows: usize, w: usize, l: usize, lens: &[usize], transposed: bool, what: &str) {
+    let n = w * l;
+    let host = PackedTree::build_padded(beams, rows, w, l, Some(n));
+    let ids: Vec<i64> = beams.iter().map(|&t| t as i64).collect();
+    let beams_t = if transposed {
+        let mut t = vec![0i64; ids.len()];
+        for r in 0..rows {
+            for i in 0..w {
+                for k in 0..l {
+                    t[(r * l + k) * w + i] = ids[(r * w + i) * l + k];
+                }
+            }
+        }
+        Tensor::<B, 3, Int>::from_data(TensorData::new(t, [rows, l, w]), device).swap_dims(1, 2)
+    } else {
+        Tensor::<B, 3, Int>::from_data(TensorData::new(ids, [rows, w, l]), device)
+    };
+    let lens_t = Tensor::<B, 1, Int>::from_data(TensorData::new(lens.iter().map(|&x| x as i64).collect::<Vec<_>>(), [rows]), device);
+    let tree = tree_build(beams_t, lens_t);
+    let ints = |t: Tensor<B, 2, Int>| t.into_data().iter::<i64>().collect::<Vec<_>>();
+    assert_eq!(tree.tokens.dims(), [rows, n], "{what}: tokens shape");
+    assert_eq!(ints(tree.tokens), host.tokens.iter().map(|&t| t as i64).collect::<Vec<_>>(), "{what}: tokens");
+    assert_eq!(ints(tree.positions), host.positions(lens), "{what}: positions");
+    let unpack: Vec<i64> = tree.unpack.into_data().iter::<i64>().collect();
+    assert_eq!(unpack, host.unpack.iter().map(|&u| u as i64).collect::<Vec<_>>(), "{what}: unpack");
+    let packed: Vec<i64> = tree.packed_len.into_data().iter::<i64>().collect();
+    assert_eq!(packed, host.packed_len.iter().map(|&p| p as i64).collect::<Vec<_>>(), "{what}: packed_len");
+    // Words are i32 bit patterns; an i64 backend may hold them sign-extended.
+    let words: Vec<i64> = tree.mask.into_data().iter::<i64>().map(|x| x & 0xffff_ffff).collect();
+    let want: Vec<i64> = bits::pack_mask(&host.ancestor_mask(), rows, n).iter().map(|&x| x as i64 & 0xffff_ffff).collect();
+    assert_eq!(words, want, "{what}: ancestor bitsets");
+}
+
+fn tree_build_against_the_host_build<B: KernelBackend>(device: B::Device) {
+    let mars = [101, 102, 103, 104, 101, 102, 203, 204, 101, 102, 303, 104];
+    check_tree_build::<B>(&device, &mars, 1, 3, 4, &[5], false, "spec 3.8");
+    let two = [91, 92, 93, 95, 91, 92, 94, 96, 91, 92, 93, 97, 93, 94, 95, 92, 93, 95, 96, 93, 93, 94, 97, 96];
+    check_tree_build::<B>(&device, &two, 2, 3, 4, &[4, 9], true, "spec 10");
+    // Identical beams (everything deduplicated) and a single token.
+    check_tree_build::<B>(&device, &[7, 8, 9, 7, 8, 9], 1, 2, 3, &[0], false, "duplicates");
+    check_tree_build::<B>(&device, &[5], 1, 1, 1, &[3], false, "one token");
+    let mut rng = Rng(2024);
+    let mut cases = 0;
+    // W·L past 32 and 64 slots: bitsets of two and three words.
+    for rows in [1, 3] {
+        for (w, l) in [(1, 4), (2, 2), (4, 3), (4, 5), (8, 5), (16, 3), (5, 8), (13, 5)] {
+            for alphabet in [2, 3, 50] {
+                let shared_root = alphabet != 50;
+                let beams: Vec<u32> =
+                    (0..rows * w * l).map(|i| if shared_root && i % l == 0 { 7 } else { rng.below(alphabet) as u32 }).collect();
+                let lens: Vec<usize> = (0..rows).map(|_| rng.below(40)).collect();
+                let what = format!("rows {rows}, W {w}, L {l}, alphabet {alphabet}");
+                check_tree_build::<B>(&device, &beams, rows, w, l, &lens, cases % 2 == 1, &what);
+                cases += 1;
+            }
+        }
+    }
+    assert_eq!(cases, 48);
+}
+
 backend_tests!(
     tree_attention_on_golden_trees,
     tree_attention_on_a_grid,
     tree_attention_on_causal_blocks,
     kv_relocate_of_accepted_paths,
-    skinny_matmul_on_both_layouts
+    skinny_matmul_on_both_layouts,
+    tree_build_against_the_host_build
 );

@@ -1,4 +1,4 @@
-//! Tree attention and KV relocation: the backend's op (the `#[cube]` kernel on wgpu/cuda, the
+//! Tree attention, tree build and KV relocation: the backend's op (the `#[cube]` kernel on wgpu/cuda, the
 //! tensor-op reference on CPU backends) against the tensor-op reference, and the deduplicated
 //! tree against dense attention over the whole W × L beam grid (no prefix dedup), for a sweep of
 //! beam shapes at SmolLM2-135M's attention shape (9 query heads, 3 KV heads, head dim 64).
@@ -9,12 +9,12 @@
 
 use std::time::Instant;
 
-use burn::tensor::{Int, Tensor, TensorData};
+use burn::tensor::{BasicOps, Int, Tensor, TensorData};
 use clap::Parser;
 use redrafter::KernelBackend;
 use redrafter::backends::{BackendKind, BackendTask, run_on};
 use redrafter::tree::PackedTree;
-use redrafter_kernels::{bits, kv_relocate, tree_attention};
+use redrafter_kernels::{bits, kv_relocate, tree_attention, tree_build};
 use redrafter_train::plot::{Series, line_chart};
 
 #[derive(Parser, Clone)]
@@ -53,6 +53,10 @@ struct Row {
     op_dense_ms: f64,
     relocate_op_ms: f64,
     relocate_reference_ms: f64,
+    /// Prefix dedup of one row's beams: the op (one launch on cubecl backends) and the host
+    /// build with its read-back and upload.
+    build_op_ms: f64,
+    build_reference_ms: f64,
 }
 
 /// Beams that share their first tokens the way drafter beams do: a common root, then the
@@ -72,7 +76,7 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-fn time<B: KernelBackend, const D: usize>(runs: usize, mut f: impl FnMut() -> Tensor<B, D>) -> f64 {
+fn time<B: KernelBackend, const D: usize, K: BasicOps<B>>(runs: usize, mut f: impl FnMut() -> Tensor<B, D, K>) -> f64 {
     f().into_data(); // warm-up: kernel compilation, allocation
     median((0..runs).map(|_| {
         let t0 = Instant::now();
@@ -145,6 +149,11 @@ impl BackendTask for Bench {
                 c2 = Some(out.clone());
                 out.slice([0..1, 0..1, 0..1, 0..1])
             });
+            let ids: Vec<i64> = beams(w, l, 7).iter().map(|&t| t as i64).collect();
+            let beams_t = Tensor::<B, 3, Int>::from_data(TensorData::new(ids, [1, w, l]), &device);
+            let build_op_ms = time(a.runs, || tree_build(beams_t.clone(), lens.clone()).mask);
+            let build_reference_ms =
+                time(a.runs, || redrafter_kernels::tree_build::reference::tree_build(beams_t.clone(), lens.clone()).mask);
             let row = Row {
                 backend: name.clone(),
                 width: w,
@@ -157,9 +166,11 @@ impl BackendTask for Bench {
                 op_dense_ms,
                 relocate_op_ms,
                 relocate_reference_ms,
+                build_op_ms,
+                build_reference_ms,
             };
             eprintln!(
-                "{name:8} W{w:<2} L{l}  packed {p:3}/{g:3} ({:.2}x)  op tree {op_tree_ms:8.3} ms  reference tree {reference_tree_ms:8.3} ms  op dense {op_dense_ms:8.3} ms  relocate op {relocate_op_ms:7.3} ms / reference {relocate_reference_ms:7.3} ms",
+                "{name:8} W{w:<2} L{l}  packed {p:3}/{g:3} ({:.2}x)  op tree {op_tree_ms:8.3} ms  reference tree {reference_tree_ms:8.3} ms  op dense {op_dense_ms:8.3} ms  relocate op {relocate_op_ms:7.3} ms / reference {relocate_reference_ms:7.3} ms  build op {build_op_ms:7.3} ms / reference {build_reference_ms:7.3} ms",
                 row.compression
             );
             rows.push(row);
@@ -190,12 +201,13 @@ fn main() {
     }
     let svg = line_chart("Tree attention, one layer (SmolLM2-135M shape)", "beam grid tokens W·L", "ms (median)", &series);
     std::fs::write(args.out.join("kernels.svg"), svg).expect("write svg");
-    println!("| backend | W×L | packed / grid | op tree ms | reference tree ms | op dense ms | relocate op / ref ms |");
-    println!("|---|---|---|---|---|---|---|");
+    println!("| backend | W×L | packed / grid | op tree ms | reference tree ms | op dense ms | relocate op / ref ms | build op / ref ms |");
+    println!("|---|---|---|---|---|---|---|---|");
     for r in &all {
         println!(
-            "| {} | {}×{} | {}/{} ({:.2}x) | {:.3} | {:.3} | {:.3} | {:.3} / {:.3} |",
-            r.backend, r.width, r.length, r.packed_tokens, r.grid_tokens, r.compression, r.op_tree_ms, r.reference_tree_ms, r.op_dense_ms, r.relocate_op_ms, r.relocate_reference_ms
+            "| {} | {}×{} | {}/{} ({:.2}x) | {:.3} | {:.3} | {:.3} | {:.3} / {:.3} | {:.3} / {:.3} |",
+            r.backend, r.width, r.length, r.packed_tokens, r.grid_tokens, r.compression, r.op_tree_ms, r.reference_tree_ms, r.op_dense_ms, r.relocate_op_ms, r.relocate_reference_ms,
+            r.build_op_ms, r.build_reference_ms
         );
     }
 }

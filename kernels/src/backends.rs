@@ -6,16 +6,19 @@ use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 #[cfg(feature = "flex")]
 use burn::tensor::ops::{FloatTensor, FloatTensorOps};
 
-use crate::{KvRelocateOps, SkinnyMatmulOps, TreeAttentionOps};
+use crate::{KvRelocateOps, SkinnyMatmulOps, TreeAttentionOps, TreeBuildOps};
 
 impl TreeAttentionOps for burn::backend::NdArray {}
 impl KvRelocateOps for burn::backend::NdArray {}
 impl SkinnyMatmulOps for burn::backend::NdArray {}
+impl TreeBuildOps for burn::backend::NdArray {}
 
 #[cfg(feature = "flex")]
 impl TreeAttentionOps for burn::backend::Flex {}
 #[cfg(feature = "flex")]
 impl KvRelocateOps for burn::backend::Flex {}
+#[cfg(feature = "flex")]
+impl TreeBuildOps for burn::backend::Flex {}
 #[cfg(feature = "flex")]
 impl SkinnyMatmulOps for burn::backend::Flex {
     fn skinny_matmul(x: FloatTensor<Self>, w: FloatTensor<Self>) -> FloatTensor<Self> {
@@ -28,5 +31,6 @@ impl SkinnyMatmulOps for burn::backend::Flex {
 
 impl<B: TreeAttentionOps, C: CheckpointStrategy> TreeAttentionOps for Autodiff<B, C> {}
 impl<B: KvRelocateOps, C: CheckpointStrategy> KvRelocateOps for Autodiff<B, C> {}
+impl<B: TreeBuildOps, C: CheckpointStrategy> TreeBuildOps for Autodiff<B, C> {}
 // Autodiff keeps the reference: the tracked matmul gives the gradients.
 impl<B: SkinnyMatmulOps, C: CheckpointStrategy> SkinnyMatmulOps for Autodiff<B, C> {}

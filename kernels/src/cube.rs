@@ -4,7 +4,10 @@ use burn::tensor::ops::{FloatTensor, IntTensor};
 use burn_cubecl::element::BoolElement;
 use burn_cubecl::{CubeBackend, CubeRuntime, FloatElement, IntElement};
 
-use crate::{KvRelocateOps, SkinnyMatmulOps, TreeAttentionOps, kv_relocate, tree_attention};
+use burn::tensor::Tensor;
+
+use crate::tree_build::DeviceTree;
+use crate::{KvRelocateOps, SkinnyMatmulOps, TreeAttentionOps, TreeBuildOps, kv_relocate, tree_attention, tree_build};
 
 impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> TreeAttentionOps for CubeBackend<R, F, I, BT> {
     fn tree_attention(
@@ -28,3 +31,16 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> KvRelocate
 
 // GPUs keep their own matmul (tiled, tensor cores); the streaming host kernel is a CPU answer.
 impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> SkinnyMatmulOps for CubeBackend<R, F, I, BT> {}
+
+impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> TreeBuildOps for CubeBackend<R, F, I, BT> {
+    fn tree_build(beams: IntTensor<Self>, lens: IntTensor<Self>) -> DeviceTree<Self> {
+        let [tokens, positions, mask, unpack, packed_len] = tree_build::kernel::launch(beams, lens);
+        DeviceTree {
+            tokens: Tensor::from_primitive(tokens),
+            positions: Tensor::from_primitive(positions),
+            mask: Tensor::from_primitive(mask),
+            unpack: Tensor::from_primitive(unpack),
+            packed_len: Tensor::from_primitive(packed_len),
+        }
+    }
+}

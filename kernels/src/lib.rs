@@ -9,6 +9,8 @@
 //! * [`tree_attention`]: packed tree queries over per-row committed keys plus the tree block
 //!   under an ancestor bitset, grouped-query heads, online softmax.
 //! * [`kv_relocate`]: per-row copy of the accepted block entries into the cache, in place.
+//! * [`tree_build`]: prefix dedup of each row's beams into the packed tree block (tokens,
+//!   positions, ancestor bitsets, unpack map) in two launches, at a fixed W·L slots per row.
 //! * [`skinny_matmul`]: projections and the vocabulary head for the few token rows of a decode,
 //!   verification or draft step; a weight-streaming host kernel on Flex (CPU).
 //!
@@ -20,6 +22,7 @@ pub mod bits;
 pub mod kv_relocate;
 pub mod skinny_matmul;
 pub mod tree_attention;
+pub mod tree_build;
 
 mod backends;
 #[cfg(feature = "cube")]
@@ -29,11 +32,12 @@ pub use bits::{pack_mask, WORD_BITS};
 pub use kv_relocate::{KvRelocateOps, kv_relocate};
 pub use skinny_matmul::{SkinnyMatmulOps, skinny_matmul};
 pub use tree_attention::{TreeAttentionOps, tree_attention};
+pub use tree_build::{DeviceTree, PackedTree, TreeBuildOps, tree_build};
 
 /// Every op of this crate; what the model and the decoding loop require of a backend.
-pub trait KernelBackend: TreeAttentionOps + KvRelocateOps + SkinnyMatmulOps {}
+pub trait KernelBackend: TreeAttentionOps + KvRelocateOps + SkinnyMatmulOps + TreeBuildOps {}
 
-impl<B: TreeAttentionOps + KvRelocateOps + SkinnyMatmulOps> KernelBackend for B {}
+impl<B: TreeAttentionOps + KvRelocateOps + SkinnyMatmulOps + TreeBuildOps> KernelBackend for B {}
 
 use std::sync::atomic::{AtomicU8, Ordering};
 

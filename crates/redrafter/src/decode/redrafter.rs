@@ -128,7 +128,7 @@ impl<B: KernelBackend, S: DraftSource<B>> Strategy<B> for ReDrafter<S> {
 
         let t = Instant::now();
         let tree = PackedTree::build(&beams.tokens, n, w, len);
-        let input = tree.block_input::<B>(state.cache.lens(), &device);
+        let input = crate::tree::block_input::<B>(&tree, state.cache.lens(), &device);
         stats.record_tree(tree.packed_len.iter().sum(), n * w * len);
         stats.add_phase("tree", t.elapsed().as_secs_f64());
 
