@@ -40,6 +40,7 @@ fn config(steps: usize, vocab: usize, hidden: usize) -> TrainConfig {
         targets: Targets::LlmGreedy,
         checkpoint_every: 0,
         drafter: DrafterConfig { exit_dim: 64, num_draft_layers: 1, ..DrafterConfig::for_llm(vocab, hidden) }.with_tied_lm_head(true),
+        init: None,
     }
 }
 
@@ -104,6 +105,36 @@ fn resume_is_exact_and_foreign_checkpoints_are_refused<B: KernelBackend>(device:
     assert_eq!(std::fs::read(dir.join("checkpoint/model.safetensors")).unwrap(), before, "nothing overwritten");
 }
 
+fn fine_tuning_starts_from_the_given_drafter<B: KernelBackend>(device: B::Device) {
+    let m = tiny_gguf_model::<Autodiff<B>>(53, GgmlType::F32, &device);
+    let llm = m.model.no_grad();
+    let lc = llm.config().clone();
+    let examples = self_generated(&llm.valid(), 8);
+    let cfg = config(4, lc.vocab_size, lc.hidden_size);
+    let weights = |d: &Drafter<Autodiff<B>>| to_vec(d.lm_head.weight.val().inner());
+    let base_dir = temp_dir("train-base");
+    let (base, _) = Trainer { llm: &llm, examples: &examples, config: cfg.clone(), out_dir: base_dir.clone(), stop_after: None }
+        .run(&mut |_, _, _| {})
+        .unwrap();
+    let init = Some(base_dir.join("checkpoint"));
+
+    // At learning rate 0 the run must hand back exactly the weights it started from.
+    let frozen = TrainConfig { lr: 0.0, init: init.clone(), ..cfg.clone() };
+    let (tuned, _) = Trainer { llm: &llm, examples: &examples, config: frozen, out_dir: temp_dir("train-tune"), stop_after: None }
+        .run(&mut |_, _, _| {})
+        .unwrap();
+    assert_eq!(weights(&tuned), weights(&base), "fine-tuning did not start from the saved drafter");
+
+    let mut other = cfg.clone();
+    other.drafter.exit_dim = 32;
+    other.init = init;
+    let e = Trainer { llm: &llm, examples: &examples, config: other, out_dir: temp_dir("train-tune-bad"), stop_after: None }
+        .run(&mut |_, _, _| {})
+        .err()
+        .expect("a drafter of another shape");
+    assert!(e.to_string().contains("differs"), "{e}");
+}
+
 fn bad_training_data_is_refused<B: KernelBackend>(_device: B::Device) {
     let dir = temp_dir("train-bad");
     let cases: [(&str, &str, &str); 4] = [
@@ -121,4 +152,4 @@ fn bad_training_data_is_refused<B: KernelBackend>(_device: B::Device) {
     assert!(read_corpus(&dir.join("missing.json")).unwrap_err().to_string().contains("missing.json"));
 }
 
-backend_tests!(training_learns_and_raises_tau, resume_is_exact_and_foreign_checkpoints_are_refused, bad_training_data_is_refused);
+backend_tests!(training_learns_and_raises_tau, resume_is_exact_and_foreign_checkpoints_are_refused, fine_tuning_starts_from_the_given_drafter, bad_training_data_is_refused);

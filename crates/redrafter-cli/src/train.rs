@@ -83,6 +83,10 @@ pub struct TrainArgs {
     /// Store the final drafter in f16.
     #[arg(long)]
     f16: bool,
+    /// Start from this drafter directory (Apple's format) instead of random weights, e.g. to
+    /// fine-tune a ground-truth drafter on llm-greedy targets. Its shape must match the options.
+    #[arg(long)]
+    init: Option<PathBuf>,
     /// Stop after this optimizer step (with a checkpoint); rerun the same command to resume.
     #[arg(long)]
     stop_after: Option<usize>,
@@ -162,6 +166,7 @@ impl BackendTask for Task {
             targets,
             checkpoint_every: args.checkpoint_every,
             drafter: dc,
+            init: args.init.clone(),
         };
         std::fs::create_dir_all(&args.out)?;
         let trainer = Trainer { llm: &llm, examples: &examples, config: config.clone(), out_dir: args.out.clone(), stop_after: args.stop_after };

@@ -8,7 +8,7 @@ use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, Optimizer}
 use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder, Recorder};
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{Bool, ElementConversion, Int, Tensor, TensorData};
-use redrafter::{Drafter, DrafterConfig, save_drafter};
+use redrafter::{Drafter, DrafterConfig, load_drafter, save_drafter};
 use redrafter_io::IoError;
 use redrafter_llama::{BlockInput, KernelBackend, Llama};
 use serde::{Deserialize, Serialize};
@@ -50,6 +50,10 @@ pub struct TrainConfig {
     /// Save a checkpoint every this many optimizer steps (0 = only at the end).
     pub checkpoint_every: usize,
     pub drafter: DrafterConfig,
+    /// Start from this drafter (Apple's format) instead of random weights: fine-tuning, e.g. a
+    /// ground-truth drafter on distillation targets. Its config must equal `drafter`.
+    #[serde(default)]
+    pub init: Option<PathBuf>,
 }
 
 /// Trainer state saved with each checkpoint; resuming requires the same `config` (up to
@@ -249,7 +253,21 @@ impl<B: AutodiffBackend<InnerBackend: KernelBackend> + KernelBackend> Trainer<'_
             optim = optim.load_record(record);
             (drafter, state)
         } else {
-            let drafter = Drafter::<B>::random(cfg.drafter.clone(), cfg.seed, &device)?;
+            let drafter = match &cfg.init {
+                Some(path) => {
+                    let d = load_drafter::<B>(path, &device)?;
+                    if d.config != cfg.drafter {
+                        return Err(TrainError::Config(format!(
+                            "{}: the initial drafter's config ({:?}) differs from the one being trained ({:?})",
+                            path.display(),
+                            d.config,
+                            cfg.drafter
+                        )));
+                    }
+                    d
+                }
+                None => Drafter::<B>::random(cfg.drafter.clone(), cfg.seed, &device)?,
+            };
             (drafter, State { step: 0, config: cfg.clone(), log: vec![] })
         };
         let warmup = (cfg.steps as f64 * cfg.warmup_ratio).round() as usize;
