@@ -1,9 +1,9 @@
 //! Greedy ReDrafter on the default model (SmolLM2-135M-Instruct) and MT-Bench prompts: token for
-//! token the autoregressive output, with oracle drafts (long accepted runs) and with a random
-//! tied-head drafter (real beam search). Set REDRAFTER_SKIP_REAL_MODEL=1 to skip.
+//! token the autoregressive output, with oracle drafts (long accepted runs), a random tied-head
+//! drafter (real beam search) and the bundled trained drafter (real acceptances). Set REDRAFTER_SKIP_REAL_MODEL=1 to skip.
 
 use redrafter::KernelBackend;
-use redrafter::{Autoregressive, BeamConfig, Drafter, DrafterConfig, GenerationConfig, Generator, ReDrafter};
+use redrafter::{Autoregressive, BeamConfig, Drafter, DrafterConfig, GenerationConfig, Generator, ReDrafter, load_drafter};
 use redrafter_io::fetch::{MT_BENCH_QUESTIONS, SMOLLM2_135M_INSTRUCT, fetch};
 use redrafter_io::{Message, load_mt_bench};
 use redrafter_tests::Oracle;
@@ -26,6 +26,10 @@ fn run<B: KernelBackend>(device: B::Device, prompts: usize, new_tokens: usize) {
         &device,
     )
     .unwrap();
+    let bundled_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/drafters/smollm2-135m-instruct");
+    let bundled = load_drafter::<B>(&bundled_dir, &device).expect("the bundled drafter loads");
+    bundled.check_compatible(lc).expect("the bundled drafter fits SmolLM2-135M");
+    let mut accepted = 0.0;
     for q in questions.iter().take(prompts) {
         let ids = m.tokenizer.encode(&tpl.render(&[Message::new("user", &q.turns[0])], true).unwrap()).unwrap();
         let prompts = [ids];
@@ -40,7 +44,13 @@ fn run<B: KernelBackend>(device: B::Device, prompts: usize, new_tokens: usize) {
         let rd = g.generate(&mut s, &prompts, &cfg, None).unwrap();
         assert_eq!(rd.rows[0].tokens, ar.rows[0].tokens, "random drafter, question {}", q.question_id);
         assert_eq!(rd.rows[0].text, ar.rows[0].text);
+        // The bundled trained drafter accepts real drafts: multi-token commits and relocation.
+        let mut s = ReDrafter::new(bundled.clone(), BeamConfig { width: 2, length: 3 }).unwrap();
+        let rd = g.generate(&mut s, &prompts, &cfg, None).unwrap();
+        assert_eq!(rd.rows[0].tokens, ar.rows[0].tokens, "bundled drafter, question {}", q.question_id);
+        accepted += rd.stats.mean_accepted * rd.stats.steps as f64;
     }
+    assert!(accepted > 0.5, "the bundled drafter never had a draft accepted");
 }
 
 #[test]

@@ -54,14 +54,16 @@ pub struct GenerateArgs {
     #[arg(long)]
     json: bool,
     /// A ReDrafter drafter directory (Apple's format: config.json + model.safetensors).
-    /// Without one, decoding is autoregressive.
+    /// Default: the drafter bundled for the default model; with another `--model` and no
+    /// drafter, decoding is autoregressive.
     #[arg(long)]
     drafter: Option<PathBuf>,
-    /// Beams drafted per step (W).
-    #[arg(long, default_value_t = 4)]
+    /// Beams drafted per step (W). The default is the fastest measured with the bundled drafter on
+    /// a CPU (docs/training.md); wider and longer trees pay off with a better drafter or a GPU.
+    #[arg(long, default_value_t = 1)]
     beam_width: usize,
     /// Tokens per beam, counting the LLM's own next token (L; each beam drafts L - 1).
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 3)]
     beam_length: usize,
     /// Plain autoregressive decoding even when a drafter is given (the baseline).
     #[arg(long)]
@@ -78,8 +80,14 @@ pub fn run(args: GenerateArgs) -> Result<(), BoxError> {
             s
         }
     };
+    // The bundled drafter was trained for the default model only.
+    let drafter = match (&args.drafter, &args.model) {
+        (Some(p), _) => Some(p.clone()),
+        (None, None) if !args.autoregressive => Some(crate::default_drafter::path()?),
+        _ => None,
+    };
     let model = crate::model_path::resolve(args.model.clone())?;
-    run_on(kind, Task { args, prompt, model, kind })
+    run_on(kind, Task { args, prompt, model, kind, drafter })
 }
 
 struct Task {
@@ -87,13 +95,14 @@ struct Task {
     prompt: String,
     model: PathBuf,
     kind: BackendKind,
+    drafter: Option<PathBuf>,
 }
 
 impl BackendTask for Task {
     type Output = Result<(), BoxError>;
 
     fn run<B: KernelBackend>(self, device: B::Device) -> Self::Output {
-        let Task { args, prompt, model, kind } = self;
+        let Task { args, prompt, model, kind, drafter } = self;
         let t0 = Instant::now();
         let loaded = redrafter_llama::load::<B>(&model, &device)?;
         let load_seconds = t0.elapsed().as_secs_f64();
@@ -112,7 +121,7 @@ impl BackendTask for Task {
         };
         let ids = tok.encode(&text)?;
         let beams = BeamConfig { width: args.beam_width, length: args.beam_length };
-        let mut strategy: Box<dyn Strategy<B>> = match (&args.drafter, args.autoregressive) {
+        let mut strategy: Box<dyn Strategy<B>> = match (&drafter, args.autoregressive) {
             (Some(path), false) => {
                 let drafter = load_drafter::<B>(path, &device)?;
                 drafter.check_compatible(loaded.model.config())?;

@@ -1,5 +1,6 @@
 //! `redrafter`: generate text with a Llama-family model on any compiled-in burn backend.
 
+mod default_drafter;
 mod distill;
 mod generate;
 mod model_path;

@@ -200,3 +200,27 @@ fn distill_data_is_batched_and_resumes() {
     assert_eq!(code, 1);
     assert!(stderr.contains("needs conversations"), "{stderr}");
 }
+
+/// The README's main command: the default model with the drafter bundled for it, token for token
+/// the autoregressive output, and the drafter really drafting (τ above one).
+#[test]
+fn default_model_uses_the_bundled_drafter() {
+    if std::env::var_os("REDRAFTER_SKIP_REAL_MODEL").is_some() {
+        eprintln!("skipped: REDRAFTER_SKIP_REAL_MODEL is set");
+        return;
+    }
+    let base = ["generate", "Explain what a hash table is.", "--max-new-tokens", "48", "--json", "--backend", "flex"];
+    let json = |extra: &[&str]| -> serde_json::Value {
+        let args: Vec<&str> = base.iter().chain(extra).copied().collect();
+        let (code, stdout, stderr) = run(&args);
+        assert_eq!(code, 0, "{stderr}");
+        serde_json::from_str(stdout.trim()).unwrap()
+    };
+    let rd = json(&[]);
+    let ar = json(&["--autoregressive"]);
+    assert!(rd["stats"]["strategy"].as_str().unwrap().starts_with("redrafter"), "{}", rd["stats"]["strategy"]);
+    assert!(ar["stats"]["strategy"].as_str().unwrap().starts_with("autoregressive"), "{}", ar["stats"]["strategy"]);
+    assert_eq!(rd["tokens"], ar["tokens"]);
+    let tau = rd["stats"]["tau"].as_f64().unwrap();
+    assert!(tau > 1.05, "the bundled drafter accepted almost nothing: tau {tau}");
+}
