@@ -53,7 +53,7 @@ struct Row {
     op_dense_ms: f64,
     relocate_op_ms: f64,
     relocate_reference_ms: f64,
-    /// Prefix dedup of one row's beams: the op (one launch on cubecl backends) and the host
+    /// Prefix dedup of one row's beams: the op (two launches on cubecl backends) and the host
     /// build with its read-back and upload.
     build_op_ms: f64,
     build_reference_ms: f64,

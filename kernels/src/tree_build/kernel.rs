@@ -45,24 +45,6 @@ fn first_own<I: Int>(beams: &Tensor<I>, b: usize, j: usize) -> usize {
     f
 }
 
-/// Packed index of beam `i`'s position `k`: its owner T (the first beam sharing the prefix
-/// through k) gives start_T + k − f_T, with start_T the own-suffix sizes of the beams before T.
-#[cube]
-fn node<I: Int>(beams: &Tensor<I>, b: usize, i: usize, k: usize) -> usize {
-    let mut owner = i;
-    for j in 0..i {
-        if owner == i && lcp::<I>(beams, b, i, j) > k {
-            owner = j;
-        }
-    }
-    let len = beams.shape(2);
-    let mut start = 0usize;
-    for j in 0..owner {
-        start += len - first_own::<I>(beams, b, j);
-    }
-    start + k - first_own::<I>(beams, b, owner)
-}
-
 #[cube(launch)]
 #[allow(clippy::too_many_arguments)]
 fn tree_build_kernel<I: Int>(
@@ -86,18 +68,36 @@ fn tree_build_kernel<I: Int>(
     let i = slot / len;
     let k = slot % len;
 
-    let me = node::<I>(beams, b, i, k);
-    unpack[b * unpack.stride(0) + i * unpack.stride(1) + k * unpack.stride(2)] = I::cast_from(me);
+    // The owner T (the first beam sharing the prefix through k); the node's packed index is
+    // start_T + k − f_T, start_T being the own-suffix sizes L − f_j of the beams before T. One
+    // pass over the beams gives start_T, f_T and the row's node count, each f_j computed once.
+    let mut owner = i;
+    for j in 0..i {
+        if owner == i && lcp::<I>(beams, b, i, j) > k {
+            owner = j;
+        }
+    }
+    let mut start = 0usize;
+    let mut f_owner = 0usize;
     let mut total = 0usize;
     for j in 0..width {
-        total += len - first_own::<I>(beams, b, j);
+        let f = first_own::<I>(beams, b, j);
+        if j < owner {
+            start += len - f;
+        }
+        if j == owner {
+            f_owner = f;
+        }
+        total += len - f;
     }
+    let me = start + k - f_owner;
+    unpack[b * unpack.stride(0) + i * unpack.stride(1) + k * unpack.stride(2)] = I::cast_from(me);
     if slot == 0 {
         packed_len[b * packed_len.stride(0)] = I::cast_from(total);
     }
     let committed = lens[b * lens.stride(0)];
     // Own node: this unit is the only one to write slot `me`.
-    if k >= first_own::<I>(beams, b, i) {
+    if owner == i {
         tokens[b * tokens.stride(0) + me * tokens.stride(1)] =
             beams[b * beams.stride(0) + i * beams.stride(1) + k * beams.stride(2)];
         positions[b * positions.stride(0) + me * positions.stride(1)] = committed + I::cast_from(k);
