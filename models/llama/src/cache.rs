@@ -90,6 +90,8 @@ impl<B: Backend> KvCache<B> {
 
     /// Keeps only `rows` (in that order), e.g. to drop finished sequences from a batch.
     pub fn retain_rows(&mut self, rows: &[usize]) {
+        // An empty batch would launch zero-element selects, an error on CUDA; callers stop first.
+        assert!(!rows.is_empty(), "retain_rows needs at least one row");
         let idx: Vec<i64> = rows.iter().map(|&r| r as i64).collect();
         let idx = Tensor::<B, 1, Int>::from_data(TensorData::new(idx, [rows.len()]), &self.device);
         for l in &mut self.layers {

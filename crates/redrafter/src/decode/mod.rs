@@ -173,12 +173,15 @@ impl<'a, B: KernelBackend> Generator<'a, B> {
         let decode_start = Instant::now();
         loop {
             let keep: Vec<usize> = (0..state.rows.len()).filter(|&i| rows[state.rows[i]].finish.is_none()).collect();
+            // Stop before shrinking the batch to nothing: selecting zero rows launches a kernel
+            // over zero elements, which CUDA refuses (CUDA_ERROR_INVALID_VALUE) where wgpu and the
+            // CPU backends accept it.
+            if keep.is_empty() {
+                break;
+            }
             if keep.len() != state.rows.len() {
                 strategy.retain_rows(&keep);
                 state.retain(&keep);
-            }
-            if state.rows.is_empty() {
-                break;
             }
             let committed = strategy.step(self.model, &mut state, &mut sampler, &mut stats)?;
             stats.steps += 1;
