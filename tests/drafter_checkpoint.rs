@@ -6,7 +6,7 @@ use burn::tensor::{Int, Tensor, TensorData};
 use redrafter::{Drafter, DrafterConfig, DrafterError, load_drafter, save_drafter};
 use redrafter_io::{HostTensor, SafetensorsFiles, TensorSource, write_safetensors};
 use redrafter_io::GgmlType;
-use redrafter_tests::{assert_close, backend_tests, temp_dir, tiny_gguf_model, to_vec};
+use redrafter_tests::{assert_close, backend_tests, temp_dir, tf32_matmul, tiny_gguf_model, to_vec};
 
 fn silu(x: f32) -> f32 {
     x / (1.0 + (-x).exp())
@@ -61,10 +61,13 @@ fn drafter_forward_matches_spec_formulas<B: KernelBackend>(device: B::Device) {
 
         let ht = Tensor::<B, 2>::from_data(TensorData::new(h.clone(), [1, lc.hidden_size]), &device);
         let id = |t: u32| Tensor::<B, 1, Int>::from_data(TensorData::new(vec![t as i64], [1]), &device);
+        // Logits of magnitude ~0.2 through three chained projections: TF32 rounding (CUDA)
+        // moves them by a few 1e-4.
+        let tol = if tf32_matmul::<B>(&device) { 2e-3 } else { 1e-4 };
         let s1 = d.advance(&m.model, None, id(toks[0]));
-        assert_close(&to_vec(d.logits(&m.model, ht.clone(), s1.clone())), &want[0], 1e-4, "step 1");
+        assert_close(&to_vec(d.logits(&m.model, ht.clone(), s1.clone())), &want[0], tol, "step 1");
         let s2 = d.advance(&m.model, Some(s1), id(toks[1]));
-        assert_close(&to_vec(d.logits(&m.model, ht, s2)), &want[1], 1e-4, "step 2");
+        assert_close(&to_vec(d.logits(&m.model, ht, s2)), &want[1], tol, "step 2");
     }
 }
 

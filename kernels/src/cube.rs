@@ -1,13 +1,13 @@
 //! The kernels behind the ops for every cubecl runtime (CUDA, wgpu, ...).
 
-use burn::tensor::ops::{FloatTensor, IntTensor};
+use burn::tensor::ops::{FloatTensor, FloatTensorOps, IntTensor};
 use burn_cubecl::element::BoolElement;
 use burn_cubecl::{CubeBackend, CubeRuntime, FloatElement, IntElement};
 
 use burn::tensor::Tensor;
 
 use crate::tree_build::DeviceTree;
-use crate::{KvRelocateOps, SkinnyMatmulOps, TreeAttentionOps, TreeBuildOps, kv_relocate, tree_attention, tree_build};
+use crate::{KvRelocateOps, SkinnyMatmulOps, TreeAttentionOps, TreeBuildOps, kv_relocate, skinny_matmul, tree_attention, tree_build};
 
 impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> TreeAttentionOps for CubeBackend<R, F, I, BT> {
     fn tree_attention(
@@ -29,8 +29,13 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> KvRelocate
     }
 }
 
-// GPUs keep their own matmul (tiled, tensor cores); the streaming host kernel is a CPU answer.
-impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> SkinnyMatmulOps for CubeBackend<R, F, I, BT> {}
+// Full-f32 unit matmul instead of burn's default, which may be TF32 on tensor cores
+// (skinny_matmul::cube says why). Any row count: decode rows of a large batch go here too.
+impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> SkinnyMatmulOps for CubeBackend<R, F, I, BT> {
+    fn skinny_matmul(x: FloatTensor<Self>, w: FloatTensor<Self>) -> FloatTensor<Self> {
+        skinny_matmul::cube::launch(x.clone(), w.clone()).unwrap_or_else(|_| Self::float_matmul(x, w))
+    }
+}
 
 impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> TreeBuildOps for CubeBackend<R, F, I, BT> {
     fn tree_build(beams: IntTensor<Self>, lens: IntTensor<Self>) -> DeviceTree<Self> {

@@ -54,6 +54,18 @@ pub fn assert_close(a: &[f32], b: &[f32], tol: f32, what: &str) {
     assert!(d <= tol, "{what}: max |diff| {d} > {tol} at {i} ({} vs {})", a[i], b[i]);
 }
 
+/// Whether `B`'s f32 matmul rounds its inputs to TF32 (11 significant bits): burn's CUDA matmul
+/// runs on tensor cores in TF32 wherever the GPU has them. Tensor-op paths (matmul, the ops'
+/// references, `Linear`) then agree with f64 host loops to about 1e-3 relative instead of 1e-6.
+/// The fused `#[cube]` kernels compute in full f32 on every backend and keep tight tolerances.
+pub fn tf32_matmul<B: burn::tensor::backend::Backend>(device: &B::Device) -> bool {
+    B::name(device).contains("cuda")
+}
+
+/// TF32 keeps 10 explicit mantissa bits, so a product of two rounded inputs is off by at most
+/// 2⁻¹⁰ of |x||w|, and a dot product by at most `TF32_REL · Σ|x||w|` (plus f32 accumulation).
+pub const TF32_REL: f32 = 1.0 / 1024.0;
+
 /// True when the wgpu tests should not run (no Vulkan driver on this machine).
 pub fn skip_wgpu() -> bool {
     std::env::var_os("REDRAFTER_SKIP_WGPU").is_some()

@@ -4,8 +4,11 @@
 //!
 //! The reference is the backend's own matmul. On Flex (CPU) the op streams the weight once
 //! instead of packing it (see [`host`]); measured on SmolLM2-135M, this makes verifying a tree of
-//! 4 to 16 tokens cost about what one token costs. GPU backends keep their matmul.
+//! 4 to 16 tokens cost about what one token costs. On cubecl runtimes it is cubecl's unit matmul
+//! in full f32 (see `cube`), because burn's default there may round to TF32.
 
+#[cfg(feature = "cube")]
+pub(crate) mod cube;
 pub mod host;
 
 use burn::tensor::backend::Backend;
