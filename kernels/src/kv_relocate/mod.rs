@@ -3,6 +3,8 @@
 //! tokens. Rows are independent, so no realignment of the batch is ever needed.
 
 pub mod reference;
+#[cfg(feature = "flex")]
+pub(crate) mod flex;
 #[cfg(feature = "cube")]
 pub(crate) mod kernel;
 
