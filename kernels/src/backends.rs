@@ -5,8 +5,6 @@ use burn::backend::Autodiff;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 #[cfg(feature = "flex")]
 use burn::tensor::ops::{FloatTensor, FloatTensorOps, IntTensor};
-#[cfg(feature = "flex")]
-use burn::tensor::{Tensor, TensorPrimitive};
 
 use crate::{KvRelocateOps, SkinnyMatmulOps, TreeAttentionOps, TreeBuildOps};
 
@@ -22,11 +20,7 @@ impl KvRelocateOps for burn::backend::Flex {
     fn kv_relocate(cache: FloatTensor<Self>, block: FloatTensor<Self>, src: IntTensor<Self>, dst: IntTensor<Self>) -> FloatTensor<Self> {
         match crate::kv_relocate::flex::kv_relocate(cache, &block, &src, &dst) {
             Ok(cache) => cache,
-            Err(cache) => {
-                let f = |x| Tensor::<Self, 4>::from_primitive(TensorPrimitive::Float(x));
-                let r = crate::kv_relocate::reference::kv_relocate(f(cache), f(block), Tensor::from_primitive(src), Tensor::from_primitive(dst));
-                r.into_primitive().tensor()
-            }
+            Err(cache) => crate::kv_relocate::reference_on_primitives::<Self>(cache, block, src, dst),
         }
     }
 }

@@ -23,11 +23,22 @@ pub trait KvRelocateOps: Backend {
         src: IntTensor<Self>,
         dst: IntTensor<Self>,
     ) -> FloatTensor<Self> {
-        let f = |x: FloatTensor<Self>| Tensor::<Self, 4>::from_primitive(TensorPrimitive::Float(x));
-        reference::kv_relocate(f(cache), f(block), Tensor::from_primitive(src), Tensor::from_primitive(dst))
-            .into_primitive()
-            .tensor()
+        reference_on_primitives::<Self>(cache, block, src, dst)
     }
+}
+
+/// The reference on the ops' primitive tensors: the trait's default, and the fallback of backends
+/// whose own path declines some operands.
+pub(crate) fn reference_on_primitives<B: Backend>(
+    cache: FloatTensor<B>,
+    block: FloatTensor<B>,
+    src: IntTensor<B>,
+    dst: IntTensor<B>,
+) -> FloatTensor<B> {
+    let f = |x: FloatTensor<B>| Tensor::<B, 4>::from_primitive(TensorPrimitive::Float(x));
+    reference::kv_relocate(f(cache), f(block), Tensor::from_primitive(src), Tensor::from_primitive(dst))
+        .into_primitive()
+        .tensor()
 }
 
 /// Tensor-level entry point of [`KvRelocateOps::kv_relocate`].
