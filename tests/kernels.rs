@@ -3,7 +3,7 @@
 //! and ragged committed lengths. On ndarray/flex the op *is* the reference, so there the host
 //! loops are the independent check; on wgpu/cuda the op is the `#[cube]` kernel.
 
-use burn::tensor::{Int, Tensor, TensorData};
+use burn::tensor::{DType, Int, Tensor, TensorData};
 use redrafter::KernelBackend;
 use redrafter::tree::PackedTree;
 use redrafter_kernels::{bits, kv_relocate, skinny_matmul, tree_attention, tree_build};
@@ -74,6 +74,13 @@ fn host_attention(c: &Case, q: &[f32], kc: &[f32], vc: &[f32], s: usize, kb: &[f
 }
 
 fn check_tree_attention<B: KernelBackend>(device: &B::Device, c: &Case, seed: u64, what: &str) {
+    check_tree_attention_in::<B>(device, c, seed, what, DType::F32);
+}
+
+/// The op on tensors of `dtype`, against f64 host loops over the same (rounded) inputs and against
+/// the reference. Half-precision tensors must be accumulated in f32, so the only error left is the
+/// output's own rounding to `dtype`.
+fn check_tree_attention_in<B: KernelBackend>(device: &B::Device, c: &Case, seed: u64, what: &str, dtype: DType) {
     let mut rng = Rng(seed);
     let (b, h, hkv, t, d) = (c.b, c.h, c.hkv, c.t, c.d);
     let s = c.lens.iter().copied().max().unwrap_or(0);
@@ -84,7 +91,10 @@ fn check_tree_attention<B: KernelBackend>(device: &B::Device, c: &Case, seed: u6
     let vc = rng.floats(b * hkv * cap * d);
     let kb = rng.floats(b * hkv * t * d);
     let vb = rng.floats(b * hkv * t * d);
-    let f4 = |v: &[f32], shape: [usize; 4]| Tensor::<B, 4>::from_data(TensorData::new(v.to_vec(), shape), device);
+    let f4 = |v: &[f32], shape: [usize; 4]| Tensor::<B, 4>::from_data(TensorData::new(v.to_vec(), shape), device).cast(dtype);
+    // What the host loops see: the inputs as rounded to `dtype` on the device.
+    let rounded = |v: &[f32]| to_vec(f4(v, [1, 1, 1, v.len()]).cast(DType::F32));
+    let (q, kc, vc, kb, vb) = (rounded(&q), rounded(&kc), rounded(&vc), rounded(&kb), rounded(&vb));
     let qt = f4(&q, [b, t, h, d]).swap_dims(1, 2);
     let committed = (s > 0).then(|| {
         let cut = |x: Tensor<B, 4>| x.slice([0..b, 0..hkv, 0..s, 0..d]);
@@ -95,18 +105,28 @@ fn check_tree_attention<B: KernelBackend>(device: &B::Device, c: &Case, seed: u6
     let (kbt, vbt) = (f4(&kb, [b, hkv, t, d]), f4(&vb, [b, hkv, t, d]));
     let scale = 1.0 / (d as f32).sqrt();
 
-    let out = to_vec(tree_attention(qt.clone(), committed.clone(), lens.clone(), kbt.clone(), vbt.clone(), mask.clone(), scale));
-    let reference =
-        to_vec(redrafter_kernels::tree_attention::reference::tree_attention(qt, committed, lens, kbt, vbt, mask, scale));
+    let out = tree_attention(qt.clone(), committed.clone(), lens.clone(), kbt.clone(), vbt.clone(), mask.clone(), scale);
+    assert_eq!(out.dtype(), dtype, "{what}: output dtype");
+    let out = to_vec(out.cast(DType::F32));
+    let reference = redrafter_kernels::tree_attention::reference::tree_attention(qt, committed, lens, kbt, vbt, mask, scale);
+    let reference = to_vec(reference.cast(DType::F32));
     // The host copy of the committed keys must use the sliced layout [b, hkv, s, d].
     let slice = |x: &[f32]| -> Vec<f32> {
         (0..b * hkv).flat_map(|bh| x[bh * cap * d..(bh * cap + s) * d].to_vec()).collect()
     };
     let host = host_attention(c, &q, &slice(&kc), &slice(&vc), s, &kb, &vb, scale as f64);
-    assert_close(&out, &host, 2e-5, &format!("{what}: op vs host"));
-    // The reference's score and value matmuls run in TF32 on CUDA (the kernel does not).
+    // Outputs are averages of values in [-1, 1]: half an ulp below 1 is 2^-12 in f16 and 2^-9 in
+    // bf16. A half-precision running sum would be off by several ulps.
+    let (host_tol, ulp) = match dtype {
+        DType::F16 => (2f32.powi(-12) + 2e-5, 2f32.powi(-10)),
+        DType::BF16 => (2f32.powi(-9) + 2e-5, 2f32.powi(-7)),
+        _ => (2e-5, 0.0),
+    };
+    assert_close(&out, &host, host_tol, &format!("{what} ({dtype:?}): op vs host"));
+    // The reference's score and value matmuls run in TF32 on CUDA (the kernel does not). In half
+    // precision the two may round one output to neighbouring values.
     let ref_tol = if tf32_matmul::<B>(device) { 5e-3 } else { 2e-5 };
-    assert_close(&out, &reference, ref_tol, &format!("{what}: op vs reference"));
+    assert_close(&out, &reference, ref_tol + ulp, &format!("{what} ({dtype:?}): op vs reference"));
 }
 
 /// Random beams over a small alphabet (so prefixes are shared and deduplicated), one shared root.
@@ -141,6 +161,31 @@ fn tree_attention_on_a_grid<B: KernelBackend>(device: B::Device) {
                 n += 1;
             }
         }
+    }
+}
+
+/// f16 and bf16 where the backend has them (CUDA both, wgpu f16 where the adapter has
+/// shader-f16, Flex both through the reference; ndarray neither): the spec's tree, a grid, and a
+/// long committed part, where a half-precision softmax sum would drift furthest.
+fn tree_attention_in_half_precision<B: KernelBackend>(device: B::Device) {
+    let mars = PackedTree::build(&[101, 102, 103, 104, 101, 102, 203, 204, 101, 102, 303, 104], 1, 3, 4);
+    let mut rng = Rng(5);
+    for dtype in [DType::F16, DType::BF16] {
+        if !B::supports_dtype(&device, dtype) {
+            eprintln!("{dtype:?} skipped: not supported by {}", B::name(&device));
+            continue;
+        }
+        let case = Case { b: 1, h: 4, hkv: 2, d: 16, t: mars.max_packed, lens: vec![5], mask: mars.ancestor_mask() };
+        check_tree_attention_in::<B>(&device, &case, 1, "spec 3.8", dtype);
+        for (rows, w, l, h, hkv, d) in [(2, 4, 3, 4, 2, 16), (3, 8, 5, 3, 3, 64)] {
+            let tree = random_tree(&mut rng, rows, w, l);
+            let lens: Vec<usize> = (0..rows).map(|r| if r == 1 { 0 } else { 1 + rng.below(40) }).collect();
+            let case = Case { b: rows, h, hkv, d, t: tree.max_packed, lens, mask: tree.ancestor_mask() };
+            check_tree_attention_in::<B>(&device, &case, 7, &format!("rows {rows} W {w} L {l} H {h}/{hkv} D {d}"), dtype);
+        }
+        let tree = random_tree(&mut rng, 2, 4, 4);
+        let case = Case { b: 2, h: 9, hkv: 3, d: 64, t: tree.max_packed, lens: vec![600, 257], mask: tree.ancestor_mask() };
+        check_tree_attention_in::<B>(&device, &case, 8, "committed 600 / 257", dtype);
     }
 }
 
@@ -324,6 +369,7 @@ backend_tests!(
     tree_attention_on_golden_trees,
     tree_attention_on_a_grid,
     tree_attention_on_causal_blocks,
+    tree_attention_in_half_precision,
     kv_relocate_of_accepted_paths,
     skinny_matmul_on_both_layouts,
     tree_build_against_the_host_build

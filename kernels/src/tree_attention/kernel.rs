@@ -6,6 +6,11 @@
 //! states are merged through shared memory. Committed keys are read in place from the cache
 //! tensor, strided, so neither the cache nor the permuted q/k/v need a copy. Nothing of size
 //! T × (S + T) is ever materialised.
+//!
+//! Storage is the tensors' float type `F` (f32, f16 or bf16). Scores, the softmax state and the
+//! weighted values are in `A`, which the launcher sets to f32 whatever `F` is: a half-precision
+//! running sum over hundreds of keys would lose about as many bits as the inputs have, while
+//! here the output is rounded to `F` once.
 
 use burn::tensor::DType;
 use burn_cubecl::kernel::into_contiguous;
@@ -19,7 +24,7 @@ const SPLIT: usize = 32;
 
 #[cube(launch)]
 #[allow(clippy::too_many_arguments)]
-fn tree_attention_kernel<F: Float, I: Int>(
+fn tree_attention_kernel<F: Float, I: Int, A: Float>(
     q: &Tensor<F>,
     kc: &Tensor<F>,
     vc: &Tensor<F>,
@@ -32,7 +37,7 @@ fn tree_attention_kernel<F: Float, I: Int>(
     #[comptime] head_dim: usize,
     #[comptime] split: usize,
     #[comptime] has_cache: bool,
-    #[define(F, I)] _dtypes: [StorageType; 2],
+    #[define(F, I, A)] _dtypes: [StorageType; 3],
 ) {
     let i = CUBE_POS_X as usize;
     let h = CUBE_POS_Y as usize;
@@ -42,14 +47,14 @@ fn tree_attention_kernel<F: Float, I: Int>(
     let kvh = h / (q.shape(1) / kb.shape(1));
 
     let q_base = b * q.stride(0) + h * q.stride(1) + i * q.stride(2);
-    let mut qv = Array::<F>::new(head_dim);
-    let mut acc = Array::<F>::new(head_dim);
+    let mut qv = Array::<A>::new(head_dim);
+    let mut acc = Array::<A>::new(head_dim);
     for d in 0..head_dim {
-        qv[d] = q[q_base + d * q.stride(3)] * F::cast_from(scale);
-        acc[d] = F::new(0.0);
+        qv[d] = A::cast_from(q[q_base + d * q.stride(3)]) * A::cast_from(scale);
+        acc[d] = A::new(0.0);
     }
-    let mut m = F::new(-1.0e30);
-    let mut l = F::new(0.0);
+    let mut m = A::new(-1.0e30);
+    let mut l = A::new(0.0);
 
     let mut len = 0usize;
     if comptime!(has_cache) {
@@ -72,31 +77,31 @@ fn tree_attention_kernel<F: Float, I: Int>(
         }
         if visible {
             // Branches, not `select`: the other tensor's index may be out of bounds.
-            let mut s = F::new(0.0);
+            let mut s = A::new(0.0);
             if in_cache {
                 let ko = kc_base + j * kc.stride(2);
                 for d in 0..head_dim {
-                    s += qv[d] * kc[ko + d * kc.stride(3)];
+                    s += qv[d] * A::cast_from(kc[ko + d * kc.stride(3)]);
                 }
             } else {
                 let ko = kb_base + jb * kb.stride(2);
                 for d in 0..head_dim {
-                    s += qv[d] * kb[ko + d * kb.stride(3)];
+                    s += qv[d] * A::cast_from(kb[ko + d * kb.stride(3)]);
                 }
             }
-            let m_new = F::max(m, s);
-            let corr = F::exp(m - m_new);
-            let p = F::exp(s - m_new);
+            let m_new = A::max(m, s);
+            let corr = A::exp(m - m_new);
+            let p = A::exp(s - m_new);
             l = l * corr + p;
             if in_cache {
                 let vo = vc_base + j * vc.stride(2);
                 for d in 0..head_dim {
-                    acc[d] = acc[d] * corr + p * vc[vo + d * vc.stride(3)];
+                    acc[d] = acc[d] * corr + p * A::cast_from(vc[vo + d * vc.stride(3)]);
                 }
             } else {
                 let vo = vb_base + jb * vb.stride(2);
                 for d in 0..head_dim {
-                    acc[d] = acc[d] * corr + p * vb[vo + d * vb.stride(3)];
+                    acc[d] = acc[d] * corr + p * A::cast_from(vb[vo + d * vb.stride(3)]);
                 }
             }
             m = m_new;
@@ -104,9 +109,9 @@ fn tree_attention_kernel<F: Float, I: Int>(
         j += split;
     }
 
-    let mut sm_m = SharedMemory::<F>::new(split);
-    let mut sm_l = SharedMemory::<F>::new(split);
-    let mut sm_acc = SharedMemory::<F>::new(split * head_dim);
+    let mut sm_m = SharedMemory::<A>::new(split);
+    let mut sm_l = SharedMemory::<A>::new(split);
+    let mut sm_acc = SharedMemory::<A>::new(split * head_dim);
     sm_m[unit] = m;
     sm_l[unit] = l;
     for d in 0..head_dim {
@@ -114,22 +119,22 @@ fn tree_attention_kernel<F: Float, I: Int>(
     }
     sync_cube();
 
-    let mut gm = F::new(-1.0e30);
+    let mut gm = A::new(-1.0e30);
     for u in 0..split {
-        gm = F::max(gm, sm_m[u]);
+        gm = A::max(gm, sm_m[u]);
     }
-    let mut total = F::new(0.0);
+    let mut total = A::new(0.0);
     for u in 0..split {
-        total += sm_l[u] * F::exp(sm_m[u] - gm);
+        total += sm_l[u] * A::exp(sm_m[u] - gm);
     }
     let o_base = b * out.stride(0) + h * out.stride(1) + i * out.stride(2);
     let mut d = unit;
     while d < head_dim {
-        let mut o = F::new(0.0);
+        let mut o = A::new(0.0);
         for u in 0..split {
-            o += sm_acc[u * head_dim + d] * F::exp(sm_m[u] - gm);
+            o += sm_acc[u * head_dim + d] * A::exp(sm_m[u] - gm);
         }
-        out[o_base + d * out.stride(3)] = o / total;
+        out[o_base + d * out.stride(3)] = F::cast_from(o / total);
         d += split;
     }
 }
@@ -148,6 +153,9 @@ pub(crate) fn launch<R: CubeRuntime>(
     let shape = q.meta.shape().clone();
     let (b, h, t, d) = (shape[0], shape[1], shape[2], shape[3]);
     let dtype: DType = q.dtype;
+    // One element type for the whole launch; the model keeps its cache in the activations' type.
+    let mismatch = [&kb, &vb].into_iter().chain(committed.iter().flat_map(|(k, v)| [k, v])).find(|x| x.dtype != dtype);
+    assert!(mismatch.is_none(), "tree_attention: q is {dtype:?} but a key/value tensor is {:?}", mismatch.map(|x| x.dtype));
     let int_dtype: DType = bits.dtype;
     let out = empty_device_contiguous_dtype(q.client.clone(), q.device.clone(), shape, dtype);
     let has_cache = committed.is_some();
@@ -170,7 +178,8 @@ pub(crate) fn launch<R: CubeRuntime>(
         d,
         SPLIT,
         has_cache,
-        [dtype.into(), int_dtype.into()],
+        // The accumulator type A is always f32.
+        [dtype.into(), int_dtype.into(), DType::F32.into()],
     );
     out
 }
