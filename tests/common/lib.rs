@@ -17,12 +17,35 @@ pub use oracle::Oracle;
 
 /// A fresh directory under the system temp dir, unique to this call: tests run in parallel and a
 /// file rewritten while another test has it memory-mapped would kill that test with SIGBUS.
+/// Every directory lives under `redrafter-tests/<pid>-...`; the first call of a process removes
+/// what earlier test processes left there once they have exited, so runs do not pile up.
 pub fn temp_dir(name: &str) -> PathBuf {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
+    static SWEEP: std::sync::Once = std::sync::Once::new();
+    let root = std::env::temp_dir().join("redrafter-tests");
+    SWEEP.call_once(|| sweep_exited(&root));
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    let d = std::env::temp_dir().join(format!("redrafter-tests-{}-{n}-{name}", std::process::id()));
+    let d = root.join(format!("{}-{n}-{name}", std::process::id()));
     std::fs::create_dir_all(&d).expect("create temp dir");
     d
+}
+
+/// Removes the directories of test processes that no longer run. Liveness is read from
+/// `/proc`, so elsewhere nothing is removed.
+fn sweep_exited(root: &std::path::Path) {
+    let proc = std::path::Path::new("/proc");
+    if !proc.join("self").exists() {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(root) else { return };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let pid = name.to_str().and_then(|n| n.split('-').next()).and_then(|p| p.parse::<u32>().ok());
+        if pid.is_some_and(|p| !proc.join(p.to_string()).exists()) {
+            // Another process may sweep the same entry at the same time; either removal is fine.
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
 }
 
 pub fn tiny_config() -> LlamaConfig {
@@ -31,16 +54,22 @@ pub fn tiny_config() -> LlamaConfig {
 
 /// The seeded tiny model, written as GGUF (`ty` for 2-D weights) and loaded back.
 pub fn tiny_gguf_model<B: KernelBackend>(seed: u64, ty: GgmlType, device: &B::Device) -> LoadedModel<B> {
-    let path = temp_dir("gguf").join(format!("tiny-{seed}-{}.gguf", ty.name()));
+    let dir = temp_dir("gguf");
+    let path = dir.join(format!("tiny-{seed}-{}.gguf", ty.name()));
     write_tiny_gguf(&path, &tiny_config(), seed, ty).expect("write tiny gguf");
-    redrafter_llama::load(&path, device).expect("load tiny gguf")
+    let model = redrafter_llama::load(&path, device).expect("load tiny gguf");
+    // The weights are on the device now; most tests load several models, so do not keep the files.
+    let _ = std::fs::remove_dir_all(dir);
+    model
 }
 
 /// The same seeded model as a Hugging Face directory, loaded back.
 pub fn tiny_hf_model<B: KernelBackend>(seed: u64, device: &B::Device) -> LoadedModel<B> {
     let dir = temp_dir(&format!("hf-{seed}"));
     write_tiny_hf_dir(&dir, &tiny_config(), seed).expect("write tiny hf dir");
-    redrafter_llama::load(&dir, device).expect("load tiny hf dir")
+    let model = redrafter_llama::load(&dir, device).expect("load tiny hf dir");
+    let _ = std::fs::remove_dir_all(dir);
+    model
 }
 
 pub fn to_vec<B: KernelBackend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
