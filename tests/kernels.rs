@@ -6,7 +6,8 @@
 use burn::tensor::{DType, Int, Tensor, TensorData};
 use redrafter::KernelBackend;
 use redrafter::tree::PackedTree;
-use redrafter_kernels::{bits, kv_relocate, skinny_matmul, tree_attention, tree_build};
+use redrafter_kernels::warp_top_k::{LOG_ZERO, WARP_TOP_K};
+use redrafter_kernels::{beam_merge, bits, kv_relocate, skinny_matmul, tree_attention, tree_build, warp_top_k};
 use redrafter_tests::{TF32_REL, assert_close, backend_tests, tf32_matmul, to_vec};
 
 struct Rng(u64);
@@ -116,7 +117,7 @@ fn check_tree_attention_in<B: KernelBackend>(device: &B::Device, c: &Case, seed:
     };
     let host = host_attention(c, &q, &slice(&kc), &slice(&vc), s, &kb, &vb, scale as f64);
     // Outputs are averages of values in [-1, 1]: half an ulp below 1 is 2^-12 in f16 and 2^-9 in
-    // bf16. A half-precision running sum would be off by several ulps.
+    // bf16. A half-precision running sum was 2 ulps off on the spec's tree.
     let (host_tol, ulp) = match dtype {
         DType::F16 => (2f32.powi(-12) + 2e-5, 2f32.powi(-10)),
         DType::BF16 => (2f32.powi(-9) + 2e-5, 2f32.powi(-7)),
@@ -135,11 +136,14 @@ fn random_tree(rng: &mut Rng, rows: usize, w: usize, l: usize) -> PackedTree {
     PackedTree::build(&beams, rows, w, l)
 }
 
-fn tree_attention_on_golden_trees<B: KernelBackend>(device: B::Device) {
-    // Spec §3.8: one row, W = 3, L = 4, packed into 8 nodes, after 5 committed tokens.
+/// Spec §3.8: one row, W = 3, L = 4, packed into 8 nodes, after 5 committed tokens.
+fn spec_3_8_case() -> Case {
     let mars = PackedTree::build(&[101, 102, 103, 104, 101, 102, 203, 204, 101, 102, 303, 104], 1, 3, 4);
-    let case = Case { b: 1, h: 4, hkv: 2, d: 16, t: mars.max_packed, lens: vec![5], mask: mars.ancestor_mask() };
-    check_tree_attention::<B>(&device, &case, 1, "spec 3.8");
+    Case { b: 1, h: 4, hkv: 2, d: 16, t: mars.max_packed, lens: vec![5], mask: mars.ancestor_mask() }
+}
+
+fn tree_attention_on_golden_trees<B: KernelBackend>(device: B::Device) {
+    check_tree_attention::<B>(&device, &spec_3_8_case(), 1, "spec 3.8");
     // Spec §10: two rows of 7 and 9 nodes (row 0 padded with self-only filler slots).
     let beams = [91, 92, 93, 95, 91, 92, 94, 96, 91, 92, 93, 97, 93, 94, 95, 92, 93, 95, 96, 93, 93, 94, 97, 96];
     let tree = PackedTree::build(&beams, 2, 3, 4);
@@ -168,15 +172,13 @@ fn tree_attention_on_a_grid<B: KernelBackend>(device: B::Device) {
 /// shader-f16, Flex both through the reference; ndarray neither): the spec's tree, a grid, and a
 /// long committed part, where a half-precision softmax sum would drift furthest.
 fn tree_attention_in_half_precision<B: KernelBackend>(device: B::Device) {
-    let mars = PackedTree::build(&[101, 102, 103, 104, 101, 102, 203, 204, 101, 102, 303, 104], 1, 3, 4);
     let mut rng = Rng(5);
     for dtype in [DType::F16, DType::BF16] {
         if !B::supports_dtype(&device, dtype) {
             eprintln!("{dtype:?} skipped: not supported by {}", B::name(&device));
             continue;
         }
-        let case = Case { b: 1, h: 4, hkv: 2, d: 16, t: mars.max_packed, lens: vec![5], mask: mars.ancestor_mask() };
-        check_tree_attention_in::<B>(&device, &case, 1, "spec 3.8", dtype);
+        check_tree_attention_in::<B>(&device, &spec_3_8_case(), 1, "spec 3.8", dtype);
         for (rows, w, l, h, hkv, d) in [(2, 4, 3, 4, 2, 16), (3, 8, 5, 3, 3, 64)] {
             let tree = random_tree(&mut rng, rows, w, l);
             let lens: Vec<usize> = (0..rows).map(|r| if r == 1 { 0 } else { 1 + rng.below(40) }).collect();
@@ -303,11 +305,11 @@ fn skinny_matmul_on_both_layouts<B: KernelBackend>(device: B::Device) {
     }
 }
 
-/// The device tree build against the host build padded to W·L slots, field by field. `beams` is
-/// [rows, W, L]; `transposed` feeds the op a strided view instead of a contiguous tensor.
+/// The device tree build against the host build padded to the op's slot count, field by field.
+/// The kernel pads to W·L, the reference to the longest row. `beams` is [rows, W, L];
+/// `transposed` feeds the op a strided view instead of a contiguous tensor.
 fn check_tree_build<B: KernelBackend>(device: &B::Device, beams: &[u32], rows: usize, w: usize, l: usize, lens: &[usize], transposed: bool, what: &str) {
-    let n = w * l;
-    let host = PackedTree::build_padded(beams, rows, w, l, Some(n));
+    let longest = PackedTree::build(beams, rows, w, l).max_packed;
     let ids: Vec<i64> = beams.iter().map(|&t| t as i64).collect();
     let beams_t = if transposed {
         let mut t = vec![0i64; ids.len()];
@@ -324,8 +326,12 @@ fn check_tree_build<B: KernelBackend>(device: &B::Device, beams: &[u32], rows: u
     };
     let lens_t = Tensor::<B, 1, Int>::from_data(TensorData::new(lens.iter().map(|&x| x as i64).collect::<Vec<_>>(), [rows]), device);
     let tree = tree_build(beams_t, lens_t);
+    let n = tree.tokens.dims()[1];
+    assert!(n == longest || n == w * l, "{what}: {n} slots, neither the longest row ({longest}) nor W·L");
+    let host = PackedTree::build_padded(beams, rows, w, l, Some(n));
     let ints = |t: Tensor<B, 2, Int>| t.into_data().iter::<i64>().collect::<Vec<_>>();
     assert_eq!(tree.tokens.dims(), [rows, n], "{what}: tokens shape");
+    assert_eq!(tree.mask.dims(), [rows, n, bits::words(n)], "{what}: bitset shape");
     assert_eq!(ints(tree.tokens), host.tokens.iter().map(|&t| t as i64).collect::<Vec<_>>(), "{what}: tokens");
     assert_eq!(ints(tree.positions), host.positions(lens), "{what}: positions");
     let unpack: Vec<i64> = tree.unpack.into_data().iter::<i64>().collect();
@@ -365,6 +371,135 @@ fn tree_build_against_the_host_build<B: KernelBackend>(device: B::Device) {
     assert_eq!(cases, 48);
 }
 
+/// Spec §2.2 step 2 for one row, by brute force: a full sort by (logit descending, id ascending),
+/// the `min(50, V)`-th as threshold (ties kept), and an f64 log-sum-exp over the kept logits.
+fn host_warp_top_k(row: &[f32], k: usize) -> Vec<(u32, f64)> {
+    let mut idx: Vec<usize> = (0..row.len()).collect();
+    idx.sort_by(|&a, &b| row[b].total_cmp(&row[a]).then(a.cmp(&b)));
+    let (max, thr) = (row[idx[0]] as f64, row[idx[WARP_TOP_K.min(row.len()) - 1]]);
+    let lse = row.iter().filter(|&&l| l >= thr).map(|&l| (l as f64 - max).exp()).sum::<f64>().ln();
+    idx.iter()
+        .take(k.min(row.len()))
+        .map(|&t| (t as u32, if row[t] >= thr { row[t] as f64 - max - lse } else { LOG_ZERO as f64 - lse }))
+        .collect()
+}
+
+fn check_warp_top_k<B: KernelBackend>(device: &B::Device, logits: &[f32], rows: usize, k: usize, transposed: bool, what: &str) {
+    let v = logits.len() / rows;
+    let t = if transposed {
+        let mut tr = vec![0f32; logits.len()];
+        for r in 0..rows {
+            for j in 0..v {
+                tr[j * rows + r] = logits[r * v + j];
+            }
+        }
+        Tensor::<B, 2>::from_data(TensorData::new(tr, [v, rows]), device).transpose()
+    } else {
+        Tensor::<B, 2>::from_data(TensorData::new(logits.to_vec(), [rows, v]), device)
+    };
+    let (logq, ids) = warp_top_k(t, k);
+    let kk = k.min(v);
+    assert_eq!(ids.dims(), [rows, kk], "{what}: shape");
+    let (logq, ids) = (to_vec(logq), ids.into_data().iter::<i64>().collect::<Vec<_>>());
+    for r in 0..rows {
+        let want = host_warp_top_k(&logits[r * v..(r + 1) * v], k);
+        let got_ids: Vec<u32> = ids[r * kk..(r + 1) * kk].iter().map(|&i| i as u32).collect();
+        assert_eq!(got_ids, want.iter().map(|w| w.0).collect::<Vec<_>>(), "{what}: row {r} ids");
+        for (c, &(_, lq)) in want.iter().enumerate() {
+            let got = logq[r * kk + c] as f64;
+            // f32 arithmetic: one ulp of the value, and of the log-sum-exp folded into it.
+            assert!((got - lq).abs() <= 2e-6 * lq.abs().max(1.0) + 1e-5, "{what}: row {r} column {c}: {got} vs {lq}");
+        }
+    }
+}
+
+/// The warp and per-beam top-k against the brute force: vocabularies below, at and above the
+/// warp's 50 and the kernel's 128 units, a SmolLM2-sized row, k below and above 50, heavy ties at
+/// the threshold and at the k-th (three values, or one), ±0, and strided rows.
+fn warp_top_k_against_a_full_sort<B: KernelBackend>(device: B::Device) {
+    let mut rng = Rng(77);
+    let mut cases = 0;
+    for v in [1, 7, 50, 51, 129, 1000, 49152] {
+        for k in [1, 4, 16, 64] {
+            let rows = if v > 1000 { 2 } else { 3 };
+            let smooth: Vec<f32> = rng.floats(rows * v).iter().map(|x| x * 8.0).collect();
+            check_warp_top_k::<B>(&device, &smooth, rows, k, cases % 2 == 1, &format!("V {v} k {k} smooth"));
+            let tied: Vec<f32> = (0..rows * v).map(|_| [0.5, -0.0, 0.0, -1.0][rng.below(4)]).collect();
+            check_warp_top_k::<B>(&device, &tied, rows, k, cases % 2 == 0, &format!("V {v} k {k} tied"));
+            cases += 2;
+        }
+    }
+    check_warp_top_k::<B>(&device, &vec![1.0; 2 * 300], 2, 60, false, "flat rows");
+    let wide: Vec<f32> = rng.floats(3 * 500).iter().map(|x| x * 3e4).collect();
+    check_warp_top_k::<B>(&device, &wide, 3, 55, false, "large logits, k > 50");
+    assert_eq!(cases, 56);
+}
+
+/// One expansion by brute force: every (parent, token) child with score + log q, sorted by score
+/// (`total_cmp`), then parent, then token; the W best.
+#[allow(clippy::type_complexity)]
+fn host_merge(scores: &[f32], logq: &[f32], ids: &[i64], beams: &[i64], rows: usize, w: usize, s: usize, k: usize, t: usize)
+-> (Vec<f32>, Vec<i64>, Vec<i64>) {
+    let (mut out_s, mut out_r, mut out_b) = (vec![], vec![], vec![]);
+    for b in 0..rows {
+        let mut all = vec![];
+        for i in 0..w {
+            let row = b * s + i.min(s - 1);
+            for c in 0..k {
+                all.push((scores[b * w + i] + logq[row * k + c], i, ids[row * k + c], row));
+            }
+        }
+        all.sort_by(|x, y| y.0.total_cmp(&x.0).then(x.1.cmp(&y.1)).then(x.2.cmp(&y.2)));
+        for &(score, i, tok, row) in &all[..w] {
+            out_s.push(score);
+            out_r.push(row as i64);
+            out_b.extend_from_slice(&beams[(b * w + i) * t..(b * w + i + 1) * t]);
+            out_b.push(tok);
+        }
+    }
+    (out_s, out_r, out_b)
+}
+
+/// The beam merge against the brute force, exactly: both candidate layouts (one row per beam, and
+/// the first step's one row per batch row), and scores drawn from a few values so that equal
+/// joint scores are common and the parent/token tie-breaks decide.
+fn beam_merge_against_a_full_sort<B: KernelBackend>(device: B::Device) {
+    let mut rng = Rng(99);
+    for rows in [1, 3] {
+        for w in [1, 2, 4, 8, 16] {
+            for first in [true, false] {
+                for t in [1, 3] {
+                    let (s, k, vocab) = (if first { 1 } else { w }, w.min(12), 12);
+                    let scores: Vec<f32> = (0..rows * w).map(|x| if first && x % w != 0 { LOG_ZERO } else { -(rng.below(3) as f32) }).collect();
+                    let logq: Vec<f32> = (0..rows * s * k).map(|_| -(rng.below(4) as f32) * 0.5).collect();
+                    // Distinct tokens within each candidate row.
+                    let mut ids = vec![];
+                    for _ in 0..rows * s {
+                        let mut pool: Vec<i64> = (0..vocab).collect();
+                        for _ in 0..k {
+                            ids.push(pool.swap_remove(rng.below(pool.len())));
+                        }
+                    }
+                    let beams: Vec<i64> = (0..rows * w * t).map(|_| rng.below(vocab as usize) as i64).collect();
+                    let f = |v: Vec<f32>, d: [usize; 2]| Tensor::<B, 2>::from_data(TensorData::new(v, d), &device);
+                    let merged = beam_merge(
+                        f(scores.clone(), [rows, w]),
+                        f(logq.clone(), [rows * s, k]),
+                        Tensor::<B, 2, Int>::from_data(TensorData::new(ids.clone(), [rows * s, k]), &device),
+                        Tensor::<B, 3, Int>::from_data(TensorData::new(beams.clone(), [rows, w, t]), &device),
+                    );
+                    let (ws, wr, wb) = host_merge(&scores, &logq, &ids, &beams, rows, w, s, k, t);
+                    let what = format!("rows {rows} W {w} first {first} t {t}");
+                    assert_eq!(to_vec(merged.scores), ws, "{what}: scores");
+                    assert_eq!(merged.rows.into_data().iter::<i64>().collect::<Vec<_>>(), wr, "{what}: source rows");
+                    assert_eq!(merged.beams.dims(), [rows, w, t + 1], "{what}: beams shape");
+                    assert_eq!(merged.beams.into_data().iter::<i64>().collect::<Vec<_>>(), wb, "{what}: beams");
+                }
+            }
+        }
+    }
+}
+
 backend_tests!(
     tree_attention_on_golden_trees,
     tree_attention_on_a_grid,
@@ -372,5 +507,7 @@ backend_tests!(
     tree_attention_in_half_precision,
     kv_relocate_of_accepted_paths,
     skinny_matmul_on_both_layouts,
-    tree_build_against_the_host_build
+    tree_build_against_the_host_build,
+    warp_top_k_against_a_full_sort,
+    beam_merge_against_a_full_sort,
 );

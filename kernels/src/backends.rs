@@ -6,12 +6,14 @@ use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 #[cfg(feature = "flex")]
 use burn::tensor::ops::{FloatTensor, FloatTensorOps, IntTensor};
 
-use crate::{KvRelocateOps, SkinnyMatmulOps, TreeAttentionOps, TreeBuildOps};
+use crate::{BeamMergeOps, KvRelocateOps, SkinnyMatmulOps, TreeAttentionOps, TreeBuildOps, WarpTopKOps};
 
 impl TreeAttentionOps for burn::backend::NdArray {}
 impl KvRelocateOps for burn::backend::NdArray {}
 impl SkinnyMatmulOps for burn::backend::NdArray {}
 impl TreeBuildOps for burn::backend::NdArray {}
+impl WarpTopKOps for burn::backend::NdArray {}
+impl BeamMergeOps for burn::backend::NdArray {}
 
 #[cfg(feature = "flex")]
 impl TreeAttentionOps for burn::backend::Flex {}
@@ -27,6 +29,10 @@ impl KvRelocateOps for burn::backend::Flex {
 #[cfg(feature = "flex")]
 impl TreeBuildOps for burn::backend::Flex {}
 #[cfg(feature = "flex")]
+impl WarpTopKOps for burn::backend::Flex {}
+#[cfg(feature = "flex")]
+impl BeamMergeOps for burn::backend::Flex {}
+#[cfg(feature = "flex")]
 impl SkinnyMatmulOps for burn::backend::Flex {
     fn skinny_matmul(x: FloatTensor<Self>, w: FloatTensor<Self>) -> FloatTensor<Self> {
         match crate::skinny_matmul::flex::skinny_matmul(&x, &w) {
@@ -39,5 +45,7 @@ impl SkinnyMatmulOps for burn::backend::Flex {
 impl<B: TreeAttentionOps, C: CheckpointStrategy> TreeAttentionOps for Autodiff<B, C> {}
 impl<B: KvRelocateOps, C: CheckpointStrategy> KvRelocateOps for Autodiff<B, C> {}
 impl<B: TreeBuildOps, C: CheckpointStrategy> TreeBuildOps for Autodiff<B, C> {}
+impl<B: WarpTopKOps, C: CheckpointStrategy> WarpTopKOps for Autodiff<B, C> {}
+impl<B: BeamMergeOps, C: CheckpointStrategy> BeamMergeOps for Autodiff<B, C> {}
 // Autodiff keeps the reference: the tracked matmul gives the gradients.
 impl<B: SkinnyMatmulOps, C: CheckpointStrategy> SkinnyMatmulOps for Autodiff<B, C> {}

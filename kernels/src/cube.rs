@@ -7,7 +7,10 @@ use burn_cubecl::{CubeBackend, CubeRuntime, FloatElement, IntElement};
 use burn::tensor::Tensor;
 
 use crate::tree_build::DeviceTree;
-use crate::{KvRelocateOps, SkinnyMatmulOps, TreeAttentionOps, TreeBuildOps, kv_relocate, skinny_matmul, tree_attention, tree_build};
+use crate::{
+    BeamMergeOps, KvRelocateOps, SkinnyMatmulOps, TreeAttentionOps, TreeBuildOps, WarpTopKOps, beam_merge, kv_relocate,
+    skinny_matmul, tree_attention, tree_build, warp_top_k,
+};
 
 impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> TreeAttentionOps for CubeBackend<R, F, I, BT> {
     fn tree_attention(
@@ -47,5 +50,22 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> TreeBuildO
             unpack: Tensor::from_primitive(unpack),
             packed_len: Tensor::from_primitive(packed_len),
         }
+    }
+}
+
+impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> WarpTopKOps for CubeBackend<R, F, I, BT> {
+    fn warp_top_k(logits: FloatTensor<Self>, k: usize) -> (FloatTensor<Self>, IntTensor<Self>) {
+        warp_top_k::kernel::launch(logits, k, I::dtype())
+    }
+}
+
+impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> BeamMergeOps for CubeBackend<R, F, I, BT> {
+    fn beam_merge(
+        scores: FloatTensor<Self>,
+        logq: FloatTensor<Self>,
+        ids: IntTensor<Self>,
+        beams: IntTensor<Self>,
+    ) -> (FloatTensor<Self>, IntTensor<Self>, IntTensor<Self>) {
+        beam_merge::kernel::launch(scores, logq, ids, beams)
     }
 }

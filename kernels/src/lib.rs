@@ -11,6 +11,8 @@
 //! * [`kv_relocate`]: per-row copy of the accepted block entries into the cache, in place.
 //! * [`tree_build`]: prefix dedup of each row's beams into the packed tree block (tokens,
 //!   positions, ancestor bitsets, unpack map) in two launches, at a fixed W·L slots per row.
+//! * [`warp_top_k`]: the drafter's top-50 warp, log-softmax and best `k` tokens per row.
+//! * [`beam_merge`]: one beam-search expansion, the W best children per batch row.
 //! * [`skinny_matmul`]: projections and the vocabulary head for the few token rows of a decode,
 //!   verification or draft step; a weight-streaming host kernel on Flex (CPU).
 //!
@@ -18,26 +20,38 @@
 //! every op to its reference on every backend: for debugging a kernel, and for measuring what
 //! the kernels buy in a whole decoding step.
 
+pub mod beam_merge;
 pub mod bits;
 pub mod kv_relocate;
 pub mod skinny_matmul;
 pub mod tree_attention;
 pub mod tree_build;
+pub mod warp_top_k;
 
 mod backends;
 #[cfg(feature = "cube")]
 mod cube;
+#[cfg(feature = "cube")]
+mod order_key;
 
+pub use beam_merge::{BeamMergeOps, Merged, beam_merge};
 pub use bits::{pack_mask, WORD_BITS};
 pub use kv_relocate::{KvRelocateOps, kv_relocate};
 pub use skinny_matmul::{SkinnyMatmulOps, skinny_matmul};
 pub use tree_attention::{TreeAttentionOps, tree_attention};
 pub use tree_build::{DeviceTree, PackedTree, TreeBuildOps, tree_build};
+pub use warp_top_k::{WarpTopKOps, warp_top_k};
 
 /// Every op of this crate; what the model and the decoding loop require of a backend.
-pub trait KernelBackend: TreeAttentionOps + KvRelocateOps + SkinnyMatmulOps + TreeBuildOps {}
+pub trait KernelBackend:
+    TreeAttentionOps + KvRelocateOps + SkinnyMatmulOps + TreeBuildOps + WarpTopKOps + BeamMergeOps
+{
+}
 
-impl<B: TreeAttentionOps + KvRelocateOps + SkinnyMatmulOps + TreeBuildOps> KernelBackend for B {}
+impl<B> KernelBackend for B where
+    B: TreeAttentionOps + KvRelocateOps + SkinnyMatmulOps + TreeBuildOps + WarpTopKOps + BeamMergeOps
+{
+}
 
 use std::sync::atomic::{AtomicU8, Ordering};
 

@@ -2,10 +2,11 @@
 //! become the packed block the verification forward reads (tokens, positions, ancestor bitsets)
 //! and the unpack map acceptance reads, with no host round trip on a cubecl backend.
 //!
-//! The device layout is fixed at N = W·L slots per row, so no shape depends on the data and
-//! nothing has to be read back to size the block: row `b` holds its `packed_len[b]` real nodes
-//! first, then filler slots (the row's first token at the committed position, seeing only
-//! itself), which the attention skips and the caller never commits.
+//! Row `b` holds its `packed_len[b]` real nodes first, then filler slots up to N (the row's first
+//! token at the committed position, seeing only itself), which the attention skips and the caller
+//! never commits. The kernel fixes N = W·L, so no shape depends on the data and nothing has to be
+//! read back to size the block; the host reference, which reads the beams back anyway, uses the
+//! longest row's node count. Callers read N off the tensors.
 
 pub mod reference;
 #[cfg(feature = "cube")]
@@ -17,7 +18,8 @@ use burn::tensor::backend::Backend;
 use burn::tensor::ops::IntTensor;
 use burn::tensor::{Int, Tensor};
 
-/// The built tree of every row, on the device. `N = W·L`.
+/// The built tree of every row, on the device: N slots per row, N ≥ every row's node count
+/// (W·L from the kernel, the longest row from the reference).
 #[derive(Debug, Clone)]
 pub struct DeviceTree<B: Backend> {
     /// [B, N] packed tokens (fillers: the row's first beam token).

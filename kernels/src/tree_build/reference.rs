@@ -144,14 +144,16 @@ impl PackedTree {
     }
 }
 
-/// The op's reference: a host round trip through [`PackedTree::build_padded`] with W·L slots.
+/// The op's reference: a host round trip through [`PackedTree::build`]. Having read the beams
+/// back, it pads every row only to the longest row's node count, so a host-side step never runs
+/// filler slots it does not need; the kernel, which reads nothing back, pads to W·L.
 pub fn tree_build<B: Backend>(beams: Tensor<B, 3, Int>, lens: Tensor<B, 1, Int>) -> DeviceTree<B> {
     let [rows, w, l] = beams.dims();
     let device = beams.device();
     let host: Vec<u32> = beams.into_data().iter::<i64>().map(|t| t as u32).collect();
     let committed: Vec<usize> = lens.into_data().iter::<i64>().map(|n| n as usize).collect();
-    let tree = PackedTree::build_padded(&host, rows, w, l, Some(w * l));
-    let n = w * l;
+    let tree = PackedTree::build(&host, rows, w, l);
+    let n = tree.max_packed;
     let ints = |v: Vec<i64>, shape: Vec<usize>| TensorData::new(v, shape);
     DeviceTree {
         tokens: Tensor::from_data(ints(tree.tokens.iter().map(|&t| t as i64).collect(), vec![rows, n]), &device),
