@@ -1,6 +1,7 @@
 //! All cross-crate tests, in one binary (see Cargo.toml for why).
 
 mod bad_input;
+mod beam_search;
 mod decode_loop;
 mod drafter_checkpoint;
 mod kernels;

@@ -125,7 +125,7 @@ impl<B: KernelBackend> DraftSource<B> for BoxedSource<B> {
         w: usize,
         l: usize,
         h: bool,
-    ) -> Result<redrafter::beam::Beams, redrafter::DecodeError> {
+    ) -> Result<redrafter::Drafts<B>, redrafter::DecodeError> {
         self.0.draft(m, s, w, l, h)
     }
     fn retain_rows(&mut self, keep: &[usize]) {
@@ -210,7 +210,7 @@ impl<B: KernelBackend> DraftSource<B> for AlwaysTruth {
         w: usize,
         l: usize,
         _: bool,
-    ) -> Result<redrafter::beam::Beams, redrafter::DecodeError> {
+    ) -> Result<redrafter::Drafts<B>, redrafter::DecodeError> {
         let mut tokens = vec![];
         for (i, &r) in s.rows.iter().enumerate() {
             let done = s.cache.lens()[i] + 1 - 3;
@@ -220,7 +220,7 @@ impl<B: KernelBackend> DraftSource<B> for AlwaysTruth {
                 tokens.extend(&beam);
             }
         }
-        Ok(redrafter::beam::Beams { rows: s.rows.len(), width: w, len: l, tokens, hist: None })
+        Ok(redrafter::Drafts::Host(redrafter::beam::Beams { rows: s.rows.len(), width: w, len: l, tokens, hist: None }))
     }
 }
 

@@ -1,4 +1,5 @@
-//! Tree attention, tree build and KV relocation: the backend's op (the `#[cube]` kernel on wgpu/cuda, the
+//! Tree attention, tree build, KV relocation and one beam-search expansion (warp + top-k + merge):
+//! the backend's op (the `#[cube]` kernel on wgpu/cuda, the
 //! tensor-op reference on CPU backends) against the tensor-op reference, and the deduplicated
 //! tree against dense attention over the whole W × L beam grid (no prefix dedup), for a sweep of
 //! beam shapes at SmolLM2-135M's attention shape (9 query heads, 3 KV heads, head dim 64).
@@ -14,7 +15,7 @@ use clap::Parser;
 use redrafter::KernelBackend;
 use redrafter::backends::{BackendKind, BackendTask, run_on};
 use redrafter::tree::PackedTree;
-use redrafter_kernels::{bits, kv_relocate, tree_attention, tree_build};
+use redrafter_kernels::{beam_merge, bits, kv_relocate, tree_attention, tree_build, warp_top_k};
 use redrafter_train::plot::{Series, line_chart};
 
 #[derive(Parser, Clone)]
@@ -34,6 +35,9 @@ struct Args {
     kv_heads: usize,
     #[arg(long, default_value_t = 64)]
     head_dim: usize,
+    /// Drafter vocabulary for the beam-search expansion (SmolLM2's by default).
+    #[arg(long, default_value_t = 49152)]
+    vocab: usize,
     #[arg(long, default_value_t = 7)]
     runs: usize,
     #[arg(long, default_value = "bench-out")]
@@ -57,6 +61,10 @@ struct Row {
     /// build with its read-back and upload.
     build_op_ms: f64,
     build_reference_ms: f64,
+    /// One beam-search expansion of W beams over the vocabulary: warp + per-beam top W + merge.
+    /// The op is two launches on cubecl backends; the reference reads the W·V logits back.
+    expand_op_ms: f64,
+    expand_reference_ms: f64,
 }
 
 /// Beams that share their first tokens the way drafter beams do: a common root, then the
@@ -154,6 +162,19 @@ impl BackendTask for Bench {
             let build_op_ms = time(a.runs, || tree_build(beams_t.clone(), lens.clone()).mask);
             let build_reference_ms =
                 time(a.runs, || redrafter_kernels::tree_build::reference::tree_build(beams_t.clone(), lens.clone()).mask);
+            // One expansion of W beams (drafter logits [W, V], scaled like real logits).
+            let v = a.vocab;
+            let logits = Tensor::<B, 2>::from_data(TensorData::new(rand(w * v, 9).iter().map(|x| x * 12.0).collect::<Vec<_>>(), [w, v]), &device);
+            let scores = Tensor::<B, 2>::from_data(TensorData::new((0..w).map(|i| -(i as f32) * 0.3).collect::<Vec<_>>(), [1, w]), &device);
+            let grown = Tensor::<B, 3, Int>::from_data(TensorData::new(vec![1i64; w * (l - 1).max(1)], [1, w, (l - 1).max(1)]), &device);
+            let expand_op_ms = time(a.runs, || {
+                let (logq, ids) = warp_top_k(logits.clone(), w);
+                beam_merge(scores.clone(), logq, ids, grown.clone()).beams
+            });
+            let expand_reference_ms = time(a.runs, || {
+                let (logq, ids) = redrafter_kernels::warp_top_k::reference::warp_top_k(logits.clone(), w);
+                redrafter_kernels::beam_merge::reference::beam_merge(scores.clone(), logq, ids, grown.clone()).beams
+            });
             let row = Row {
                 backend: name.clone(),
                 width: w,
@@ -168,9 +189,11 @@ impl BackendTask for Bench {
                 relocate_reference_ms,
                 build_op_ms,
                 build_reference_ms,
+                expand_op_ms,
+                expand_reference_ms,
             };
             eprintln!(
-                "{name:8} W{w:<2} L{l}  packed {p:3}/{g:3} ({:.2}x)  op tree {op_tree_ms:8.3} ms  reference tree {reference_tree_ms:8.3} ms  op dense {op_dense_ms:8.3} ms  relocate op {relocate_op_ms:7.3} ms / reference {relocate_reference_ms:7.3} ms  build op {build_op_ms:7.3} ms / reference {build_reference_ms:7.3} ms",
+                "{name:8} W{w:<2} L{l}  packed {p:3}/{g:3} ({:.2}x)  op tree {op_tree_ms:8.3} ms  reference tree {reference_tree_ms:8.3} ms  op dense {op_dense_ms:8.3} ms  relocate op {relocate_op_ms:7.3} ms / reference {relocate_reference_ms:7.3} ms  build op {build_op_ms:7.3} ms / reference {build_reference_ms:7.3} ms  expand op {expand_op_ms:7.3} ms / reference {expand_reference_ms:7.3} ms",
                 row.compression
             );
             rows.push(row);
@@ -201,13 +224,13 @@ fn main() {
     }
     let svg = line_chart("Tree attention, one layer (SmolLM2-135M shape)", "beam grid tokens W·L", "ms (median)", &series);
     std::fs::write(args.out.join("kernels.svg"), svg).expect("write svg");
-    println!("| backend | W×L | packed / grid | op tree ms | reference tree ms | op dense ms | relocate op / ref ms | build op / ref ms |");
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("| backend | W×L | packed / grid | op tree ms | reference tree ms | op dense ms | relocate op / ref ms | build op / ref ms | expand op / ref ms |");
+    println!("|---|---|---|---|---|---|---|---|---|");
     for r in &all {
         println!(
-            "| {} | {}×{} | {}/{} ({:.2}x) | {:.3} | {:.3} | {:.3} | {:.3} / {:.3} | {:.3} / {:.3} |",
+            "| {} | {}×{} | {}/{} ({:.2}x) | {:.3} | {:.3} | {:.3} | {:.3} / {:.3} | {:.3} / {:.3} | {:.3} / {:.3} |",
             r.backend, r.width, r.length, r.packed_tokens, r.grid_tokens, r.compression, r.op_tree_ms, r.reference_tree_ms, r.op_dense_ms, r.relocate_op_ms, r.relocate_reference_ms,
-            r.build_op_ms, r.build_reference_ms
+            r.build_op_ms, r.build_reference_ms, r.expand_op_ms, r.expand_reference_ms
         );
     }
 }

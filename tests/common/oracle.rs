@@ -5,7 +5,7 @@
 use redrafter::KernelBackend;
 use redrafter::beam::Beams;
 use redrafter::decode::DecodeState;
-use redrafter::{DecodeError, DraftSource};
+use redrafter::{DecodeError, DraftSource, Drafts};
 use redrafter_llama::Llama;
 
 pub struct Oracle {
@@ -47,7 +47,7 @@ impl<B: KernelBackend> DraftSource<B> for Oracle {
         "oracle".into()
     }
 
-    fn draft(&mut self, _: &Llama<B>, state: &DecodeState<B>, width: usize, len: usize, _: bool) -> Result<Beams, DecodeError> {
+    fn draft(&mut self, _: &Llama<B>, state: &DecodeState<B>, width: usize, len: usize, _: bool) -> Result<Drafts<B>, DecodeError> {
         let c = len - 1;
         let mut tokens = Vec::with_capacity(state.rows.len() * width * len);
         for (i, &r) in state.rows.iter().enumerate() {
@@ -73,6 +73,6 @@ impl<B: KernelBackend> DraftSource<B> for Oracle {
             }
             tokens.extend(beams.concat());
         }
-        Ok(Beams { rows: state.rows.len(), width, len, tokens, hist: None })
+        Ok(Drafts::Host(Beams { rows: state.rows.len(), width, len, tokens, hist: None }))
     }
 }

@@ -68,6 +68,10 @@ pub struct GenerateArgs {
     /// Plain autoregressive decoding even when a drafter is given (the baseline).
     #[arg(long)]
     autoregressive: bool,
+    /// Wait for the device at the end of every phase, so that the reported phase times are the
+    /// device's (wgpu, CUDA; slower). Without it, a GPU step's work shows up in "verify".
+    #[arg(long)]
+    sync_phases: bool,
 }
 
 pub fn run(args: GenerateArgs) -> Result<(), BoxError> {
@@ -138,6 +142,7 @@ impl BackendTask for Task {
             stop_strings: args.stop.clone(),
             eos_ids: tok.eos.clone(),
             context_limit: args.context_limit,
+            sync_phases: args.sync_phases,
         };
         let generator = Generator::new(&loaded.model, Some(tok));
         let mut stdout = std::io::stdout();
@@ -182,8 +187,9 @@ fn speculative_summary(s: &GenerationStats) -> String {
     let total: f64 = s.phase_seconds.iter().map(|p| p.1).sum();
     let phases: Vec<String> =
         s.phase_seconds.iter().map(|(n, t)| format!("{n} {:.2}s ({:.0}%)", t, 100.0 * t / total.max(1e-12))).collect();
+    let timing = if s.synced_phases { "device time" } else { "host time" };
     format!(
-        "accepted per step {:.2} | acceptance by draft position [{}] | tree compression {:.2} ({} packed / {} grid tokens) | {}",
+        "accepted per step {:.2} | acceptance by draft position [{}] | tree compression {:.2} ({} packed / {} grid tokens) | {} ({timing})",
         s.mean_accepted,
         acc.join(", "),
         s.tree_compression,

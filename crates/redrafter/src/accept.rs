@@ -3,7 +3,7 @@
 
 use crate::beam::Beams;
 use crate::sampling::Sampler;
-use crate::tree::PackedTree;
+use crate::tree::TreeIndex;
 
 /// The outcome for one row: beam `beam` had its first `drafted` drafted tokens accepted, so the
 /// row commits g0 plus those tokens, and `bonus` (from the LLM) becomes its next g0.
@@ -28,10 +28,10 @@ pub fn greedy_grid(beams: &[u32], y: &[u32], width: usize, len: usize) -> Accept
     Accepted { beam, drafted, bonus: y[beam * len + drafted] }
 }
 
-/// Greedy acceptance of row `row` from the argmax of every packed node (`argmax[row·P + p]`):
-/// only one id per node is read back, never full logits.
-pub fn greedy(tree: &PackedTree, beams: &Beams, row: usize, argmax: &[u32]) -> Accepted {
-    let (w, l, p) = (tree.width, tree.len, tree.max_packed);
+/// Greedy acceptance of row `row` from the argmax of every tree slot (`argmax[row·slots + p]`):
+/// only one id per slot is read back, never full logits.
+pub fn greedy(tree: &TreeIndex, beams: &Beams, row: usize, argmax: &[u32]) -> Accepted {
+    let (w, l, p) = (tree.width, tree.len, tree.slots);
     let grid: Vec<u32> = beams.tokens[row * w * l..(row + 1) * w * l].to_vec();
     let y: Vec<u32> = (0..w * l).map(|x| argmax[row * p + tree.node(row, x / l, x % l)]).collect();
     greedy_grid(&grid, &y, w, l)
@@ -51,7 +51,7 @@ fn prob(dist: &[(u32, f32)], token: u32) -> f32 {
 /// the drafted token), for which the rule below is standard speculative sampling.
 /// Random draws come from `sampler`'s RNG of request row `request_row`.
 pub fn sampled(
-    tree: &PackedTree,
+    tree: &TreeIndex,
     beams: &Beams,
     row: usize,
     p: &[Vec<(u32, f32)>],
@@ -129,7 +129,7 @@ mod tests {
         // Packed nodes 0..8 = Mars is a red reddish when dark red; argmax per node as in the spec.
         let (is, a, red, reddish, when, dark, bright, planet, in_, the) = (102, 103, 104, 203, 204, 303, 9, 10, 11, 12);
         let tokens = vec![101, is, a, red, 101, is, reddish, when, 101, is, dark, red];
-        let tree = PackedTree::build(&tokens, 1, 3, 4);
+        let tree = TreeIndex::from(&crate::tree::PackedTree::build(&tokens, 1, 3, 4));
         let beams = Beams { rows: 1, width: 3, len: 4, tokens, hist: None };
         let argmax = [is, dark, bright, planet, in_, the, red, planet];
         let acc = greedy(&tree, &beams, 0, &argmax);
@@ -144,7 +144,7 @@ mod tests {
         // One beam [g0, x]; P(x) = 0.3 at the root. Acceptance rate must be 0.3, and the residual
         // never re-emits the rejected token.
         let tokens = vec![0, 1];
-        let tree = PackedTree::build(&tokens, 1, 1, 2);
+        let tree = TreeIndex::from(&crate::tree::PackedTree::build(&tokens, 1, 1, 2));
         let beams = Beams { rows: 1, width: 1, len: 2, tokens, hist: None };
         let p = vec![vec![(2, 0.7), (1, 0.3)], vec![(3, 1.0)]];
         let mut sampler = Sampler::new(SamplingConfig { temperature: 1.0, seed: 3, ..Default::default() }, 1);

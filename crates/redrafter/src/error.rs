@@ -11,6 +11,8 @@ pub enum DecodeError {
     Drafter(#[from] crate::drafter::DrafterError),
     #[error("draft source broke its contract: {0}")]
     Draft(String),
+    #[error("the device failed: {0}")]
+    Device(String),
     #[error("invalid option: {0}")]
     InvalidOption(String),
     #[error("prompt {row} has {len} tokens, but the context holds {limit} (at least one position must stay free to generate)")]

@@ -37,7 +37,7 @@ impl<B: KernelBackend> Strategy<B> for Autoregressive {
         let next = sample_rows(&logits, sampler, &state.rows);
         state.hidden = hidden;
         state.pending = next.clone();
-        stats.add_phase("forward", t0.elapsed().as_secs_f64());
+        stats.end_phase::<B>("forward", t0, &device)?;
         Ok(next.into_iter().map(|t| vec![t]).collect())
     }
 }

@@ -19,7 +19,7 @@ use redrafter_io::TextTokenizer;
 use redrafter_llama::{BlockInput, KernelBackend, KvCache, Llama};
 
 pub use autoregressive::Autoregressive;
-pub use redrafter::{BeamConfig, DraftSource, ReDrafter};
+pub use redrafter::{BeamConfig, DraftSource, Drafts, ReDrafter};
 pub use row::{FinishReason, RowOutput};
 pub use stats::GenerationStats;
 
@@ -37,11 +37,22 @@ pub struct GenerationConfig {
     pub eos_ids: Vec<u32>,
     /// Upper bound on prompt + generated tokens, below the model's own context length.
     pub context_limit: Option<usize>,
+    /// Wait for the device at the end of every phase of a step, so that the phase times in the
+    /// stats are the device's. Off, they are host times: on an asynchronous backend (wgpu, CUDA)
+    /// a step's device work then shows up in the phase that reads results back.
+    pub sync_phases: bool,
 }
 
 impl Default for GenerationConfig {
     fn default() -> Self {
-        Self { max_new_tokens: 128, sampling: SamplingConfig::default(), stop_strings: vec![], eos_ids: vec![], context_limit: None }
+        Self {
+            max_new_tokens: 128,
+            sampling: SamplingConfig::default(),
+            stop_strings: vec![],
+            eos_ids: vec![],
+            context_limit: None,
+            sync_phases: false,
+        }
     }
 }
 
@@ -154,6 +165,7 @@ impl<'a, B: KernelBackend> Generator<'a, B> {
         let mut noop = |_: usize, _: &str| {};
         let on_text: OnText<'_> = on_text.unwrap_or(&mut noop);
         let mut stats = GenerationStats::new(strategy.name(), prompts.len());
+        stats.synced_phases = config.sync_phases;
         stats.prompt_tokens = prompts.iter().map(Vec::len).sum();
         let mut sampler = Sampler::new(config.sampling.clone(), prompts.len());
         let mut rows: Vec<RowState> = prompts.iter().map(|p| RowState::new(p.len())).collect();

@@ -1,20 +1,35 @@
 //! ReDrafter as a strategy of the shared loop (spec §4): draft W beams of L tokens per row, pack
 //! them into a prefix tree, verify the whole tree in one LLM forward, accept the longest run the
 //! LLM agrees with, keep only that path's KV, and emit its tokens plus the LLM's bonus token.
+//!
+//! Drafting, the tree build and the verification forward are device work with no read-back in
+//! between (on cubecl backends the beam search and the tree build are kernels; elsewhere their
+//! references run on the host). The step then reads back, in one transfer, what acceptance needs:
+//! the argmax of every tree slot (greedy), the unpack map, the node counts and the beams. Sampling
+//! mode also reads the logits of the tree and the drafter's.
 
 use std::time::Instant;
 
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
-use redrafter_llama::{KernelBackend, Llama};
+use redrafter_llama::{BlockInput, KernelBackend, Llama};
 
 use super::{DecodeState, GenerationStats, Strategy};
 use crate::accept::{self, Accepted};
-use crate::beam::{Beams, beam_search};
+use crate::beam::{Beams, DeviceBeams, beam_search};
 use crate::drafter::Drafter;
 use crate::error::DecodeError;
 use crate::sampling::Sampler;
-use crate::tree::PackedTree;
+use crate::tree::{TreeIndex, tree_build};
+
+/// What a draft source hands the verifier.
+#[derive(Debug, Clone)]
+pub enum Drafts<B: Backend> {
+    /// Beams built on the host; the step checks them (shape, g0 column, vocabulary) and uploads them.
+    Host(Beams),
+    /// Beams already on the device, as the drafter's beam search leaves them.
+    Device(DeviceBeams<B>),
+}
 
 /// Where draft beams come from: the recurrent drafter's beam search, or anything else that
 /// proposes W candidate continuations per row (tests drive the verifier with oracles).
@@ -25,7 +40,7 @@ pub trait DraftSource<B: Backend> {
     /// `keep_hist` (sampling mode) the source should also return the distribution behind each
     /// drafted token; without it drafts count as deterministic.
     fn draft(&mut self, model: &Llama<B>, state: &DecodeState<B>, width: usize, len: usize, keep_hist: bool)
-    -> Result<Beams, DecodeError>;
+    -> Result<Drafts<B>, DecodeError>;
 
     /// Called when rows leave the batch.
     fn retain_rows(&mut self, _keep: &[usize]) {}
@@ -37,8 +52,8 @@ impl<B: KernelBackend> DraftSource<B> for Drafter<B> {
     }
 
     fn draft(&mut self, model: &Llama<B>, state: &DecodeState<B>, width: usize, len: usize, keep_hist: bool)
-    -> Result<Beams, DecodeError> {
-        Ok(beam_search(self, model, state.hidden.clone(), &state.pending, width, len, keep_hist))
+    -> Result<Drafts<B>, DecodeError> {
+        Ok(Drafts::Device(beam_search(self, model, state.hidden.clone(), &state.pending, width, len, keep_hist)))
     }
 }
 
@@ -117,47 +132,84 @@ impl<B: KernelBackend, S: DraftSource<B>> Strategy<B> for ReDrafter<S> {
         let greedy = sampler.config().is_greedy();
         let device = state.hidden.device();
         let vocab = model.config().vocab_size;
+        let grid = n * w * len;
 
         let t = Instant::now();
-        let beams = self.source.draft(model, state, w, len, !greedy)?;
-        check_beams(&beams, n, w, len, &state.pending)?;
-        if let Some(&bad) = beams.tokens.iter().find(|&&t| t as usize >= vocab) {
-            return Err(DecodeError::Draft(format!("drafted token {bad} is outside the vocabulary of {vocab}")));
-        }
-        stats.add_phase("draft", t.elapsed().as_secs_f64());
+        let (tokens, host_beams, hist) = match self.source.draft(model, state, w, len, !greedy)? {
+            Drafts::Host(beams) => {
+                check_beams(&beams, n, w, len, &state.pending)?;
+                if let Some(&bad) = beams.tokens.iter().find(|&&t| t as usize >= vocab) {
+                    return Err(DecodeError::Draft(format!("drafted token {bad} is outside the vocabulary of {vocab}")));
+                }
+                let ids = beams.tokens.iter().map(|&t| t as i64).collect();
+                (Tensor::<B, 3, Int>::from_data(TensorData::new(ids, [n, w, len]), &device), Some(beams), None)
+            }
+            Drafts::Device(d) => {
+                if d.tokens.dims() != [n, w, len] {
+                    return Err(DecodeError::Draft(format!("expected beams [{n}, {w}, {len}], got {:?}", d.tokens.dims())));
+                }
+                (d.tokens, None, d.hist)
+            }
+        };
+        stats.end_phase::<B>("draft", t, &device)?;
 
         let t = Instant::now();
-        let tree = PackedTree::build(&beams.tokens, n, w, len);
-        let input = crate::tree::block_input::<B>(&tree, state.cache.lens(), &device);
-        stats.record_tree(tree.packed_len.iter().sum(), n * w * len);
-        stats.add_phase("tree", t.elapsed().as_secs_f64());
+        let tree = tree_build(tokens.clone(), state.cache.lens(), &device);
+        let slots = tree.tokens.dims()[1];
+        let input = BlockInput { tokens: tree.tokens, positions: tree.positions, mask: tree.mask };
+        stats.end_phase::<B>("tree", t, &device)?;
 
         let t = Instant::now();
-        let p = tree.max_packed;
-        let hidden = model.forward_hidden(&input, &mut state.cache).reshape([n * p, model.config().hidden_size]);
+        let hidden = model.forward_hidden(&input, &mut state.cache).reshape([n * slots, model.config().hidden_size]);
         let logits = model.logits(hidden.clone());
+        // The step's one read-back of ints: unpack map, node counts, device beams, slot argmax.
+        let mut parts = vec![tree.unpack.reshape([grid]), tree.packed_len];
+        if host_beams.is_none() {
+            parts.push(tokens.reshape([grid]));
+        }
+        if greedy {
+            parts.push(logits.clone().argmax(1).reshape([n * slots]));
+        }
+        let ints: Vec<i64> = Tensor::cat(parts, 0).into_data().iter::<i64>().collect();
+        let (unpack, rest) = ints.split_at(grid);
+        let (packed_len, rest) = rest.split_at(n);
+        let tree = TreeIndex {
+            width: w,
+            len,
+            slots,
+            unpack: unpack.iter().map(|&u| u as usize).collect(),
+            packed_len: packed_len.iter().map(|&p| p as usize).collect(),
+        };
+        let (beams, rest) = match host_beams {
+            Some(b) => (b, rest),
+            None => {
+                let (toks, rest) = rest.split_at(grid);
+                (Beams { rows: n, width: w, len, tokens: toks.iter().map(|&t| t as u32).collect(), hist }, rest)
+            }
+        };
+        stats.record_tree(tree.packed_len.iter().sum(), grid);
         let accepted: Vec<Accepted> = if greedy {
-            let ids: Vec<u32> = logits.argmax(1).into_data().iter::<i64>().map(|v| v as u32).collect();
+            let ids: Vec<u32> = rest.iter().map(|&v| v as u32).collect();
             (0..n).map(|r| accept::greedy(&tree, &beams, r, &ids)).collect()
         } else {
             let host = logits.into_data().convert::<f32>().into_vec::<f32>().expect("converted to f32");
             (0..n)
                 .map(|r| {
                     let dists: Vec<Vec<(u32, f32)>> = (0..tree.packed_len[r])
-                        .map(|q| sampler.distribution(&host[(r * p + q) * vocab..(r * p + q + 1) * vocab]))
+                        .map(|q| sampler.distribution(&host[(r * slots + q) * vocab..(r * slots + q + 1) * vocab]))
                         .collect();
                     accept::sampled(&tree, &beams, r, &dists, sampler, state.rows[r])
                 })
                 .collect()
         };
-        stats.add_phase("verify", t.elapsed().as_secs_f64());
+        stats.end_phase::<B>("verify", t, &device)?;
 
         let t = Instant::now();
         // Keep g0 and the accepted drafts of the best beam; the bonus is not in the cache yet.
         let keep: Vec<Vec<usize>> =
             accepted.iter().enumerate().map(|(r, a)| (0..=a.drafted).map(|k| tree.node(r, a.beam, k)).collect()).collect();
         state.cache.commit(&keep)?;
-        let last: Vec<i64> = accepted.iter().enumerate().map(|(r, a)| (r * p + tree.node(r, a.beam, a.drafted)) as i64).collect();
+        let last: Vec<i64> = accepted.iter().enumerate().map(|(r, a)| (r * slots + tree.node(r, a.beam, a.drafted)) as i64).collect();
         state.hidden = hidden.select(0, Tensor::<B, 1, Int>::from_data(TensorData::new(last, [n]), &device));
         state.pending = accepted.iter().map(|a| a.bonus).collect();
         let out = accepted
@@ -170,7 +222,7 @@ impl<B: KernelBackend, S: DraftSource<B>> Strategy<B> for ReDrafter<S> {
                 toks
             })
             .collect();
-        stats.add_phase("accept", t.elapsed().as_secs_f64());
+        stats.end_phase::<B>("accept", t, &device)?;
         Ok(out)
     }
 

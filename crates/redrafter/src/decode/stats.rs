@@ -1,4 +1,9 @@
+use std::time::Instant;
+
+use burn::tensor::backend::Backend;
 use serde::Serialize;
+
+use crate::error::DecodeError;
 
 /// Numbers about one generation call, also written as `stats` in the CLI's `--json` output.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -24,6 +29,10 @@ pub struct GenerationStats {
     pub tau: f64,
     /// Seconds per phase of a step, in the order the strategy reports them.
     pub phase_seconds: Vec<(String, f64)>,
+    /// Whether every phase ended with a device sync (`GenerationConfig::sync_phases`): then phase
+    /// times are device times; otherwise host times, with asynchronous device work counted in the
+    /// phase that waited for it.
+    pub synced_phases: bool,
     /// Speculative strategies: for draft position k = 1, 2, ..., the fraction of row-steps that
     /// offered a token at k whose accepted run reached k.
     pub acceptance_by_position: Vec<f64>,
@@ -53,6 +62,15 @@ impl GenerationStats {
             Some((_, s)) => *s += seconds,
             None => self.phase_seconds.push((name.to_string(), seconds)),
         }
+    }
+
+    /// Ends the phase `name` begun at `start`, after waiting for `device` if phases are synced.
+    pub fn end_phase<B: Backend>(&mut self, name: &str, start: Instant, device: &B::Device) -> Result<(), DecodeError> {
+        if self.synced_phases {
+            B::sync(device).map_err(|e| DecodeError::Device(format!("{e:?}")))?;
+        }
+        self.add_phase(name, start.elapsed().as_secs_f64());
+        Ok(())
     }
 
     /// One row-step of a speculative strategy: `offered` drafted positions, `accepted` of them.
