@@ -4,7 +4,8 @@
 //! 1. Radix select, 4 bits a pass over a 32-bit order key (`f32::total_cmp` as an unsigned
 //!    number), finds the key of the `want`-th largest logit, `want = max(k, 50)`: every unit
 //!    counts its logits per digit, the counts are summed through shared memory, and all units
-//!    walk the 16 bins to the one holding the `want`-th. Eight passes over the row.
+//!    walk the 16 bins to the one holding the `want`-th. At most eight passes over the row: it
+//!    stops scanning once the chosen bin holds exactly the winners still missing.
 //! 2. If that key is tied and only some of the ties fit, the same select over the token ids
 //!    (smallest first) picks which: ties go to the lower id, as on the host.
 //! 3. The `want` winners are gathered (a prefix sum of per-unit counts gives each unit its
@@ -102,35 +103,42 @@ fn warp_top_k_kernel<F: Float, I: Int>(
     let mut totals = SharedMemory::<u32>::new(BINS);
     let mut local = Array::<u32>::new(BINS);
 
-    // 1. The key of the want-th largest logit.
+    // 1. The key of the want-th largest logit, or a key prefix whose bin holds exactly the
+    //    missing winners: then every logit with that prefix or a larger one wins, and the
+    //    remaining passes have nothing to scan. Rows of real logits get there in a few passes.
     let mut prefix = 0u32;
     let mut decided = 0u32;
     // A comptime value makes a constant; start from a literal to get a mutable local.
     let mut need = 0u32;
     need += comptime!(want as u32);
     let mut tied = 0u32;
+    let mut done = false;
     for pass in 0..8u32 {
         let shift = 28u32 - pass * 4u32;
         for d in 0..BINS {
             local[d] = 0u32;
         }
-        let mut j = unit;
-        while j < v {
-            let key = order_key(f32::cast_from(logits[base + j * step]));
-            if (key & decided) == prefix {
-                local[usize::cast_from((key >> shift) & 15u32)] += 1u32;
+        if !done {
+            let mut j = unit;
+            while j < v {
+                let key = order_key(f32::cast_from(logits[base + j * step]));
+                if (key & decided) == prefix {
+                    local[usize::cast_from((key >> shift) & 15u32)] += 1u32;
+                }
+                j += UNITS;
             }
-            j += UNITS;
         }
         reduce_bins(&local, &mut hist, &mut totals, unit);
-        let bin = find_bin(&totals, need, true);
-        need -= bin.before;
-        tied = bin.count;
-        prefix |= bin.digit << shift;
-        decided |= 15u32 << shift;
+        if !done {
+            let bin = find_bin(&totals, need, true);
+            need -= bin.before;
+            tied = bin.count;
+            prefix |= bin.digit << shift;
+            decided |= 15u32 << shift;
+            done = bin.count == need;
+        }
         sync_cube();
     }
-    let kth = prefix;
 
     // 2. Only `need` of the `tied` logits equal to the want-th fit: take the lowest ids.
     let split_ties = need < tied;
@@ -145,7 +153,8 @@ fn warp_top_k_kernel<F: Float, I: Int>(
             let mut j = unit;
             while j < v {
                 let id = j as u32;
-                if order_key(f32::cast_from(logits[base + j * step])) == kth && (id & id_decided) == id_prefix {
+                let key = order_key(f32::cast_from(logits[base + j * step]));
+                if (key & decided) == prefix && (id & id_decided) == id_prefix {
                     local[usize::cast_from((id >> shift) & 15u32)] += 1u32;
                 }
                 j += UNITS;
@@ -162,12 +171,12 @@ fn warp_top_k_kernel<F: Float, I: Int>(
     }
     let id_limit = select(split_ties, id_prefix, 0xFFFF_FFFFu32);
 
-    // 3. Gather the `want` winners: logits above the want-th, and its ties up to `id_limit`.
+    // 3. Gather the `want` winners: keys above the prefix, and those with it up to `id_limit`.
     let mut count = 0u32;
     let mut j = unit;
     while j < v {
-        let key = order_key(f32::cast_from(logits[base + j * step]));
-        if key > kth || (key == kth && (j as u32) <= id_limit) {
+        let key = order_key(f32::cast_from(logits[base + j * step])) & decided;
+        if key > prefix || (key == prefix && (j as u32) <= id_limit) {
             count += 1u32;
         }
         j += UNITS;
@@ -183,8 +192,8 @@ fn warp_top_k_kernel<F: Float, I: Int>(
     let mut j = unit;
     while j < v {
         let x = f32::cast_from(logits[base + j * step]);
-        let key = order_key(x);
-        if key > kth || (key == kth && (j as u32) <= id_limit) {
+        let key = order_key(x) & decided;
+        if key > prefix || (key == prefix && (j as u32) <= id_limit) {
             let at = usize::cast_from(offset);
             sel_val[at] = x;
             sel_id[at] = j as u32;
