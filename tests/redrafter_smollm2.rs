@@ -82,3 +82,23 @@ fn cuda_redrafter_is_lossless_on_smollm2() {
     }
     run::<redrafter::backends::CudaBackend>(burn::backend::cuda::CudaDevice::new(0), 3, 32);
 }
+
+/// burn's kernel fusion around the same kernels: the fused element-wise programs must keep greedy
+/// ReDrafter equal to greedy autoregressive decoding too.
+#[cfg(all(feature = "wgpu", feature = "fusion"))]
+#[test]
+fn wgpu_fusion_redrafter_is_lossless_on_smollm2() {
+    if redrafter_tests::skip_wgpu() {
+        return;
+    }
+    run::<redrafter::backends::WgpuFusionBackend>(burn::backend::wgpu::WgpuDevice::DefaultDevice, 1, 12);
+}
+
+#[cfg(all(feature = "cuda", feature = "fusion"))]
+#[test]
+fn cuda_fusion_redrafter_is_lossless_on_smollm2() {
+    if !redrafter_tests::run_cuda() {
+        return;
+    }
+    run::<redrafter::backends::CudaFusionBackend>(burn::backend::cuda::CudaDevice::new(0), 3, 32);
+}

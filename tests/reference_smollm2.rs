@@ -82,6 +82,17 @@ fn greedy_matches<B: KernelBackend>(m: &LoadedModel<B>, fx: &Value) {
     }
 }
 
+/// The logits at every position of the first `prompts` prompts and, with `greedy`, the greedy
+/// continuations, on `B`.
+fn model_matches<B: KernelBackend>(device: &B::Device, prompts: usize, greedy: bool) {
+    let Some(m) = load::<B>(device) else { return };
+    let fx = fixture();
+    logits_match(&m, &fx, device, prompts);
+    if greedy {
+        greedy_matches(&m, &fx);
+    }
+}
+
 #[test]
 fn ndarray_matches_transformers() {
     let device = Default::default();
@@ -95,11 +106,7 @@ fn ndarray_matches_transformers() {
 #[cfg(feature = "flex")]
 #[test]
 fn flex_matches_transformers() {
-    let device = Default::default();
-    let Some(m) = load::<redrafter::backends::FlexBackend>(&device) else { return };
-    let fx = fixture();
-    logits_match(&m, &fx, &device, usize::MAX);
-    greedy_matches(&m, &fx);
+    model_matches::<redrafter::backends::FlexBackend>(&Default::default(), usize::MAX, true);
 }
 
 /// lavapipe is ~15x slower than the CPU backends: logits of the first prompt only.
@@ -109,9 +116,16 @@ fn wgpu_matches_transformers() {
     if redrafter_tests::skip_wgpu() {
         return;
     }
-    let device = burn::backend::wgpu::WgpuDevice::DefaultDevice;
-    let Some(m) = load::<redrafter::backends::WgpuBackend>(&device) else { return };
-    logits_match(&m, &fixture(), &device, 1);
+    model_matches::<redrafter::backends::WgpuBackend>(&burn::backend::wgpu::WgpuDevice::DefaultDevice, 1, false);
+}
+
+#[cfg(all(feature = "wgpu", feature = "fusion"))]
+#[test]
+fn wgpu_fusion_matches_transformers() {
+    if redrafter_tests::skip_wgpu() {
+        return;
+    }
+    model_matches::<redrafter::backends::WgpuFusionBackend>(&burn::backend::wgpu::WgpuDevice::DefaultDevice, 1, false);
 }
 
 #[cfg(feature = "cuda")]
@@ -120,9 +134,14 @@ fn cuda_matches_transformers() {
     if !redrafter_tests::run_cuda() {
         return;
     }
-    let device = burn::backend::cuda::CudaDevice::new(0);
-    let Some(m) = load::<redrafter::backends::CudaBackend>(&device) else { return };
-    let fx = fixture();
-    logits_match(&m, &fx, &device, usize::MAX);
-    greedy_matches(&m, &fx);
+    model_matches::<redrafter::backends::CudaBackend>(&burn::backend::cuda::CudaDevice::new(0), usize::MAX, true);
+}
+
+#[cfg(all(feature = "cuda", feature = "fusion"))]
+#[test]
+fn cuda_fusion_matches_transformers() {
+    if !redrafter_tests::run_cuda() {
+        return;
+    }
+    model_matches::<redrafter::backends::CudaFusionBackend>(&burn::backend::cuda::CudaDevice::new(0), usize::MAX, true);
 }

@@ -206,7 +206,7 @@ fn main() {
     let args = Args::parse();
     let kinds: Vec<BackendKind> = match &args.backends {
         Some(list) => list.split(',').map(|b| b.parse().expect("backend name")).collect(),
-        None => redrafter::backends::ALL.into_iter().filter(|k| k.is_compiled() && *k != BackendKind::Cuda).collect(),
+        None => redrafter::backends::ALL.into_iter().filter(|k| k.is_compiled() && !k.is_cuda()).collect(),
     };
     let mut all = vec![];
     for kind in kinds {

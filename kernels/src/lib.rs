@@ -33,6 +33,9 @@ mod backends;
 mod cube;
 #[cfg(feature = "cube")]
 mod order_key;
+#[cfg(feature = "fusion")]
+mod fusion;
+pub mod runtimes;
 
 pub use beam_merge::{BeamMergeOps, Merged, beam_merge};
 pub use bits::{pack_mask, WORD_BITS};

@@ -131,5 +131,19 @@ macro_rules! backend_tests {
                 super::$name::<$crate::backends::CudaBackend>(burn::backend::cuda::CudaDevice::new(0));
             } )*
         }
+        #[cfg(all(feature = "wgpu", feature = "fusion"))]
+        mod wgpu_fusion {
+            $( #[test] fn $name() {
+                if $crate::skip_wgpu() { eprintln!("skipped: REDRAFTER_SKIP_WGPU is set"); return; }
+                super::$name::<$crate::backends::WgpuFusionBackend>(burn::backend::wgpu::WgpuDevice::DefaultDevice);
+            } )*
+        }
+        #[cfg(all(feature = "cuda", feature = "fusion"))]
+        mod cuda_fusion {
+            $( #[test] fn $name() {
+                if !$crate::run_cuda() { eprintln!("skipped: set REDRAFTER_TEST_CUDA=1 on a machine with a GPU"); return; }
+                super::$name::<$crate::backends::CudaFusionBackend>(burn::backend::cuda::CudaDevice::new(0));
+            } )*
+        }
     };
 }

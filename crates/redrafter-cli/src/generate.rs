@@ -21,7 +21,8 @@ pub struct GenerateArgs {
     /// Default: SmolLM2-135M-Instruct, downloaded on first use.
     #[arg(long)]
     model: Option<PathBuf>,
-    /// Compute backend: ndarray, flex, wgpu or cuda (those compiled into this build).
+    /// Compute backend: ndarray, flex, wgpu, cuda, wgpu-fusion or cuda-fusion (those compiled into
+    /// this build; the -fusion kinds add burn's kernel fusion).
     /// Default: flex if compiled in (the fastest CPU backend here), else ndarray.
     #[arg(long)]
     backend: Option<String>,

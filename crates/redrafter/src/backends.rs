@@ -17,9 +17,21 @@ pub enum BackendKind {
     Wgpu,
     /// cubecl on CUDA (feature `cuda`).
     Cuda,
+    /// [`Wgpu`](Self::Wgpu) under burn's kernel fusion, which fuses the model's element-wise ops
+    /// (features `wgpu` and `fusion`); what `burn::backend::Wgpu` is by default.
+    WgpuFusion,
+    /// [`Cuda`](Self::Cuda) under burn's kernel fusion (features `cuda` and `fusion`).
+    CudaFusion,
 }
 
-pub const ALL: [BackendKind; 4] = [BackendKind::NdArray, BackendKind::Flex, BackendKind::Wgpu, BackendKind::Cuda];
+pub const ALL: [BackendKind; 6] = [
+    BackendKind::NdArray,
+    BackendKind::Flex,
+    BackendKind::Wgpu,
+    BackendKind::Cuda,
+    BackendKind::WgpuFusion,
+    BackendKind::CudaFusion,
+];
 
 impl BackendKind {
     pub fn name(self) -> &'static str {
@@ -28,7 +40,14 @@ impl BackendKind {
             Self::Flex => "flex",
             Self::Wgpu => "wgpu",
             Self::Cuda => "cuda",
+            Self::WgpuFusion => "wgpu-fusion",
+            Self::CudaFusion => "cuda-fusion",
         }
+    }
+
+    /// Whether this backend runs on an NVIDIA GPU through CUDA (which needs a GPU to test).
+    pub fn is_cuda(self) -> bool {
+        matches!(self, Self::Cuda | Self::CudaFusion)
     }
 
     pub fn is_compiled(self) -> bool {
@@ -37,6 +56,8 @@ impl BackendKind {
             Self::Flex => cfg!(feature = "flex"),
             Self::Wgpu => cfg!(feature = "wgpu"),
             Self::Cuda => cfg!(feature = "cuda"),
+            Self::WgpuFusion => cfg!(all(feature = "wgpu", feature = "fusion")),
+            Self::CudaFusion => cfg!(all(feature = "cuda", feature = "fusion")),
         }
     }
 
@@ -70,7 +91,8 @@ impl FromStr for BackendKind {
         })?;
         if !kind.is_compiled() {
             return Err(DecodeError::InvalidOption(format!(
-                "backend `{s}` is not compiled into this build (rebuild with `--features {s}`; this build has: {})",
+                "backend `{s}` is not compiled into this build (rebuild with `--features {}`; this build has: {})",
+                s.replace('-', ","),
                 names()
             )));
         }
@@ -88,9 +110,13 @@ pub type NdArrayBackend = burn::backend::NdArray<f32>;
 #[cfg(feature = "flex")]
 pub type FlexBackend = burn::backend::Flex<f32>;
 #[cfg(feature = "wgpu")]
-pub type WgpuBackend = burn::backend::Wgpu<f32, i32>;
+pub type WgpuBackend = redrafter_kernels::runtimes::Wgpu;
 #[cfg(feature = "cuda")]
-pub type CudaBackend = burn::backend::Cuda<f32, i32>;
+pub type CudaBackend = redrafter_kernels::runtimes::Cuda;
+#[cfg(all(feature = "wgpu", feature = "fusion"))]
+pub type WgpuFusionBackend = redrafter_kernels::runtimes::WgpuFusion;
+#[cfg(all(feature = "cuda", feature = "fusion"))]
+pub type CudaFusionBackend = redrafter_kernels::runtimes::CudaFusion;
 
 pub fn run_on<T: BackendTask>(kind: BackendKind, task: T) -> T::Output {
     match kind {
@@ -101,6 +127,10 @@ pub fn run_on<T: BackendTask>(kind: BackendKind, task: T) -> T::Output {
         BackendKind::Wgpu => task.run::<WgpuBackend>(burn::backend::wgpu::WgpuDevice::DefaultDevice),
         #[cfg(feature = "cuda")]
         BackendKind::Cuda => task.run::<CudaBackend>(burn::backend::cuda::CudaDevice::new(0)),
+        #[cfg(all(feature = "wgpu", feature = "fusion"))]
+        BackendKind::WgpuFusion => task.run::<WgpuFusionBackend>(burn::backend::wgpu::WgpuDevice::DefaultDevice),
+        #[cfg(all(feature = "cuda", feature = "fusion"))]
+        BackendKind::CudaFusion => task.run::<CudaFusionBackend>(burn::backend::cuda::CudaDevice::new(0)),
         #[allow(unreachable_patterns)]
         other => unreachable!("{other} is not compiled in; FromStr rejects it"),
     }
