@@ -419,7 +419,9 @@ fn check_warp_top_k<B: KernelBackend>(device: &B::Device, logits: &[f32], rows: 
 fn warp_top_k_against_a_full_sort<B: KernelBackend>(device: B::Device) {
     let mut rng = Rng(77);
     let mut cases = 0;
-    for v in [1, 7, 50, 51, 129, 1000, 49152] {
+    // Rows longer than the kernel's chunk (4096) take its chunk + merge launches: 4126 leaves a
+    // last chunk shorter than the 50 kept, 9000 a short one longer than that.
+    for v in [1, 7, 50, 51, 129, 1000, 4126, 9000, 49152] {
         for k in [1, 4, 16, 64] {
             let rows = if v > 1000 { 2 } else { 3 };
             let smooth: Vec<f32> = rng.floats(rows * v).iter().map(|x| x * 8.0).collect();
@@ -432,7 +434,19 @@ fn warp_top_k_against_a_full_sort<B: KernelBackend>(device: B::Device) {
     check_warp_top_k::<B>(&device, &vec![1.0; 2 * 300], 2, 60, false, "flat rows");
     let wide: Vec<f32> = rng.floats(3 * 500).iter().map(|x| x * 3e4).collect();
     check_warp_top_k::<B>(&device, &wide, 3, 55, false, "large logits, k > 50");
-    assert_eq!(cases, 56);
+    // The 50th largest is +0 and the row's −0s count as kept (`l >= threshold`), wherever the
+    // chunks put them: 20 values above zero, then ±0 in every chunk.
+    for v in [1000, 9000, 49152] {
+        let mut zeros: Vec<f32> = (0..2 * v).map(|_| [-0.0, 0.0, -1.0, -1.0][rng.below(4)]).collect();
+        for r in 0..2 {
+            for _ in 0..20 {
+                zeros[r * v + rng.below(v)] = 0.5;
+            }
+        }
+        check_warp_top_k::<B>(&device, &zeros, 2, 4, false, &format!("V {v}, ±0 at the threshold"));
+        check_warp_top_k::<B>(&device, &zeros, 2, 64, true, &format!("V {v}, ±0 at the threshold, k 64"));
+    }
+    assert_eq!(cases, 72);
 }
 
 /// One expansion by brute force: every (parent, token) child with score + log q, sorted by score
