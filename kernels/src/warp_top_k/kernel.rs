@@ -123,6 +123,14 @@ fn float_class(key: u32) -> u32 {
     select(key == 0x7FFF_FFFFu32, 0x8000_0000u32, key)
 }
 
+/// Whether an element is one of the winners the select fixed: its key above the chosen prefix,
+/// or at it with an id up to `id_limit`.
+#[cube]
+fn wins(key: u32, id: u32, decided: u32, prefix: u32, id_limit: u32) -> bool {
+    let masked = key & decided;
+    masked > prefix || (masked == prefix && id <= id_limit)
+}
+
 /// The kernel, for every [`Step`]. Element `j` of a cube is: logit `j` of the row (direct), logit
 /// `start + j` (chunk), or candidate slot `j` of the row (merge; slot `c·want + i` is chunk `c`'s
 /// `i`-th, valid while `i` is below that chunk's candidate count). `ids_in` / `extra_in` are the
@@ -252,9 +260,9 @@ fn warp_top_k_kernel<F: Float, I: Int>(
     let mut j = unit;
     while j < n {
         if valid(j, want, vocab, chunk_len, merged) {
-            let key = order_key(f32::cast_from(vals[base + j * stride])) & decided;
+            let key = order_key(f32::cast_from(vals[base + j * stride]));
             let id = element_id(ids_in, row, start, j, merged);
-            if key > prefix || (key == prefix && id <= id_limit) {
+            if wins(key, id, decided, prefix, id_limit) {
                 count += 1u32;
             }
         }
@@ -278,7 +286,7 @@ fn warp_top_k_kernel<F: Float, I: Int>(
             let x = vals[base + j * stride];
             let key = order_key(f32::cast_from(x));
             let id = (start + j) as u32;
-            if (key & decided) > prefix || ((key & decided) == prefix && id <= id_limit) {
+            if wins(key, id, decided, prefix, id_limit) {
                 let at = usize::cast_from(offset);
                 out_val[slot0 + at * out_val.stride(1)] = x;
                 out_id[row * out_id.stride(0) + (chunk * want + at) * out_id.stride(1)] = I::cast_from(id);
@@ -301,8 +309,7 @@ fn warp_top_k_kernel<F: Float, I: Int>(
         while j < n {
             let key = order_key(f32::cast_from(vals[base + j * stride]));
             let id = (start + j) as u32;
-            let kept = (key & decided) > prefix || ((key & decided) == prefix && id <= id_limit);
-            if !kept && float_class(key) == cut {
+            if !wins(key, id, decided, prefix, id_limit) && float_class(key) == cut {
                 left_out += 1u32;
             }
             j += UNITS;
@@ -320,9 +327,8 @@ fn warp_top_k_kernel<F: Float, I: Int>(
         while j < n {
             if valid(j, want, vocab, chunk_len, merged) {
                 let x = f32::cast_from(vals[base + j * stride]);
-                let key = order_key(x) & decided;
                 let id = element_id(ids_in, row, start, j, merged);
-                if key > prefix || (key == prefix && id <= id_limit) {
+                if wins(order_key(x), id, decided, prefix, id_limit) {
                     let at = usize::cast_from(offset);
                     sel_val[at] = x;
                     sel_id[at] = id;
