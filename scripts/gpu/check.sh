@@ -28,6 +28,7 @@ fi
 
 log=$out/$phase.log
 exec > >(tee -a "$log") 2>&1
+tee_pid=$!
 stamp() { echo "== $(date -u +%H:%M:%S) $*"; }
 
 unpack() {
@@ -88,3 +89,6 @@ model)
     echo "usage: check.sh kernels|receive|model"; exit 2 ;;
 esac
 stamp "done: $phase"
+# Let tee write the last lines to $OUT before the call collects it.
+exec >&- 2>&-
+wait "$tee_pid" 2>/dev/null || true
