@@ -70,19 +70,6 @@ fn reduce_bins(local: &Array<u32>, hist: &mut SharedMemory<u32>, totals: &mut Sh
     sync_cube();
 }
 
-/// Sums one value per unit through `scratch` (two barriers); every unit gets the total.
-#[cube]
-fn sum_units(x: u32, scratch: &mut SharedMemory<u32>, unit: usize) -> u32 {
-    scratch[unit] = x;
-    sync_cube();
-    let mut s = 0u32;
-    for u in 0..UNITS {
-        s += scratch[u];
-    }
-    sync_cube();
-    s
-}
-
 /// A radix bin: its digit, the elements of the bins walked before it, and its own count.
 #[derive(CubeType)]
 struct Bin {
@@ -116,11 +103,14 @@ fn find_bin(totals: &SharedMemory<u32>, need: u32, #[comptime] descending: bool)
     Bin { digit, before, count }
 }
 
+/// The key of +0, which [`float_class`] also gives −0.
+const ZERO_CLASS: u32 = 0x8000_0000;
+
 /// The order key with −0 folded onto +0: equal folded keys are equal floats (NaN aside), the
 /// comparison the log-softmax's `l >= threshold` makes.
 #[cube]
 fn float_class(key: u32) -> u32 {
-    select(key == 0x7FFF_FFFFu32, 0x8000_0000u32, key)
+    select(key == 0x7FFF_FFFFu32, ZERO_CLASS, key)
 }
 
 /// Whether an element is one of the winners the select fixed: its key above the chosen prefix,
@@ -280,7 +270,13 @@ fn warp_top_k_kernel<F: Float, I: Int>(
         // The candidates go straight to the merge's slots; the smallest kept key and the
         // left-out logits equal to it go to `extra`.
         let slot0 = row * out_val.stride(0) + chunk * want * out_val.stride(1);
+        // Left-out logits equal to the smallest kept one are counted in the same pass. A loser
+        // can share a winner's key only where the select split ties, i.e. ran every pass and
+        // left `prefix` as the exact key of the smallest kept logit; so `same_key` counts them.
+        // The zero class is the exception (−0 and +0 differ in key, not in value), hence `zeros`.
         let mut smallest = 0xFFFF_FFFFu32;
+        let mut same_key = 0u32;
+        let mut zeros = 0u32;
         let mut j = unit;
         while j < n {
             let x = vals[base + j * stride];
@@ -292,29 +288,31 @@ fn warp_top_k_kernel<F: Float, I: Int>(
                 out_id[row * out_id.stride(0) + (chunk * want + at) * out_id.stride(1)] = I::cast_from(id);
                 offset += 1u32;
                 smallest = select(key < smallest, key, smallest);
+            } else {
+                if key == prefix {
+                    same_key += 1u32;
+                }
+                if float_class(key) == ZERO_CLASS {
+                    zeros += 1u32;
+                }
             }
             j += UNITS;
         }
-        hist[unit] = smallest;
+        hist[unit * 3] = smallest;
+        hist[unit * 3 + 1] = same_key;
+        hist[unit * 3 + 2] = zeros;
         sync_cube();
         let mut cut = 0xFFFF_FFFFu32;
+        let mut same_total = 0u32;
+        let mut zeros_total = 0u32;
         for u in 0..UNITS {
-            let s = hist[u];
+            let s = hist[u * 3];
             cut = select(s < cut, s, cut);
+            same_total += hist[u * 3 + 1];
+            zeros_total += hist[u * 3 + 2];
         }
         let cut = float_class(cut);
-        sync_cube();
-        let mut left_out = 0u32;
-        let mut j = unit;
-        while j < n {
-            let key = order_key(f32::cast_from(vals[base + j * stride]));
-            let id = (start + j) as u32;
-            if !wins(key, id, decided, prefix, id_limit) && float_class(key) == cut {
-                left_out += 1u32;
-            }
-            j += UNITS;
-        }
-        let left_out = sum_units(left_out, &mut hist, unit);
+        let left_out = select(cut == ZERO_CLASS, zeros_total, same_total);
         if unit == 0 {
             let at = row * extra.stride(0) + chunk * extra.stride(1);
             extra[at] = cut;
