@@ -33,6 +33,7 @@ mod backends;
 mod cube;
 #[cfg(feature = "cube")]
 mod order_key;
+mod setting;
 #[cfg(feature = "fusion")]
 mod fusion;
 pub mod runtimes;
@@ -56,26 +57,15 @@ impl<B> KernelBackend for B where
 {
 }
 
-use std::sync::atomic::{AtomicU8, Ordering};
-
-/// 0: not decided yet, 1: kernels, 2: references only.
-static MODE: AtomicU8 = AtomicU8::new(0);
+static FUSED: setting::Setting = setting::Setting::new();
 
 /// Whether the ops run their kernels (the default) or their references. Decided on first use
 /// from `REDRAFTER_KERNELS` (`reference` selects the references) unless [`set_fused`] was called.
 pub fn fused() -> bool {
-    match MODE.load(Ordering::Relaxed) {
-        1 => true,
-        2 => false,
-        _ => {
-            let reference = std::env::var("REDRAFTER_KERNELS").is_ok_and(|v| v.eq_ignore_ascii_case("reference"));
-            MODE.store(if reference { 2 } else { 1 }, Ordering::Relaxed);
-            !reference
-        }
-    }
+    FUSED.get(|| usize::from(!std::env::var("REDRAFTER_KERNELS").is_ok_and(|v| v.eq_ignore_ascii_case("reference")))) == 1
 }
 
 /// Process-wide choice between kernels (`true`) and references (`false`) for every op.
 pub fn set_fused(on: bool) {
-    MODE.store(if on { 1 } else { 2 }, Ordering::Relaxed);
+    FUSED.set(usize::from(on));
 }

@@ -16,8 +16,6 @@ pub(crate) mod kernel;
 
 pub use reference::{SparseLogProbs, Warped, warp};
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-
 use burn::tensor::backend::Backend;
 use burn::tensor::ops::{FloatTensor, IntTensor};
 use burn::tensor::{DType, FloatDType, Int, Tensor, TensorPrimitive};
@@ -30,26 +28,19 @@ pub const LOG_ZERO: f32 = -50000.0;
 /// Logits per cube of the kernel's first launch when a row is split (the default).
 pub const DEFAULT_CHUNK_LEN: usize = 4096;
 
-static CHUNK_LEN: AtomicUsize = AtomicUsize::new(usize::MAX);
+static CHUNK_LEN: crate::setting::Setting = crate::setting::Setting::new();
 
 /// How the `#[cube]` kernel splits a row: rows longer than this take one cube per chunk of this
 /// many logits and then a merge (0: one cube per row, whatever its length). Decided on first use
 /// from `REDRAFTER_TOP_K_CHUNK` unless [`set_chunk_len`] was called; both paths give the same
 /// result, so this is a performance knob, for comparing them on a GPU.
 pub fn chunk_len() -> usize {
-    match CHUNK_LEN.load(Ordering::Relaxed) {
-        usize::MAX => {
-            let n = std::env::var("REDRAFTER_TOP_K_CHUNK").ok().and_then(|v| v.trim().parse().ok()).unwrap_or(DEFAULT_CHUNK_LEN);
-            CHUNK_LEN.store(n, Ordering::Relaxed);
-            n
-        }
-        n => n,
-    }
+    CHUNK_LEN.get(|| std::env::var("REDRAFTER_TOP_K_CHUNK").ok().and_then(|v| v.trim().parse().ok()).unwrap_or(DEFAULT_CHUNK_LEN))
 }
 
 /// Process-wide [`chunk_len`].
 pub fn set_chunk_len(n: usize) {
-    CHUNK_LEN.store(n.min(usize::MAX - 1), Ordering::Relaxed);
+    CHUNK_LEN.set(n);
 }
 
 /// `logits` [R, V] (f32) → (`logq` [R, min(k, V)] f32, `ids` [R, min(k, V)]), best first.
