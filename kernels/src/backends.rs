@@ -6,17 +6,38 @@ use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 #[cfg(feature = "flex")]
 use burn::tensor::ops::{FloatTensor, FloatTensorOps, IntTensor};
 
-use crate::{BeamMergeOps, KvRelocateOps, SkinnyMatmulOps, TreeAttentionOps, TreeBuildOps, WarpTopKOps};
+use crate::{BeamMergeOps, BlockMatmulOps, KvRelocateOps, SkinnyMatmulOps, TreeAttentionOps, TreeBuildOps, WarpTopKOps};
 
 impl TreeAttentionOps for burn::backend::NdArray {}
 impl KvRelocateOps for burn::backend::NdArray {}
 impl SkinnyMatmulOps for burn::backend::NdArray {}
+// NdArray runs the block op through the read-back (a copy of x), but the loader keeps it on
+// dense weights: its tree attention is the gemm reference, whose few-ulp differences between a
+// tree and a lone token the 8-bit activations can turn into a greedy divergence (Flex has the
+// order-fixed host attention for that).
+impl BlockMatmulOps for burn::backend::NdArray {}
 impl TreeBuildOps for burn::backend::NdArray {}
 impl WarpTopKOps for burn::backend::NdArray {}
 impl BeamMergeOps for burn::backend::NdArray {}
 
 #[cfg(feature = "flex")]
-impl TreeAttentionOps for burn::backend::Flex {}
+impl TreeAttentionOps for burn::backend::Flex {
+    fn tree_attention(
+        q: FloatTensor<Self>,
+        committed: Option<(FloatTensor<Self>, FloatTensor<Self>)>,
+        lens: IntTensor<Self>,
+        kb: FloatTensor<Self>,
+        vb: FloatTensor<Self>,
+        bits: IntTensor<Self>,
+        scale: f32,
+    ) -> FloatTensor<Self> {
+        let c = committed.as_ref().map(|(k, v)| (k, v));
+        match crate::tree_attention::flex::tree_attention(&q, c, &lens, &kb, &vb, &bits, scale) {
+            Some(out) => out,
+            None => crate::tree_attention::reference_on_primitives::<Self>(q, committed, lens, kb, vb, bits, scale),
+        }
+    }
+}
 #[cfg(feature = "flex")]
 impl KvRelocateOps for burn::backend::Flex {
     fn kv_relocate(cache: FloatTensor<Self>, block: FloatTensor<Self>, src: IntTensor<Self>, dst: IntTensor<Self>) -> FloatTensor<Self> {
@@ -28,6 +49,15 @@ impl KvRelocateOps for burn::backend::Flex {
 }
 #[cfg(feature = "flex")]
 impl TreeBuildOps for burn::backend::Flex {}
+#[cfg(feature = "flex")]
+impl BlockMatmulOps for burn::backend::Flex {
+    fn block_matmul(x: &FloatTensor<Self>, w: &crate::BlockMatrix) -> Option<FloatTensor<Self>> {
+        crate::block_matmul::flex::block_matmul(x, w)
+    }
+    fn host_resident() -> bool {
+        true
+    }
+}
 #[cfg(feature = "flex")]
 impl WarpTopKOps for burn::backend::Flex {}
 #[cfg(feature = "flex")]
@@ -49,3 +79,10 @@ impl<B: WarpTopKOps, C: CheckpointStrategy> WarpTopKOps for Autodiff<B, C> {}
 impl<B: BeamMergeOps, C: CheckpointStrategy> BeamMergeOps for Autodiff<B, C> {}
 // Autodiff keeps the reference: the tracked matmul gives the gradients.
 impl<B: SkinnyMatmulOps, C: CheckpointStrategy> SkinnyMatmulOps for Autodiff<B, C> {}
+// The frozen LLM's block products need no gradient: the read-back path gives an untracked
+// tensor, as a constant weight would.
+impl<B: BlockMatmulOps, C: CheckpointStrategy> BlockMatmulOps for Autodiff<B, C> {
+    fn host_resident() -> bool {
+        B::host_resident()
+    }
+}

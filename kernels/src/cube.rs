@@ -8,7 +8,7 @@ use burn::tensor::Tensor;
 
 use crate::tree_build::DeviceTree;
 use crate::{
-    BeamMergeOps, KvRelocateOps, SkinnyMatmulOps, TreeAttentionOps, TreeBuildOps, WarpTopKOps, beam_merge, kv_relocate,
+    BeamMergeOps, BlockMatmulOps, KvRelocateOps, SkinnyMatmulOps, TreeAttentionOps, TreeBuildOps, WarpTopKOps, beam_merge, kv_relocate,
     skinny_matmul, tree_attention, tree_build, warp_top_k,
 };
 
@@ -34,6 +34,9 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> KvRelocate
 
 // Full-f32 unit matmul instead of burn's default, which may be TF32 on tensor cores
 // (skinny_matmul::cube says why). Any row count: decode rows of a large batch go here too.
+// Blocks only through the read-back; the loader keeps dense weights on devices.
+impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> BlockMatmulOps for CubeBackend<R, F, I, BT> {}
+
 impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> SkinnyMatmulOps for CubeBackend<R, F, I, BT> {
     fn skinny_matmul(x: FloatTensor<Self>, w: FloatTensor<Self>) -> FloatTensor<Self> {
         skinny_matmul::cube::launch(x.clone(), w.clone()).unwrap_or_else(|_| Self::float_matmul(x, w))

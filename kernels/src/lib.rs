@@ -15,12 +15,15 @@
 //! * [`beam_merge`]: one beam-search expansion, the W best children per batch row.
 //! * [`skinny_matmul`]: projections and the vocabulary head for the few token rows of a decode,
 //!   verification or draft step; a weight-streaming host kernel on Flex (CPU).
+//! * [`block_matmul`]: the same products against weights kept in their GGUF block formats
+//!   (Q8_0, Q4_0, Q4_1, F16, BF16), unpacked in registers by host kernels.
 //!
 //! Setting `REDRAFTER_KERNELS=reference` in the environment (or calling [`set_fused`]) sends
 //! every op to its reference on every backend: for debugging a kernel, and for measuring what
 //! the kernels buy in a whole decoding step.
 
 pub mod beam_merge;
+pub mod block_matmul;
 pub mod bits;
 pub mod kv_relocate;
 pub mod skinny_matmul;
@@ -39,6 +42,7 @@ mod fusion;
 pub mod runtimes;
 
 pub use beam_merge::{BeamMergeOps, Merged, beam_merge};
+pub use block_matmul::{BlockMatmulOps, BlockMatrix, BlockMatrixError, block_matmul};
 pub use bits::{pack_mask, WORD_BITS};
 pub use kv_relocate::{KvRelocateOps, kv_relocate};
 pub use skinny_matmul::{SkinnyMatmulOps, skinny_matmul};
@@ -48,12 +52,12 @@ pub use warp_top_k::{WarpTopKOps, warp_top_k};
 
 /// Every op of this crate; what the model and the decoding loop require of a backend.
 pub trait KernelBackend:
-    TreeAttentionOps + KvRelocateOps + SkinnyMatmulOps + TreeBuildOps + WarpTopKOps + BeamMergeOps
+    TreeAttentionOps + KvRelocateOps + SkinnyMatmulOps + BlockMatmulOps + TreeBuildOps + WarpTopKOps + BeamMergeOps
 {
 }
 
 impl<B> KernelBackend for B where
-    B: TreeAttentionOps + KvRelocateOps + SkinnyMatmulOps + TreeBuildOps + WarpTopKOps + BeamMergeOps
+    B: TreeAttentionOps + KvRelocateOps + SkinnyMatmulOps + BlockMatmulOps + TreeBuildOps + WarpTopKOps + BeamMergeOps
 {
 }
 

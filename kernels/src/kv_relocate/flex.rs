@@ -64,7 +64,7 @@ fn dims4(t: &FlexTensor) -> Option<(usize, usize, usize, usize)> {
 }
 
 /// The (tiny) plan on the host, in logical order whatever its layout.
-fn ints(t: &FlexTensor) -> Option<Vec<i64>> {
+pub(crate) fn ints(t: &FlexTensor) -> Option<Vec<i64>> {
     let t = t.to_contiguous();
     match t.dtype() {
         DType::I32 => Some(t.as_slice::<i32>()?.iter().map(|&x| x as i64).collect()),

@@ -73,19 +73,19 @@ fn run(m: usize, k: usize, n: usize, x: &[f32], w: &[f32], y: &mut [f32], kernel
 }
 
 #[derive(Clone, Copy)]
-struct SyncPtr(*mut f32);
+pub(crate) struct SyncPtr(pub(crate) *mut f32);
 // SAFETY: only used to hand disjoint output ranges to worker threads.
 unsafe impl Send for SyncPtr {}
 unsafe impl Sync for SyncPtr {}
 impl SyncPtr {
-    fn get(self) -> *mut f32 {
+    pub(crate) fn get(self) -> *mut f32 {
         self.0
     }
 }
 
 /// Runs `f(lo, hi)` over column ranges, in parallel on the rayon pool when the work is large
 /// enough to pay for it (the same scale at which burn-flex parallelises its matmul).
-fn split_columns(work: usize, n: usize, f: &(dyn Fn(usize, usize) + Sync)) {
+pub(crate) fn split_columns(work: usize, n: usize, f: &(dyn Fn(usize, usize) + Sync)) {
     #[cfg(feature = "flex")]
     {
         let threads = rayon::current_num_threads();

@@ -6,6 +6,8 @@
 //! ReDrafter verification (a packed tree); only the bitsets differ.
 
 pub mod reference;
+#[cfg(feature = "flex")]
+pub(crate) mod flex;
 #[cfg(feature = "cube")]
 pub(crate) mod kernel;
 
@@ -32,19 +34,25 @@ pub trait TreeAttentionOps: Backend {
         bits: IntTensor<Self>,
         scale: f32,
     ) -> FloatTensor<Self> {
-        let f = |x: FloatTensor<Self>| Tensor::<Self, 4>::from_primitive(TensorPrimitive::Float(x));
-        reference::tree_attention(
-            f(q),
-            committed.map(|(k, v)| (f(k), f(v))),
-            Tensor::from_primitive(lens),
-            f(kb),
-            f(vb),
-            Tensor::from_primitive(bits),
-            scale,
-        )
+        reference_on_primitives::<Self>(q, committed, lens, kb, vb, bits, scale)
+    }
+}
+
+/// [`reference::tree_attention`] on backend primitives: the trait's default, and the fallback of
+/// backends whose own path declines an input.
+pub fn reference_on_primitives<B: Backend>(
+    q: FloatTensor<B>,
+    committed: Option<(FloatTensor<B>, FloatTensor<B>)>,
+    lens: IntTensor<B>,
+    kb: FloatTensor<B>,
+    vb: FloatTensor<B>,
+    bits: IntTensor<B>,
+    scale: f32,
+) -> FloatTensor<B> {
+    let f = |x: FloatTensor<B>| Tensor::<B, 4>::from_primitive(TensorPrimitive::Float(x));
+    reference::tree_attention(f(q), committed.map(|(k, v)| (f(k), f(v))), Tensor::from_primitive(lens), f(kb), f(vb), Tensor::from_primitive(bits), scale)
         .into_primitive()
         .tensor()
-    }
 }
 
 /// Tensor-level entry point of [`TreeAttentionOps::tree_attention`].
