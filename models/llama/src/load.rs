@@ -5,11 +5,13 @@ use std::path::Path;
 use burn::module::Param;
 use burn::nn::{Embedding, RmsNorm};
 use burn::tensor::backend::Backend;
-use redrafter_io::{GgufFile, HostTensor, SafetensorsFiles, TensorSource, TextTokenizer, IoError};
+use redrafter_io::{GgufFile, HostTensor, SafetensorsFiles, TensorSource, TextTokenizer, IoError, GgmlType};
+use redrafter_kernels::{BlockMatmulOps, BlockMatrix};
 
 use crate::config::{LlamaConfig, RopeScaling};
 use crate::error::ModelError;
 use crate::model::{Attention, DecoderLayer, Llama, Mlp};
+use crate::projection::{Projection, WeightFormat};
 use crate::rope::Rope;
 use crate::torch_layout::{linear_from_torch, to_device as tensor};
 
@@ -20,10 +22,19 @@ pub struct LoadedModel<B: Backend> {
     pub source: String,
 }
 
-/// Loads a GGUF file, or a directory with `config.json`, safetensors weights and `tokenizer.json`.
-pub fn load<B: Backend>(path: &Path, device: &B::Device) -> Result<LoadedModel<B>, ModelError> {
+/// Loads a GGUF file, or a directory with `config.json`, safetensors weights and `tokenizer.json`,
+/// with every weight widened to f32 (the reference path; see [`load_with`]).
+pub fn load<B: BlockMatmulOps>(path: &Path, device: &B::Device) -> Result<LoadedModel<B>, ModelError> {
+    load_with(path, device, WeightFormat::F32)
+}
+
+/// [`load`] with a choice of weight format. [`WeightFormat::Native`] keeps a GGUF's block
+/// tensors (Q8_0, Q4_0, Q4_1, F16, BF16) as stored where `BlockMatmulOps::host_resident` says
+/// so (Flex), and widens them to f32 elsewhere (a GPU would pay a device sync per projection;
+/// NdArray lacks the bit-exact tree attention). The token embedding for lookups is always f32.
+pub fn load_with<B: BlockMatmulOps>(path: &Path, device: &B::Device, weights: WeightFormat) -> Result<LoadedModel<B>, ModelError> {
     if path.is_dir() {
-        return load_hf_dir(path, device);
+        return load_hf_dir(path, device, weights);
     }
     if !path.exists() {
         return Err(IoError::Io {
@@ -33,9 +44,9 @@ pub fn load<B: Backend>(path: &Path, device: &B::Device) -> Result<LoadedModel<B
         .into());
     }
     if path.extension().is_some_and(|e| e == "safetensors") {
-        return load_hf_dir(path.parent().unwrap_or(Path::new(".")), device);
+        return load_hf_dir(path.parent().unwrap_or(Path::new(".")), device, weights);
     }
-    load_gguf(path, device)
+    load_gguf(path, device, weights)
 }
 
 /// Tensor names of one format, and whether Q/K rows need llama.cpp's RoPE permutation undone.
@@ -91,11 +102,11 @@ const HF_NAMES: Naming = Naming {
     unpermute_qk: false,
 };
 
-pub fn load_gguf<B: Backend>(path: &Path, device: &B::Device) -> Result<LoadedModel<B>, ModelError> {
+pub fn load_gguf<B: BlockMatmulOps>(path: &Path, device: &B::Device, weights: WeightFormat) -> Result<LoadedModel<B>, ModelError> {
     let gguf = GgufFile::open(path)?;
     let config = gguf_config(&gguf)?;
     let tokenizer = TextTokenizer::from_gguf(&gguf)?;
-    let model = build(&gguf, &GGUF_NAMES, config, device)?;
+    let model = build(&gguf, Some(&gguf), &GGUF_NAMES, config, device, weights)?;
     Ok(LoadedModel { model, tokenizer, source: path.display().to_string() })
 }
 
@@ -144,7 +155,7 @@ fn gguf_config(g: &GgufFile) -> Result<LlamaConfig, ModelError> {
     Ok(config)
 }
 
-pub fn load_hf_dir<B: Backend>(dir: &Path, device: &B::Device) -> Result<LoadedModel<B>, ModelError> {
+pub fn load_hf_dir<B: BlockMatmulOps>(dir: &Path, device: &B::Device, weights: WeightFormat) -> Result<LoadedModel<B>, ModelError> {
     let cfg_path = dir.join("config.json");
     let text = std::fs::read_to_string(&cfg_path).map_err(|source| IoError::Io { path: cfg_path.clone(), source })?;
     let json: serde_json::Value =
@@ -158,8 +169,8 @@ pub fn load_hf_dir<B: Backend>(dir: &Path, device: &B::Device) -> Result<LoadedM
         }
     };
     let tokenizer = TextTokenizer::from_hf_dir(dir, &ids("eos_token_id"), ids("bos_token_id").first().copied())?;
-    let weights = SafetensorsFiles::open(dir)?;
-    let model = build(&weights, &HF_NAMES, config, device)?;
+    let tensors = SafetensorsFiles::open(dir)?;
+    let model = build(&tensors, None, &HF_NAMES, config, device, weights)?;
     Ok(LoadedModel { model, tokenizer, source: dir.display().to_string() })
 }
 
@@ -210,63 +221,123 @@ fn hf_config(j: &serde_json::Value, path: &Path) -> Result<LlamaConfig, ModelErr
 }
 
 /// Undoes llama.cpp's Q/K row permutation: within each head, GGUF row `2i + j` is HF row `j·(d/2) + i`.
-fn unpermute_rows(t: HostTensor, heads: usize) -> HostTensor {
-    let [rows, cols] = [t.shape[0], t.shape[1]];
+/// `row_len` elements per row: f32 values, or a row's bytes of blocks.
+fn unpermute<T: Copy + Default>(data: &[T], rows: usize, row_len: usize, heads: usize) -> Vec<T> {
     let d = rows / heads;
     let half = d / 2;
-    let mut out = vec![0f32; t.data.len()];
+    let mut out = vec![T::default(); data.len()];
     for h in 0..heads {
         for i in 0..half {
             for j in 0..2 {
                 let src = h * d + 2 * i + j;
                 let dst = h * d + j * half + i;
-                out[dst * cols..(dst + 1) * cols].copy_from_slice(&t.data[src * cols..(src + 1) * cols]);
+                out[dst * row_len..(dst + 1) * row_len].copy_from_slice(&data[src * row_len..(src + 1) * row_len]);
             }
         }
     }
-    HostTensor::new(t.shape, out)
+    out
 }
 
-fn build<B: Backend>(src: &dyn TensorSource, names: &Naming, config: LlamaConfig, device: &B::Device) -> Result<Llama<B>, ModelError> {
+fn unpermute_rows(t: HostTensor, heads: usize) -> HostTensor {
+    let data = unpermute(&t.data, t.shape[0], t.shape[1], heads);
+    HostTensor::new(t.shape, data)
+}
+
+/// A GGUF tensor's own blocks as a [`BlockMatrix`] (`None` for F32 and other dense types), its
+/// shape checked first; rows unpermuted for Q/K.
+fn gguf_blocks(g: &GgufFile, name: &str, shape: [usize; 2], heads: Option<usize>) -> Result<Option<BlockMatrix>, ModelError> {
+    let Some(info) = g.tensors.get(name) else { return Ok(None) };
+    if !BlockMatrix::supports(info.dtype) {
+        return Ok(None);
+    }
+    if info.shape() != shape {
+        return Err(IoError::ShapeMismatch { path: g.path().to_path_buf(), tensor: name.into(), expected: shape.to_vec(), found: info.shape() }.into());
+    }
+    let raw = g.tensor_bytes(info)?;
+    let row_bytes = raw.len() / shape[0].max(1);
+    let bytes = match heads {
+        Some(h) => unpermute(raw, shape[0], row_bytes, h),
+        None => raw.to_vec(),
+    };
+    let format = |e: redrafter_kernels::BlockMatrixError| ModelError::Format { path: g.path().display().to_string(), what: format!("tensor `{name}`: {e}") };
+    Ok(Some(BlockMatrix::new(info.dtype, shape[0], shape[1], bytes).map_err(format)?))
+}
+
+fn build<B: BlockMatmulOps>(
+    src: &dyn TensorSource,
+    gguf: Option<&GgufFile>,
+    names: &Naming,
+    config: LlamaConfig,
+    device: &B::Device,
+    weights: WeightFormat,
+) -> Result<Llama<B>, ModelError> {
     let c = &config;
     let (h, kvd, qd) = (c.hidden_size, c.num_kv_heads * c.head_dim, c.num_heads * c.head_dim);
+    // Blocks only where x lives in host memory (see `load_with`).
+    let weights = if B::host_resident() { weights } else { WeightFormat::F32 };
+    let format = |name: &str, e: redrafter_kernels::BlockMatrixError| ModelError::Format { path: src.path().display().to_string(), what: format!("tensor `{name}`: {e}") };
+    // A [out, in] weight as the chosen format; `heads` undoes llama.cpp's Q/K row order.
+    let proj = |name: &str, shape: [usize; 2], heads: Option<usize>| -> Result<Projection<B>, ModelError> {
+        if weights == WeightFormat::Native
+            && let Some(g) = gguf
+            && let Some(b) = gguf_blocks(g, name, shape, heads)?
+        {
+            return Ok(Projection::blocks(b));
+        }
+        let mut t = src.tensor_shaped(name, &shape)?;
+        if let Some(heads) = heads {
+            t = unpermute_rows(t, heads);
+        }
+        if weights == WeightFormat::F16 {
+            return Ok(Projection::blocks(BlockMatrix::from_f32(GgmlType::F16, shape[0], shape[1], &t.data).map_err(|e| format(name, e))?));
+        }
+        Ok(Projection::Dense(linear_from_torch(t, None, device)))
+    };
     let norm = |name: &str| -> Result<RmsNorm<B>, ModelError> {
         let g = src.tensor_shaped(name, &[h])?;
         Ok(RmsNorm { gamma: Param::from_tensor(tensor(g, device)), epsilon: c.rms_norm_eps })
     };
+    let qk = |heads: usize| names.unpermute_qk.then_some(heads);
     let mut layers = Vec::with_capacity(c.num_layers);
     for i in 0..c.num_layers {
         let name = |part: &str| (names.layer)(i, part);
-        let w = |part: &str, shape: [usize; 2]| src.tensor_shaped(&name(part), &shape);
-        let (mut q, mut k) = (w("q", [qd, h])?, w("k", [kvd, h])?);
-        if names.unpermute_qk {
-            q = unpermute_rows(q, c.num_heads);
-            k = unpermute_rows(k, c.num_kv_heads);
-        }
         layers.push(DecoderLayer {
             input_norm: norm(&name("input_norm"))?,
             attn: Attention {
-                q_proj: linear_from_torch(q, None, device),
-                k_proj: linear_from_torch(k, None, device),
-                v_proj: linear_from_torch(w("v", [kvd, h])?, None, device),
-                o_proj: linear_from_torch(w("o", [h, qd])?, None, device),
+                q_proj: proj(&name("q"), [qd, h], qk(c.num_heads))?,
+                k_proj: proj(&name("k"), [kvd, h], qk(c.num_kv_heads))?,
+                v_proj: proj(&name("v"), [kvd, h], None)?,
+                o_proj: proj(&name("o"), [h, qd], None)?,
             },
             post_attn_norm: norm(&name("post_attn_norm"))?,
             mlp: Mlp {
-                gate_proj: linear_from_torch(w("gate", [c.intermediate_size, h])?, None, device),
-                up_proj: linear_from_torch(w("up", [c.intermediate_size, h])?, None, device),
-                down_proj: linear_from_torch(w("down", [h, c.intermediate_size])?, None, device),
+                gate_proj: proj(&name("gate"), [c.intermediate_size, h], None)?,
+                up_proj: proj(&name("up"), [c.intermediate_size, h], None)?,
+                down_proj: proj(&name("down"), [h, c.intermediate_size], None)?,
             },
         });
     }
-    let embed = Embedding { weight: Param::from_tensor(tensor(src.tensor_shaped(names.embed, &[c.vocab_size, h])?, device)) };
-    let lm_head = match (c.tie_word_embeddings, src.try_tensor(names.lm_head)?) {
-        (_, Some(w)) => Some(linear_from_torch(w.expect_shape(src.path(), names.lm_head, &[c.vocab_size, h])?, None, device)),
-        (true, None) => None,
-        (false, None) => {
+    let embed_host = src.tensor_shaped(names.embed, &[c.vocab_size, h])?;
+    let has_head = match gguf {
+        Some(g) => g.tensors.contains_key(names.lm_head),
+        None => src.try_tensor(names.lm_head)?.is_some(),
+    };
+    let lm_head = match (c.tie_word_embeddings, has_head) {
+        (_, true) => Some(proj(names.lm_head, [c.vocab_size, h], None)?),
+        // A tied head in blocks reads the embedding table's own blocks (or an f16 copy); the
+        // lookups keep the f32 table.
+        (true, false) => match weights {
+            WeightFormat::F32 => None,
+            WeightFormat::Native => gguf.map(|g| gguf_blocks(g, names.embed, [c.vocab_size, h], None)).transpose()?.flatten().map(Projection::blocks),
+            WeightFormat::F16 => Some(Projection::blocks(
+                BlockMatrix::from_f32(GgmlType::F16, c.vocab_size, h, &embed_host.data).map_err(|e| format(names.embed, e))?,
+            )),
+        },
+        (false, false) => {
             return Err(IoError::MissingTensor { path: src.path().to_path_buf(), tensor: names.lm_head.into() }.into());
         }
     };
+    let embed = Embedding { weight: Param::from_tensor(tensor(embed_host, device)) };
     Ok(Llama { embed, layers, norm: norm(names.norm)?, lm_head, rope: Rope::new(&config, device), config })
 }
 

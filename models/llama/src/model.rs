@@ -2,12 +2,14 @@
 //! untied output embedding.
 
 use burn::module::Module;
-use burn::nn::{Embedding, Linear, RmsNorm};
+use burn::nn::{Embedding, RmsNorm};
 use burn::tensor::activation::silu;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 
 use redrafter_kernels::{KernelBackend, skinny_matmul, tree_attention};
+
+pub use crate::projection::Projection;
 
 use crate::attention::BlockInput;
 use crate::cache::KvCache;
@@ -16,31 +18,24 @@ use crate::rope::Rope;
 
 #[derive(Module, Debug)]
 pub struct Attention<B: Backend> {
-    pub q_proj: Linear<B>,
-    pub k_proj: Linear<B>,
-    pub v_proj: Linear<B>,
-    pub o_proj: Linear<B>,
+    pub q_proj: Projection<B>,
+    pub k_proj: Projection<B>,
+    pub v_proj: Projection<B>,
+    pub o_proj: Projection<B>,
 }
 
 #[derive(Module, Debug)]
 pub struct Mlp<B: Backend> {
-    pub gate_proj: Linear<B>,
-    pub up_proj: Linear<B>,
-    pub down_proj: Linear<B>,
+    pub gate_proj: Projection<B>,
+    pub up_proj: Projection<B>,
+    pub down_proj: Projection<B>,
 }
 
 /// `x · W` over the last axis as one 2-D matmul: a batched matmul against a broadcast weight makes
 /// some backends (ndarray) materialise the weight once per batch entry.
-pub fn project<B: KernelBackend>(layer: &Linear<B>, x: Tensor<B, 3>) -> Tensor<B, 3> {
+pub fn project<B: KernelBackend>(layer: &Projection<B>, x: Tensor<B, 3>) -> Tensor<B, 3> {
     let [b, t, h] = x.dims();
-    let w = layer.weight.val();
-    let out = w.dims()[1];
-    let y = skinny_matmul(x.reshape([b * t, h]), w);
-    let y = match &layer.bias {
-        Some(bias) => y + bias.val().unsqueeze::<2>(),
-        None => y,
-    };
-    y.reshape([b, t, out])
+    layer.forward_2d(x.reshape([b * t, h])).reshape([b, t, layer.out_features()])
 }
 
 impl<B: KernelBackend> Mlp<B> {
@@ -63,8 +58,9 @@ pub struct Llama<B: Backend> {
     pub embed: Embedding<B>,
     pub layers: Vec<DecoderLayer<B>>,
     pub norm: RmsNorm<B>,
-    /// `None` when the output projection is tied to `embed`.
-    pub lm_head: Option<Linear<B>>,
+    /// `None` when the output projection is tied to `embed` and dense. A tied head kept in blocks
+    /// is `Some` (the GGUF's `token_embd` blocks), while `embed` stays dense for the lookups.
+    pub lm_head: Option<Projection<B>>,
     pub rope: Rope<B>,
     #[module(skip)]
     pub config: LlamaConfig,
@@ -84,6 +80,39 @@ impl<B: Backend> Llama<B> {
         &self.config
     }
 
+    /// Which format each kind of weight is held in, e.g. `Q4_1 projections, Q8_0 head`.
+    pub fn weight_formats(&self) -> String {
+        let mut kinds: Vec<String> = Vec::new();
+        for l in &self.layers {
+            let a = &l.attn;
+            for p in [&a.q_proj, &a.k_proj, &a.v_proj, &a.o_proj, &l.mlp.gate_proj, &l.mlp.up_proj, &l.mlp.down_proj] {
+                let f = p.format();
+                if !kinds.contains(&f) {
+                    kinds.push(f);
+                }
+            }
+        }
+        let head = self.lm_head.as_ref().map_or("F32".to_string(), |h| h.format());
+        format!("{} projections, {head} head", kinds.join("+"))
+    }
+
+    /// Bytes of weight one decode step reads: every projection and the output head.
+    pub fn step_weight_bytes(&self) -> usize {
+        let proj: usize = self
+            .layers
+            .iter()
+            .map(|l| {
+                let a = &l.attn;
+                [&a.q_proj, &a.k_proj, &a.v_proj, &a.o_proj, &l.mlp.gate_proj, &l.mlp.up_proj, &l.mlp.down_proj]
+                    .iter()
+                    .map(|p| p.weight_bytes())
+                    .sum::<usize>()
+            })
+            .sum();
+        let head = self.lm_head.as_ref().map_or(self.config.vocab_size * self.config.hidden_size * 4, |h| h.weight_bytes());
+        proj + head
+    }
+
     pub fn new_cache(&self, batch: usize, capacity: usize, device: &B::Device) -> KvCache<B> {
         KvCache::new(&self.config, batch, capacity, device)
     }
@@ -97,14 +126,14 @@ impl<B: KernelBackend> Llama<B> {
         let dims = hidden.dims();
         let h = dims[D - 1];
         let n = hidden.shape().num_elements() / h;
-        // The tied head reads the [vocab, hidden] table through a transposed view, never a copy.
-        let w = match &self.lm_head {
-            Some(head) => head.weight.val(),
-            None => self.embed.weight.val().transpose(),
-        };
         let mut out = dims;
         out[D - 1] = self.config.vocab_size;
-        skinny_matmul(hidden.reshape([n, h]), w).reshape(out)
+        let rows = hidden.reshape([n, h]);
+        match &self.lm_head {
+            Some(head) => head.forward_2d(rows).reshape(out),
+            // The tied head reads the [vocab, hidden] table through a transposed view, never a copy.
+            None => skinny_matmul(rows, self.embed.weight.val().transpose()).reshape(out),
+        }
     }
 
     /// Runs the block through the model. The block's keys and values are left pending in `cache`
@@ -120,7 +149,7 @@ impl<B: KernelBackend> Llama<B> {
         for (i, layer) in self.layers.iter().enumerate() {
             let a = &layer.attn;
             let hn = layer.input_norm.forward(x.clone());
-            let heads = |p: &Linear<B>, n: usize| {
+            let heads = |p: &Projection<B>, n: usize| {
                 project(p, hn.clone()).reshape([b, t, n, cfg.head_dim]).swap_dims(1, 2)
             };
             let q = self.rope.apply(heads(&a.q_proj, cfg.num_heads), &input.positions);
