@@ -5,9 +5,10 @@
 
 use burn::tensor::{DType, Int, Tensor, TensorData};
 use redrafter::KernelBackend;
+use redrafter_io::GgmlType;
 use redrafter::tree::PackedTree;
 use redrafter_kernels::warp_top_k::{LOG_ZERO, WARP_TOP_K};
-use redrafter_kernels::{beam_merge, bits, kv_relocate, skinny_matmul, tree_attention, tree_build, warp_top_k};
+use redrafter_kernels::{BlockMatrix, beam_merge, bits, block_matmul, kv_relocate, skinny_matmul, tree_attention, tree_build, warp_top_k};
 use redrafter_tests::{TF32_REL, assert_close, backend_tests, tf32_matmul, to_vec};
 
 struct Rng(u64);
@@ -305,6 +306,29 @@ fn skinny_matmul_on_both_layouts<B: KernelBackend>(device: B::Device) {
     }
 }
 
+/// The block-format matmul (host kernels; through a read-back off Flex) against its reference
+/// in tensor ops, for every format, row counts of decode, trees and batches, and a column count
+/// that crosses the kernels' 4- and 8-wide tiles and the thread split.
+fn block_matmul_against_its_reference<B: KernelBackend>(device: B::Device) {
+    let mut rng = Rng(12);
+    let formats = [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0, GgmlType::F16, GgmlType::BF16];
+    for &(m, k, n) in &[(1, 64, 37), (4, 576, 1536), (17, 96, 261), (64, 32, 9)] {
+        let x = rng.floats(m * k);
+        let xt = Tensor::<B, 2>::from_data(TensorData::new(x.clone(), [m, k]), &device);
+        for ty in formats {
+            let w = BlockMatrix::from_f32(ty, n, k, &rng.floats(n * k)).unwrap();
+            let what = format!("{ty:?} {m}x{k}x{n}");
+            let got = to_vec(block_matmul(xt.clone(), &w));
+            let want = to_vec(block_matmul::reference(xt.clone(), &w));
+            let tol = if tf32_matmul::<B>(&device) { 2e-2 } else { 1e-4 * (k as f32).sqrt() };
+            assert_close(&got, &want, tol, &format!("{what} vs reference"));
+            // The first row alone: the same bits as inside the call.
+            let one = to_vec(block_matmul(xt.clone().slice([0..1, 0..k]), &w));
+            assert_eq!(one, got[..n], "{what}: row 0 alone");
+        }
+    }
+}
+
 /// The device tree build against the host build padded to the op's slot count, field by field.
 /// The kernel pads to W·L, the reference to the longest row. `beams` is [rows, W, L];
 /// `transposed` feeds the op a strided view instead of a contiguous tensor.
@@ -521,6 +545,7 @@ backend_tests!(
     tree_attention_in_half_precision,
     kv_relocate_of_accepted_paths,
     skinny_matmul_on_both_layouts,
+    block_matmul_against_its_reference,
     tree_build_against_the_host_build,
     warp_top_k_against_a_full_sort,
     beam_merge_against_a_full_sort,

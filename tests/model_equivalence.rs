@@ -5,7 +5,8 @@
 use redrafter::KernelBackend;
 use redrafter_io::GgmlType;
 use redrafter_llama::{BlockInput, Llama};
-use redrafter_tests::{assert_close, backend_tests, tiny_gguf_model, tiny_hf_model, to_vec};
+use redrafter_llama::WeightFormat;
+use redrafter_tests::{assert_close, backend_tests, tiny_gguf_model, tiny_gguf_model_as, tiny_hf_model, to_vec};
 
 const TOL: f32 = 2e-4;
 
@@ -42,6 +43,28 @@ fn quantized_weights_stay_close_to_f32<B: KernelBackend>(device: B::Device) {
     for (ty, rel) in [(GgmlType::F16, 0.005), (GgmlType::Q8_0, 0.05), (GgmlType::Q4_1, 0.3), (GgmlType::Q4_0, 0.3)] {
         let q = full_logits(&tiny_gguf_model::<B>(4, ty, &device).model, &toks, &device);
         assert_close(&q[3], &reference[3], rel * scale, &format!("{ty:?} vs f32 (max |logit| {scale})"));
+    }
+}
+
+/// The same file run on its own blocks against its blocks widened to f32: the half formats differ
+/// only by summation order; the integer formats also round the activations to 8 bits per block,
+/// as llama.cpp does, which is what the tolerance allows.
+fn block_weights_match_their_widened_f32<B: KernelBackend>(device: B::Device) {
+    let toks = [5, 80, 17, 200];
+    for (ty, weights, rel) in [
+        (GgmlType::F16, WeightFormat::Native, 1e-5),
+        (GgmlType::BF16, WeightFormat::Native, 1e-5),
+        (GgmlType::Q8_0, WeightFormat::Native, 0.02),
+        (GgmlType::Q4_1, WeightFormat::Native, 0.02),
+        (GgmlType::Q4_0, WeightFormat::Native, 0.02),
+        (GgmlType::F32, WeightFormat::F16, 0.005),
+    ] {
+        let dense = full_logits(&tiny_gguf_model::<B>(4, ty, &device).model, &toks, &device);
+        let blocks = full_logits(&tiny_gguf_model_as::<B>(4, ty, weights, &device).model, &toks, &device);
+        let scale = dense[3].iter().fold(0f32, |m, v| m.max(v.abs()));
+        for p in 0..toks.len() {
+            assert_close(&blocks[p], &dense[p], rel * scale, &format!("{ty:?} as {weights:?}, position {p} (max |logit| {scale})"));
+        }
     }
 }
 
@@ -145,6 +168,7 @@ fn truncate_rolls_back<B: KernelBackend>(device: B::Device) {
 backend_tests!(
     gguf_and_safetensors_load_the_same_model,
     quantized_weights_stay_close_to_f32,
+    block_weights_match_their_widened_f32,
     incremental_decoding_matches_one_block,
     tree_block_matches_linear_paths,
     ragged_batch_matches_single_rows,

@@ -8,7 +8,8 @@ use redrafter::{
 };
 use redrafter_io::GgmlType;
 use redrafter_llama::{BlockInput, Llama};
-use redrafter_tests::{Oracle, backend_tests, tiny_gguf_model, to_vec};
+use redrafter_llama::WeightFormat;
+use redrafter_tests::{Oracle, backend_tests, tiny_gguf_model, tiny_gguf_model_as, to_vec};
 
 /// Top-2 logit gap after `prefix`: a greedy divergence is only excusable on a near tie, where
 /// batched and single-token arithmetic may round differently.
@@ -156,6 +157,45 @@ fn greedy_is_lossless_with_oracle_drafts<B: KernelBackend>(device: B::Device) {
     eprintln!("oracle grid: {runs} runs, {ties} near-tie divergences, accepted-length histogram {counts:?}");
 }
 
+/// The same property on weights kept in their block formats (the default for a GGUF on the CPU):
+/// the block kernels give a row the same bits inside a tree as alone, so greedy ReDrafter
+/// matches greedy autoregressive decoding of the same quantized model.
+fn greedy_is_lossless_on_block_weights<B: KernelBackend>(device: B::Device) {
+    let cases = [
+        (GgmlType::Q4_1, WeightFormat::Native),
+        (GgmlType::Q8_0, WeightFormat::Native),
+        (GgmlType::Q4_0, WeightFormat::Native),
+        (GgmlType::BF16, WeightFormat::Native),
+        (GgmlType::F32, WeightFormat::F16),
+    ];
+    let (mut runs, mut ties) = (0, 0);
+    for (i, (ty, weights)) in cases.into_iter().enumerate() {
+        let m = tiny_gguf_model_as::<B>(40 + i as u64, ty, weights, &device);
+        let formats = m.model.weight_formats();
+        if <B as redrafter_kernels::BlockMatmulOps>::host_resident() {
+            let want = if weights == WeightFormat::F16 { "F16".to_string() } else { ty.name() };
+            assert_eq!(formats, format!("{want} projections, {want} head"), "{ty:?} {weights:?}");
+        } else {
+            assert_eq!(formats, "F32 projections, F32 head", "device backends keep dense weights");
+        }
+        let vocab = m.model.config().vocab_size;
+        let mut oracle = |seed: u64, p: &[Vec<u32>], ar: &GenerationOutput| -> Box<dyn DraftSource<B>> {
+            let truth = ar.rows.iter().map(|r| r.tokens.clone()).collect();
+            Box::new(Oracle::new(truth, p.iter().map(Vec::len).collect(), vocab, seed))
+        };
+        let (r, t, _) = run_grid(&m.model, 0..6, &[1, 4], &[2, 4], &[1, 3], &mut oracle, &device);
+        runs += r;
+        ties += t;
+        let dc = DrafterConfig::for_llm(vocab, m.model.config().hidden_size).with_tied_lm_head(true);
+        let drafter = Drafter::<B>::random(dc, i as u64, &device).unwrap();
+        let mut source = |_: u64, _: &[Vec<u32>], _: &GenerationOutput| -> Box<dyn DraftSource<B>> { Box::new(drafter.clone()) };
+        let (r, t, _) = run_grid(&m.model, 0..2, &[1, 3], &[3], &[1, 3], &mut source, &device);
+        runs += r;
+        ties += t;
+    }
+    assert!(ties * 20 <= runs, "{ties} near-tie divergences in {runs} runs");
+}
+
 fn greedy_is_lossless_with_random_drafters<B: KernelBackend>(device: B::Device) {
     let m = tiny_gguf_model::<B>(33, GgmlType::F32, &device);
     let cfg = m.model.config();
@@ -258,6 +298,7 @@ fn invalid_beam_options_are_rejected<B: KernelBackend>(device: B::Device) {
 backend_tests!(
     greedy_is_lossless_with_oracle_drafts,
     greedy_is_lossless_with_random_drafters,
+    greedy_is_lossless_on_block_weights,
     finish_reasons_and_stats_are_reported,
     sampling_mode_runs_and_is_reproducible,
     invalid_beam_options_are_rejected,

@@ -9,12 +9,17 @@ use redrafter_io::{Message, load_mt_bench};
 use redrafter_tests::Oracle;
 
 fn run<B: KernelBackend>(device: B::Device, prompts: usize, new_tokens: usize) {
+    run_as::<B>(device, prompts, new_tokens, redrafter_llama::WeightFormat::F32)
+}
+
+/// [`run`] on weights held as `weights` (native: the GGUF's Q4_1 and Q8_0 blocks on the CPU).
+fn run_as<B: KernelBackend>(device: B::Device, prompts: usize, new_tokens: usize, weights: redrafter_llama::WeightFormat) {
     if std::env::var_os("REDRAFTER_SKIP_REAL_MODEL").is_some() {
         eprintln!("skipped: REDRAFTER_SKIP_REAL_MODEL is set");
         return;
     }
     let path = fetch(&SMOLLM2_135M_INSTRUCT, &mut |_, _, _| {}).expect("fetch SmolLM2-135M-Instruct");
-    let m = redrafter_llama::load::<B>(&path, &device).expect("load SmolLM2");
+    let m = redrafter_llama::load_with::<B>(&path, &device, weights).expect("load SmolLM2");
     let questions = load_mt_bench(&fetch(&MT_BENCH_QUESTIONS, &mut |_, _, _| {}).expect("fetch MT-Bench")).unwrap();
     let tpl = m.tokenizer.chat_template.as_ref().unwrap();
     let cfg = GenerationConfig { max_new_tokens: new_tokens, eos_ids: m.tokenizer.eos.clone(), ..Default::default() };
@@ -51,6 +56,13 @@ fn run<B: KernelBackend>(device: B::Device, prompts: usize, new_tokens: usize) {
         accepted += rd.stats.mean_accepted * rd.stats.steps as f64;
     }
     assert!(accepted > 0.5, "the bundled drafter never had a draft accepted");
+}
+
+/// The default CLI path: the GGUF's own blocks (8-bit activations) and Flex's tree attention.
+#[cfg(feature = "flex")]
+#[test]
+fn flex_native_redrafter_is_lossless_on_smollm2() {
+    run_as::<redrafter::backends::FlexBackend>(Default::default(), 8, 48, redrafter_llama::WeightFormat::Native);
 }
 
 #[test]

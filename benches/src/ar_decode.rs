@@ -1,9 +1,14 @@
-//! Autoregressive decode speed and peak memory of SmolLM2-135M (f32, batch 1, one thread) on each
-//! CPU backend, next to Hugging Face transformers on the same prompt and thread count.
+//! Decode speed and peak memory of SmolLM2-135M on each CPU backend, one thread, by weight format
+//! (`--weights native,f16,f32`), batch size (`--batch 1,8,32`) and, with `--drafter`, ReDrafter
+//! next to autoregressive decoding; Hugging Face transformers (f32, batch 1) and, with
+//! `--llama-cpp`, llama.cpp (llama-cpp-python, the same GGUF as stored, batch 1) as anchors.
 //!
 //!     cargo run --release --all-features -p redrafter-bench --bin ar_decode -- --runs 3
+//!     ar_decode --backend flex --weights native,f16,f32 --batch 1,8,32 --drafter DIR --llama-cpp python3
 //!
-//! Each measurement runs in a child process so that peak RSS belongs to one backend alone.
+//! Each measurement runs in a child process so that peak RSS belongs to one configuration alone.
+//! Runs are interleaved (every configuration once, then again), so drift of a noisy machine
+//! spreads over all columns; the table gives medians.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -12,7 +17,7 @@ use std::time::Instant;
 use redrafter::KernelBackend;
 use clap::Parser;
 use redrafter::backends::{BackendKind, BackendTask, run_on};
-use redrafter::{Autoregressive, GenerationConfig, Generator};
+use redrafter::{Autoregressive, BeamConfig, GenerationConfig, Generator, ReDrafter, Strategy, load_drafter};
 use redrafter_io::Message;
 use redrafter_io::fetch::{SMOLLM2_135M_INSTRUCT, fetch};
 
@@ -27,37 +32,85 @@ struct Args {
     /// Backends to measure (default: every compiled-in CPU backend).
     #[arg(long)]
     backend: Vec<String>,
-    /// Python with torch + transformers for the reference column (skipped if it fails).
+    /// Weight formats, comma-separated (native, f16, f32).
+    #[arg(long, default_value = "f32")]
+    weights: String,
+    /// Batch sizes, comma-separated; row i decodes prompt i of a fixed list (cycled).
+    #[arg(long, default_value = "1")]
+    batch: String,
+    /// A drafter directory: adds ReDrafter rows (`--beam-width`, `--beam-length`) beside each
+    /// autoregressive row.
+    #[arg(long)]
+    drafter: Option<PathBuf>,
+    #[arg(long, default_value_t = 1)]
+    beam_width: usize,
+    #[arg(long, default_value_t = 3)]
+    beam_length: usize,
+    /// Python with torch + transformers for the reference column (skipped if it fails; `none`
+    /// skips it).
     #[arg(long, default_value = "python3")]
     python: String,
-    /// Internal: measure one backend in this process and print one JSON line.
+    /// Python with llama-cpp-python: llama.cpp on the same GGUF file, batch 1 (skipped if absent).
+    #[arg(long)]
+    llama_cpp: Option<String>,
+    /// Internal: measure one configuration in this process and print one JSON line.
     #[arg(long, hide = true)]
     child: Option<String>,
+    #[arg(long, hide = true, default_value = "f32")]
+    child_weights: redrafter_llama::WeightFormat,
+    #[arg(long, hide = true, default_value_t = 1)]
+    child_batch: usize,
+    #[arg(long, hide = true)]
+    child_redrafter: bool,
 }
+
+/// Prompts of the batch rows: the `--prompt` first, then these, cycled.
+const MORE_PROMPTS: [&str; 7] = [
+    "Explain what a hash table is.",
+    "Give me three tips for learning a new language.",
+    "Write a poem about the sea.",
+    "What are the main causes of climate change?",
+    "Describe how a bicycle works.",
+    "Write a letter to a friend about a recent trip.",
+    "Summarise the plot of a detective story you invent.",
+];
 
 struct Measure {
     prompt: String,
     new_tokens: usize,
     model: PathBuf,
+    weights: redrafter_llama::WeightFormat,
+    batch: usize,
+    drafter: Option<(PathBuf, BeamConfig)>,
 }
 
 impl BackendTask for Measure {
     type Output = serde_json::Value;
 
     fn run<B: KernelBackend>(self, device: B::Device) -> serde_json::Value {
-        let m = redrafter_llama::load::<B>(&self.model, &device).expect("load model");
+        let m = redrafter_llama::load_with::<B>(&self.model, &device, self.weights).expect("load model");
         let tpl = m.tokenizer.chat_template.as_ref().expect("chat template");
-        let ids = m.tokenizer.encode(&tpl.render(&[Message::new("user", &self.prompt)], true).unwrap()).unwrap();
+        let encode = |p: &str| m.tokenizer.encode(&tpl.render(&[Message::new("user", p)], true).unwrap()).unwrap();
+        let prompts: Vec<&str> = std::iter::once(self.prompt.as_str()).chain(MORE_PROMPTS).collect();
+        let rows: Vec<Vec<u32>> = (0..self.batch).map(|i| encode(prompts[i % prompts.len()])).collect();
         let g = Generator::new(&m.model, None);
+        // No stop at EOS: every row decodes `new_tokens`, so batches do the same work per row.
         let cfg = GenerationConfig { max_new_tokens: self.new_tokens, ..Default::default() };
+        let mut strategy: Box<dyn Strategy<B>> = match &self.drafter {
+            Some((dir, beams)) => Box::new(ReDrafter::new(load_drafter::<B>(dir, &device).expect("drafter"), *beams).expect("beams")),
+            None => Box::new(Autoregressive),
+        };
         // Warm-up: first-touch allocations and (on cubecl) kernel compilation.
-        g.generate(&mut Autoregressive, &[ids.clone()], &GenerationConfig { max_new_tokens: 4, ..cfg.clone() }, None).unwrap();
+        g.generate(strategy.as_mut(), &rows, &GenerationConfig { max_new_tokens: 4, ..cfg.clone() }, None).unwrap();
         let t = Instant::now();
-        let out = g.generate(&mut Autoregressive, &[ids.clone()], &cfg, None).unwrap();
+        let out = g.generate(strategy.as_mut(), &rows, &cfg, None).unwrap();
         let wall = t.elapsed().as_secs_f64();
         serde_json::json!({
-            "prompt_tokens": ids.len(),
-            "new_tokens": out.rows[0].tokens.len(),
+            "prompt_tokens": rows[0].len(),
+            "new_tokens": out.rows.iter().map(|r| r.tokens.len()).sum::<usize>(),
+            "tokens": out.rows.iter().map(|r| r.tokens.clone()).collect::<Vec<_>>(),
+            "tau": out.stats.tau,
+            "weights": m.model.weight_formats(),
             "decode_tokens_per_second": out.stats.decode_tokens_per_second,
             "prefill_seconds": out.stats.prefill_seconds,
             "wall_seconds": wall,
@@ -102,13 +155,46 @@ print(json.dumps({"prompt_tokens": ids.shape[1], "new_tokens": new, "decode_toke
                   "prefill_seconds": prefill, "wall_seconds": wall, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 "#;
 
+/// llama.cpp through llama-cpp-python: the GGUF as stored, greedy, one thread, the model's own
+/// chat template, EOS ignored so it decodes exactly `n` tokens.
+const LLAMA_CPP: &str = r#"
+import json, resource, sys, time
+from llama_cpp import Llama
+path, prompt, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+llm = Llama(model_path=path, n_threads=1, n_threads_batch=1, n_ctx=1024, n_batch=512, verbose=False)
+from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+fmt = Jinja2ChatFormatter(template=llm.metadata["tokenizer.chat_template"], eos_token="", bos_token="")
+text = fmt(messages=[{"role": "user", "content": prompt}]).prompt
+ids = llm.tokenize(text.encode(), add_bos=False, special=True)
+def run(k):
+    llm.reset()
+    t = time.time(); llm.eval(ids); prefill = time.time() - t
+    out = []
+    t = time.time()
+    for _ in range(k):
+        tok = llm.sample(temp=0.0, top_k=1)
+        out.append(tok)
+        llm.eval([tok])
+    return prefill, time.time() - t, out
+run(4)
+prefill, dec, out = run(n)
+print(json.dumps({"prompt_tokens": len(ids), "new_tokens": len(out), "decode_tokens_per_second": len(out) / dec,
+                  "prefill_seconds": prefill, "wall_seconds": prefill + dec, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"#;
+
+fn list(s: &str) -> Vec<String> {
+    s.split(',').map(|v| v.trim().to_string()).filter(|v| !v.is_empty()).collect()
+}
+
 fn main() {
     let args = Args::parse();
     let model = fetch(&SMOLLM2_135M_INSTRUCT, &mut |_, _, _| {}).expect("fetch default model");
     if let Some(b) = &args.child {
         let kind: BackendKind = b.parse().expect("backend");
-        let v = run_on(kind, Measure { prompt: args.prompt.clone(), new_tokens: args.new_tokens, model });
-        println!("{v}");
+        let beams = BeamConfig { width: args.beam_width, length: args.beam_length };
+        let drafter = args.child_redrafter.then(|| (args.drafter.clone().expect("--drafter"), beams));
+        let task = Measure { prompt: args.prompt.clone(), new_tokens: args.new_tokens, model, weights: args.child_weights, batch: args.child_batch, drafter };
+        println!("{}", run_on(kind, task));
         return;
     }
     let backends: Vec<String> = if args.backend.is_empty() {
@@ -117,42 +203,82 @@ fn main() {
         args.backend.clone()
     };
     let exe = std::env::current_exe().expect("current exe");
-    let mut rows = vec![];
     let one_thread = [("RAYON_NUM_THREADS", "1"), ("OMP_NUM_THREADS", "1"), ("MKL_NUM_THREADS", "1")];
-    for name in backends.iter().map(String::as_str).chain(std::iter::once("transformers")) {
-        let mut runs = vec![];
-        for r in 0..args.runs {
-            eprint!("\r{name}: run {}/{}   ", r + 1, args.runs);
-            let out = if name == "transformers" {
-                Command::new(&args.python).args(["-c", TRANSFORMERS]).arg(&model).arg(&args.prompt).arg(args.new_tokens.to_string()).envs(one_thread).output()
-            } else {
-                Command::new(&exe).args(["--child", name, "--new-tokens", &args.new_tokens.to_string(), "--prompt", &args.prompt]).envs(one_thread).output()
-            };
-            match out {
-                Ok(o) if o.status.success() => {
-                    let line = String::from_utf8_lossy(&o.stdout).lines().last().unwrap_or("").to_string();
-                    runs.push(serde_json::from_str::<serde_json::Value>(&line).expect("child json"));
-                }
-                Ok(o) => {
-                    eprintln!("\n{name} failed: {}", String::from_utf8_lossy(&o.stderr).lines().last().unwrap_or(""));
-                    break;
-                }
-                Err(e) => {
-                    eprintln!("\n{name} could not start: {e}");
-                    break;
+    // Every configuration: (label, key of its autoregressive twin, is it autoregressive, command line).
+    let mut configs: Vec<(String, String, bool, Command)> = vec![];
+    for backend in &backends {
+        for w in list(&args.weights) {
+            for b in list(&args.batch) {
+                let modes: &[bool] = if args.drafter.is_some() { &[false, true] } else { &[false] };
+                for &rd in modes {
+                    let mut c = Command::new(&exe);
+                    c.args(["--child", backend, "--child-weights", &w, "--child-batch", &b, "--new-tokens", &args.new_tokens.to_string(), "--prompt", &args.prompt]);
+                    if rd {
+                        let d = args.drafter.as_ref().unwrap();
+                        c.arg("--child-redrafter").arg("--drafter").arg(d);
+                        c.args(["--beam-width", &args.beam_width.to_string(), "--beam-length", &args.beam_length.to_string()]);
+                    }
+                    let mode = if rd { format!("ReDrafter {}x{}", args.beam_width, args.beam_length) } else { "autoregressive".into() };
+                    configs.push((format!("{backend} | {w} | {mode} | {b}"), format!("{backend}/{w}/{b}"), !rd, c));
                 }
             }
         }
-        eprintln!();
-        if runs.is_empty() {
+    }
+    if args.python != "none" {
+        let mut c = Command::new(&args.python);
+        c.args(["-c", TRANSFORMERS]).arg(&model).arg(&args.prompt).arg(args.new_tokens.to_string());
+        configs.push(("transformers (torch, CPU) | f32 | autoregressive | 1".into(), "transformers".into(), true, c));
+    }
+    if let Some(py) = &args.llama_cpp {
+        let mut c = Command::new(py);
+        c.args(["-c", LLAMA_CPP]).arg(&model).arg(&args.prompt).arg(args.new_tokens.to_string());
+        configs.push(("llama.cpp (llama-cpp-python) | GGUF as stored | autoregressive | 1".into(), "llama.cpp".into(), true, c));
+    }
+    let mut runs: Vec<Vec<serde_json::Value>> = vec![vec![]; configs.len()];
+    let mut failed = vec![false; configs.len()];
+    for r in 0..args.runs {
+        for (i, (label, _, _, cmd)) in configs.iter_mut().enumerate() {
+            if failed[i] {
+                continue;
+            }
+            eprint!("\rrun {}/{}: {label}                    ", r + 1, args.runs);
+            match cmd.envs(one_thread).output() {
+                Ok(o) if o.status.success() => {
+                    let line = String::from_utf8_lossy(&o.stdout).lines().last().unwrap_or("").to_string();
+                    runs[i].push(serde_json::from_str::<serde_json::Value>(&line).expect("child json"));
+                }
+                Ok(o) => {
+                    eprintln!("\n{label} failed: {}", String::from_utf8_lossy(&o.stderr).lines().last().unwrap_or(""));
+                    failed[i] = true;
+                }
+                Err(e) => {
+                    eprintln!("\n{label} could not start: {e}");
+                    failed[i] = true;
+                }
+            }
+        }
+    }
+    eprintln!();
+    println!("| backend | weights | mode | batch | decode tok/s (median of {}) | runs | tau | prefill s | peak RSS MB | same tokens as AR |", args.runs);
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    let mut ar_tokens: std::collections::HashMap<String, serde_json::Value> = Default::default();
+    for ((label, key, is_ar, _), rs) in configs.iter().zip(&runs) {
+        if rs.is_empty() {
             continue;
         }
-        let col = |k: &str| median(runs.iter().map(|r| r[k].as_f64().unwrap_or(f64::NAN)).collect());
-        rows.push((name.to_string(), col("decode_tokens_per_second"), col("prefill_seconds"), col("peak_rss_mb"), runs[0]["prompt_tokens"].clone()));
-    }
-    println!("| backend | decode tok/s (median of {}) | prefill s | peak RSS MB | prompt tokens |", args.runs);
-    println!("|---|---|---|---|---|");
-    for (name, tps, pre, rss, pt) in rows {
-        println!("| {name} | {tps:.1} | {pre:.2} | {rss:.0} | {pt} |");
+        let col = |k: &str| median(rs.iter().map(|r| r[k].as_f64().unwrap_or(f64::NAN)).collect());
+        let all: Vec<String> = rs.iter().map(|r| format!("{:.1}", r["decode_tokens_per_second"].as_f64().unwrap_or(f64::NAN))).collect();
+        // ReDrafter's tokens against the autoregressive row of the same backend, weights and batch.
+        let same = if *is_ar {
+            ar_tokens.insert(key.clone(), rs[0]["tokens"].clone());
+            "–".to_string()
+        } else {
+            match ar_tokens.get(key) {
+                Some(t) if !t.is_null() => if *t == rs[0]["tokens"] { "yes".into() } else { "**no**".into() },
+                _ => "?".into(),
+            }
+        };
+        let tau = rs[0]["tau"].as_f64().map_or("–".to_string(), |t| format!("{t:.2}"));
+        println!("| {label} | {:.1} | {} | {tau} | {:.2} | {:.0} | {same} |", col("decode_tokens_per_second"), all.join(", "), col("prefill_seconds"), col("peak_rss_mb"));
     }
 }

@@ -40,6 +40,9 @@ struct Args {
     model: Option<PathBuf>,
     #[arg(long, default_value = "bench-out")]
     out: PathBuf,
+    /// How the LLM's weights are held: native (the GGUF's blocks on CPU backends), f16 or f32.
+    #[arg(long, default_value = "native")]
+    weights: redrafter_llama::WeightFormat,
 }
 
 #[derive(serde::Serialize, Clone)]
@@ -65,7 +68,8 @@ impl BackendTask for Bench {
     fn run<B: KernelBackend>(self, device: B::Device) -> Vec<Result> {
         let a = self.0;
         let model = a.model.clone().unwrap_or_else(|| fetch(&SMOLLM2_135M_INSTRUCT, &mut |_, _, _| {}).expect("fetch default model"));
-        let m = redrafter_llama::load::<B>(&model, &device).expect("load model");
+        let m = redrafter_llama::load_with::<B>(&model, &device, a.weights).expect("load model");
+        eprintln!("weights: {}", m.model.weight_formats());
         let tpl = m.tokenizer.chat_template.as_ref().expect("chat template");
         let questions = load_mt_bench(&fetch(&MT_BENCH_QUESTIONS, &mut |_, _, _| {}).expect("fetch MT-Bench")).expect("MT-Bench");
         let prompts: Vec<Vec<u32>> = questions

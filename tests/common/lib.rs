@@ -8,7 +8,7 @@ use redrafter::KernelBackend;
 use burn::tensor::Tensor;
 use redrafter_io::GgmlType;
 use redrafter_llama::testing::{tiny_vocab, write_tiny_gguf, write_tiny_hf_dir};
-use redrafter_llama::{LlamaConfig, LoadedModel};
+use redrafter_llama::{LlamaConfig, LoadedModel, WeightFormat};
 
 pub use redrafter::backends;
 
@@ -54,10 +54,15 @@ pub fn tiny_config() -> LlamaConfig {
 
 /// The seeded tiny model, written as GGUF (`ty` for 2-D weights) and loaded back.
 pub fn tiny_gguf_model<B: KernelBackend>(seed: u64, ty: GgmlType, device: &B::Device) -> LoadedModel<B> {
+    tiny_gguf_model_as(seed, ty, WeightFormat::F32, device)
+}
+
+/// [`tiny_gguf_model`] loaded with a choice of weight format (`Native` keeps `ty`'s blocks).
+pub fn tiny_gguf_model_as<B: KernelBackend>(seed: u64, ty: GgmlType, weights: WeightFormat, device: &B::Device) -> LoadedModel<B> {
     let dir = temp_dir("gguf");
     let path = dir.join(format!("tiny-{seed}-{}.gguf", ty.name()));
     write_tiny_gguf(&path, &tiny_config(), seed, ty).expect("write tiny gguf");
-    let model = redrafter_llama::load(&path, device).expect("load tiny gguf");
+    let model = redrafter_llama::load_with(&path, device, weights).expect("load tiny gguf");
     // The weights are on the device now; most tests load several models, so do not keep the files.
     let _ = std::fs::remove_dir_all(dir);
     model

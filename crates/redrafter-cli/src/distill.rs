@@ -45,6 +45,10 @@ pub struct DistillArgs {
     /// Do not remove MT-Bench questions from the prompts (they are the benchmark; keep them out).
     #[arg(long)]
     no_holdout: bool,
+    /// How the LLM's weights are held (as `generate --weights`): the answers are those of the
+    /// model a user runs with this choice.
+    #[arg(long, default_value = "native")]
+    weights: redrafter_llama::WeightFormat,
 }
 
 pub fn run(args: DistillArgs) -> Result<(), BoxError> {
@@ -71,7 +75,7 @@ impl BackendTask for Task {
 
     fn run<B: KernelBackend>(self, device: B::Device) -> Self::Output {
         let Task { args, model } = self;
-        let loaded = redrafter_llama::load::<B>(&model, &device)?;
+        let loaded = redrafter_llama::load_with::<B>(&model, &device, args.weights)?;
         let tok = &loaded.tokenizer;
         let tpl = tok.chat_template.as_ref().ok_or("the model has no chat template")?;
         let data = if args.data.as_os_str() == "sharegpt" { fetch(&SHAREGPT, &mut |_, _, _| {})? } else { args.data.clone() };

@@ -73,6 +73,11 @@ pub struct GenerateArgs {
     /// device's (wgpu, CUDA; slower). Without it, a GPU step's work shows up in "verify".
     #[arg(long)]
     sync_phases: bool,
+    /// How the LLM's weights are held: `native` keeps a GGUF's blocks (Q8_0, Q4_0, Q4_1, F16,
+    /// BF16) as stored and multiplies them directly (CPU backends; f32 on GPUs), `f16` converts
+    /// every projection and the head to f16 (CPU backends), `f32` widens everything.
+    #[arg(long, default_value = "native")]
+    weights: redrafter_llama::WeightFormat,
 }
 
 pub fn run(args: GenerateArgs) -> Result<(), BoxError> {
@@ -109,8 +114,10 @@ impl BackendTask for Task {
     fn run<B: KernelBackend>(self, device: B::Device) -> Self::Output {
         let Task { args, prompt, model, kind, drafter } = self;
         let t0 = Instant::now();
-        let loaded = redrafter_llama::load::<B>(&model, &device)?;
+        let loaded = redrafter_llama::load_with::<B>(&model, &device, args.weights)?;
         let load_seconds = t0.elapsed().as_secs_f64();
+        let weights = loaded.model.weight_formats();
+        let weight_mb = loaded.model.step_weight_bytes() as f64 / 1e6;
         let tok = &loaded.tokenizer;
 
         let text = match (&tok.chat_template, args.raw) {
@@ -163,14 +170,14 @@ impl BackendTask for Task {
                 "prompt_tokens": row.prompt_tokens,
                 "backend": kind.name(),
                 "model": loaded.source,
-                "stats": s,
+                "stats": with_weights(s, args.weights, &weights, weight_mb),
                 "load_seconds": load_seconds,
             });
             println!("{json}");
         } else {
             println!();
             eprintln!(
-                "[{} on {}] {} prompt + {} new tokens ({:?}) | prefill {:.2}s, decode {:.2}s | {:.1} tok/s ({:.1} tok/s decode) | {} steps, tau {:.2} | load {:.1}s",
+                "[{} on {}] {} prompt + {} new tokens ({:?}) | prefill {:.2}s, decode {:.2}s | {:.1} tok/s ({:.1} tok/s decode) | {} steps, tau {:.2} | load {:.1}s | weights {weights} ({weight_mb:.0} MB/step)",
                 s.strategy, kind, row.prompt_tokens, row.tokens.len(), row.finish, s.prefill_seconds, s.decode_seconds,
                 s.tokens_per_second, s.decode_tokens_per_second, s.steps, s.tau, load_seconds,
             );
@@ -180,6 +187,16 @@ impl BackendTask for Task {
         }
         Ok(())
     }
+}
+
+/// The run's stats with the weights it ran on: what was asked (`--weights`), what each kind of
+/// weight ended up as, and the bytes of weight a decode step reads.
+fn with_weights(s: &GenerationStats, asked: redrafter_llama::WeightFormat, formats: &str, mb: f64) -> serde_json::Value {
+    let mut v = serde_json::to_value(s).unwrap_or_default();
+    if let Some(o) = v.as_object_mut() {
+        o.insert("weights".into(), serde_json::json!({ "requested": asked.name(), "formats": formats, "step_weight_mb": mb }));
+    }
+    v
 }
 
 /// The ReDrafter numbers of a run: acceptance per draft position, tree compression, phase times.

@@ -224,3 +224,20 @@ fn default_model_uses_the_bundled_drafter() {
     let tau = rd["stats"]["tau"].as_f64().unwrap();
     assert!(tau > 1.05, "the bundled drafter accepted almost nothing: tau {tau}");
 }
+
+/// `--weights` decides how the LLM is held, and the JSON says what each kind of weight became.
+#[test]
+fn weight_format_is_chosen_and_reported() {
+    let m = tiny_model("weights");
+    for (w, want) in [("native", "Q8_0 projections, Q8_0 head"), ("f16", "F16 projections, F16 head"), ("f32", "F32 projections, F32 head")] {
+        let (code, stdout, stderr) = run(&["generate", "the weather", "--model", m.to_str().unwrap(), "--max-new-tokens", "3", "--json", "--weights", w]);
+        assert_eq!(code, 0, "{w}: {stderr}");
+        let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+        assert_eq!(v["stats"]["weights"]["requested"], w);
+        assert_eq!(v["stats"]["weights"]["formats"], want, "{w}");
+        assert!(v["stats"]["weights"]["step_weight_mb"].as_f64().unwrap() > 0.0);
+    }
+    let (code, _, stderr) = run(&["generate", "hi", "--model", m.to_str().unwrap(), "--weights", "q2_k"]);
+    assert_ne!(code, 0);
+    assert!(stderr.contains("unknown weight format `q2_k`"), "{stderr}");
+}
