@@ -22,7 +22,9 @@
 use redrafter_io::gguf::{GgmlType, QK};
 
 use super::BlockMatrix;
-use crate::skinny_matmul::host::{SyncPtr, split_columns};
+#[cfg(target_arch = "x86_64")]
+use crate::skinny_matmul::host::hsum;
+use crate::skinny_matmul::host::{SyncPtr, reduce8, split_columns};
 
 /// x rows quantized for the integer kernels: per 32-value block, `q = round(x / d)` with
 /// `d = max|x| / 127`, and `s = d · Σq` (what a weight block's minimum multiplies).
@@ -117,12 +119,6 @@ pub fn matmul_with(m: usize, x: &[f32], w: &BlockMatrix, y: &mut [f32], simd: bo
         }
         other => unreachable!("BlockMatrix::new refuses {other:?}"),
     }
-}
-
-/// The fixed reduction of eight lanes (the AVX2 `hsum`'s order).
-#[inline(always)]
-fn reduce8(a: [f32; 8]) -> f32 {
-    ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7]))
 }
 
 fn f16_bits(b: &[u8], at: usize) -> f32 {
@@ -237,18 +233,6 @@ fn int_tile_portable<const J: usize, const R: usize>(ty: GgmlType, rows: [&[u8];
         }
     }
     out
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn hsum(v: std::arch::x86_64::__m256) -> f32 {
-    use std::arch::x86_64::*;
-    let lo = _mm256_castps256_ps128(v);
-    let hi = _mm256_extractf128_ps(v, 1);
-    let s = _mm_add_ps(lo, hi);
-    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
-    _mm_cvtss_f32(s)
 }
 
 /// Formats of the integer kernels, as const parameters so each gets its own loop.

@@ -109,6 +109,27 @@ pub(crate) fn split_columns(work: usize, n: usize, f: &(dyn Fn(usize, usize) + S
     f(0, n)
 }
 
+/// The sum of eight lanes in a fixed order: `((a0+a4) + (a2+a6)) + ((a1+a5) + (a3+a7))`. Every
+/// kernel that keeps 8-lane accumulators reduces them so, on the host as with AVX2 ([`hsum`]).
+#[inline(always)]
+pub(crate) fn reduce8(a: [f32; 8]) -> f32 {
+    ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7]))
+}
+
+/// [`reduce8`] of an AVX register.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+pub(crate) fn hsum(v: std::arch::x86_64::__m256) -> f32 {
+    use std::arch::x86_64::*;
+    let lo = _mm256_castps256_ps128(v);
+    let hi = _mm256_extractf128_ps(v, 1);
+    let s = _mm_add_ps(lo, hi);
+    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+    _mm_cvtss_f32(s)
+}
+
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 #[allow(clippy::too_many_arguments)]
@@ -179,16 +200,6 @@ unsafe fn rowmajor_body(m: usize, k: usize, n: usize, x: &[f32], w: &[f32], y: *
 unsafe fn transposed_avx2(m: usize, k: usize, n: usize, x: &[f32], e: &[f32], y: *mut f32, lo: usize, hi: usize) {
     use std::arch::x86_64::*;
     let kv = k / 8 * 8;
-    #[inline]
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn hsum(v: __m256) -> f32 {
-        let lo = _mm256_castps256_ps128(v);
-        let hi = _mm256_extractf128_ps(v, 1);
-        let s = _mm_add_ps(lo, hi);
-        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-        let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
-        _mm_cvtss_f32(s)
-    }
     let tail = |xr: &[f32], er: &[f32]| {
         let mut s = 0.0f32;
         for c in kv..k {
@@ -265,14 +276,12 @@ unsafe fn transposed_portable(m: usize, k: usize, n: usize, x: &[f32], e: &[f32]
                     acc[l] = xr[c + l].mul_add(er[c + l], acc[l]);
                 }
             }
-            let s4: [f32; 4] = std::array::from_fn(|l| acc[l] + acc[l + 4]);
-            let s2 = [s4[0] + s4[2], s4[1] + s4[3]];
             let mut s = 0.0f32;
             for c in kv..k {
                 s = xr[c].mul_add(er[c], s);
             }
             // SAFETY: (i, v) lies inside y and v belongs to this task.
-            unsafe { *y.add(i * n + v) = (s2[0] + s2[1]) + s };
+            unsafe { *y.add(i * n + v) = reduce8(acc) + s };
         }
     }
 }

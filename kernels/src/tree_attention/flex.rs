@@ -17,6 +17,7 @@ use burn::tensor::{Bytes, DType, Shape};
 
 use crate::bits::{WORD_BITS, words};
 use crate::kv_relocate::flex::ints;
+use crate::skinny_matmul::host::reduce8;
 
 /// A 4-D f32 view whose last axis is contiguous.
 struct View<'a> {
@@ -71,7 +72,7 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     for c in n..a.len() {
         tail += a[c] * b[c];
     }
-    ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7])) + tail
+    reduce8(acc) + tail
 }
 
 /// [B, H, T, D] attention output, or `None` when the operands are not what this path handles

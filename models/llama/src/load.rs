@@ -243,6 +243,11 @@ fn unpermute_rows(t: HostTensor, heads: usize) -> HostTensor {
     HostTensor::new(t.shape, data)
 }
 
+/// A weight that could not become a [`BlockMatrix`], named with its file and tensor.
+fn block_error(path: &Path, name: &str, e: redrafter_kernels::BlockMatrixError) -> ModelError {
+    ModelError::Format { path: path.display().to_string(), what: format!("tensor `{name}`: {e}") }
+}
+
 /// A GGUF tensor's own blocks as a [`BlockMatrix`] (`None` for F32 and other dense types), its
 /// shape checked first; rows unpermuted for Q/K.
 fn gguf_blocks(g: &GgufFile, name: &str, shape: [usize; 2], heads: Option<usize>) -> Result<Option<BlockMatrix>, ModelError> {
@@ -259,8 +264,7 @@ fn gguf_blocks(g: &GgufFile, name: &str, shape: [usize; 2], heads: Option<usize>
         Some(h) => unpermute(raw, shape[0], row_bytes, h),
         None => raw.to_vec(),
     };
-    let format = |e: redrafter_kernels::BlockMatrixError| ModelError::Format { path: g.path().display().to_string(), what: format!("tensor `{name}`: {e}") };
-    Ok(Some(BlockMatrix::new(info.dtype, shape[0], shape[1], bytes).map_err(format)?))
+    Ok(Some(BlockMatrix::new(info.dtype, shape[0], shape[1], bytes).map_err(|e| block_error(g.path(), name, e))?))
 }
 
 fn build<B: BlockMatmulOps>(
@@ -275,23 +279,29 @@ fn build<B: BlockMatmulOps>(
     let (h, kvd, qd) = (c.hidden_size, c.num_kv_heads * c.head_dim, c.num_heads * c.head_dim);
     // Blocks only where x lives in host memory (see `load_with`).
     let weights = if B::host_resident() { weights } else { WeightFormat::F32 };
-    let format = |name: &str, e: redrafter_kernels::BlockMatrixError| ModelError::Format { path: src.path().display().to_string(), what: format!("tensor `{name}`: {e}") };
-    // A [out, in] weight as the chosen format; `heads` undoes llama.cpp's Q/K row order.
-    let proj = |name: &str, shape: [usize; 2], heads: Option<usize>| -> Result<Projection<B>, ModelError> {
-        if weights == WeightFormat::Native
-            && let Some(g) = gguf
-            && let Some(b) = gguf_blocks(g, name, shape, heads)?
-        {
-            return Ok(Projection::blocks(b));
+    // The file's own blocks, where `native` keeps them.
+    let native = |name: &str, shape: [usize; 2], heads: Option<usize>| -> Result<Option<Projection<B>>, ModelError> {
+        match gguf {
+            Some(g) if weights == WeightFormat::Native => Ok(gguf_blocks(g, name, shape, heads)?.map(Projection::blocks)),
+            _ => Ok(None),
         }
-        let mut t = src.tensor_shaped(name, &shape)?;
+    };
+    // A widened [out, in] weight as f16 blocks or a dense layer; `heads` undoes llama.cpp's Q/K row order.
+    let widened = |name: &str, mut t: HostTensor, heads: Option<usize>| -> Result<Projection<B>, ModelError> {
         if let Some(heads) = heads {
             t = unpermute_rows(t, heads);
         }
         if weights == WeightFormat::F16 {
-            return Ok(Projection::blocks(BlockMatrix::from_f32(GgmlType::F16, shape[0], shape[1], &t.data).map_err(|e| format(name, e))?));
+            let b = BlockMatrix::from_f32(GgmlType::F16, t.shape[0], t.shape[1], &t.data).map_err(|e| block_error(src.path(), name, e))?;
+            return Ok(Projection::blocks(b));
         }
         Ok(Projection::Dense(linear_from_torch(t, None, device)))
+    };
+    let proj = |name: &str, shape: [usize; 2], heads: Option<usize>| -> Result<Projection<B>, ModelError> {
+        match native(name, shape, heads)? {
+            Some(p) => Ok(p),
+            None => widened(name, src.tensor_shaped(name, &shape)?, heads),
+        }
     };
     let norm = |name: &str| -> Result<RmsNorm<B>, ModelError> {
         let g = src.tensor_shaped(name, &[h])?;
@@ -318,22 +328,26 @@ fn build<B: BlockMatmulOps>(
         });
     }
     let embed_host = src.tensor_shaped(names.embed, &[c.vocab_size, h])?;
-    let has_head = match gguf {
-        Some(g) => g.tensors.contains_key(names.lm_head),
-        None => src.try_tensor(names.lm_head)?.is_some(),
+    // An untied head is read once: as blocks, else widened.
+    let head = match native(names.lm_head, [c.vocab_size, h], None)? {
+        Some(p) => Some(p),
+        None => match src.try_tensor(names.lm_head)? {
+            Some(t) => Some(widened(names.lm_head, t.expect_shape(src.path(), names.lm_head, &[c.vocab_size, h])?, None)?),
+            None => None,
+        },
     };
-    let lm_head = match (c.tie_word_embeddings, has_head) {
-        (_, true) => Some(proj(names.lm_head, [c.vocab_size, h], None)?),
+    let lm_head = match (c.tie_word_embeddings, head) {
+        (_, Some(head)) => Some(head),
         // A tied head in blocks reads the embedding table's own blocks (or an f16 copy); the
         // lookups keep the f32 table.
-        (true, false) => match weights {
+        (true, None) => match weights {
             WeightFormat::F32 => None,
-            WeightFormat::Native => gguf.map(|g| gguf_blocks(g, names.embed, [c.vocab_size, h], None)).transpose()?.flatten().map(Projection::blocks),
+            WeightFormat::Native => native(names.embed, [c.vocab_size, h], None)?,
             WeightFormat::F16 => Some(Projection::blocks(
-                BlockMatrix::from_f32(GgmlType::F16, c.vocab_size, h, &embed_host.data).map_err(|e| format(names.embed, e))?,
+                BlockMatrix::from_f32(GgmlType::F16, c.vocab_size, h, &embed_host.data).map_err(|e| block_error(src.path(), names.embed, e))?,
             )),
         },
-        (false, false) => {
+        (false, None) => {
             return Err(IoError::MissingTensor { path: src.path().to_path_buf(), tensor: names.lm_head.into() }.into());
         }
     };

@@ -53,6 +53,14 @@ pub struct DecoderLayer<B: Backend> {
     pub mlp: Mlp<B>,
 }
 
+impl<B: Backend> DecoderLayer<B> {
+    /// The layer's seven weight matrices.
+    pub fn projections(&self) -> [&Projection<B>; 7] {
+        let (a, m) = (&self.attn, &self.mlp);
+        [&a.q_proj, &a.k_proj, &a.v_proj, &a.o_proj, &m.gate_proj, &m.up_proj, &m.down_proj]
+    }
+}
+
 #[derive(Module, Debug)]
 pub struct Llama<B: Backend> {
     pub embed: Embedding<B>,
@@ -84,8 +92,7 @@ impl<B: Backend> Llama<B> {
     pub fn weight_formats(&self) -> String {
         let mut kinds: Vec<String> = Vec::new();
         for l in &self.layers {
-            let a = &l.attn;
-            for p in [&a.q_proj, &a.k_proj, &a.v_proj, &a.o_proj, &l.mlp.gate_proj, &l.mlp.up_proj, &l.mlp.down_proj] {
+            for p in l.projections() {
                 let f = p.format();
                 if !kinds.contains(&f) {
                     kinds.push(f);
@@ -101,13 +108,7 @@ impl<B: Backend> Llama<B> {
         let proj: usize = self
             .layers
             .iter()
-            .map(|l| {
-                let a = &l.attn;
-                [&a.q_proj, &a.k_proj, &a.v_proj, &a.o_proj, &l.mlp.gate_proj, &l.mlp.up_proj, &l.mlp.down_proj]
-                    .iter()
-                    .map(|p| p.weight_bytes())
-                    .sum::<usize>()
-            })
+            .map(|l| l.projections().iter().map(|p| p.weight_bytes()).sum::<usize>())
             .sum();
         let head = self.lm_head.as_ref().map_or(self.config.vocab_size * self.config.hidden_size * 4, |h| h.weight_bytes());
         proj + head
