@@ -7,6 +7,7 @@ use burn::tensor::{DType, Int, Tensor, TensorData};
 use redrafter::KernelBackend;
 use redrafter_io::GgmlType;
 use redrafter::tree::PackedTree;
+use redrafter_kernels::block_matmul::Activations;
 use redrafter_kernels::warp_top_k::{LOG_ZERO, WARP_TOP_K};
 use redrafter_kernels::{BlockMatrix, beam_merge, bits, block_matmul, kv_relocate, skinny_matmul, tree_attention, tree_build, warp_top_k};
 use redrafter_tests::{TF32_REL, assert_close, backend_tests, tf32_matmul, to_vec};
@@ -315,9 +316,9 @@ fn block_matmul_against_its_reference<B: KernelBackend>(device: B::Device) {
     for &(m, k, n) in &[(1, 64, 37), (4, 576, 1536), (17, 96, 261), (64, 32, 9)] {
         let x = rng.floats(m * k);
         let xt = Tensor::<B, 2>::from_data(TensorData::new(x.clone(), [m, k]), &device);
-        for ty in formats {
-            let w = BlockMatrix::from_f32(ty, n, k, &rng.floats(n * k)).unwrap();
-            let what = format!("{ty:?} {m}x{k}x{n}");
+        for (ty, act) in formats.into_iter().flat_map(|t| [Activations::F32, Activations::Q8].map(|a| (t, a))) {
+            let w = BlockMatrix::from_f32(ty, n, k, &rng.floats(n * k)).unwrap().with_activations(act);
+            let what = format!("{ty:?}/{act:?} {m}x{k}x{n}");
             let got = to_vec(block_matmul(xt.clone(), &w));
             let want = to_vec(block_matmul::reference(xt.clone(), &w));
             let tol = if tf32_matmul::<B>(&device) { 2e-2 } else { 1e-4 * (k as f32).sqrt() };

@@ -46,17 +46,20 @@ fn quantized_weights_stay_close_to_f32<B: KernelBackend>(device: B::Device) {
     }
 }
 
-/// The same file run on its own blocks against its blocks widened to f32: the half formats differ
-/// only by summation order; the integer formats also round the activations to 8 bits per block,
-/// as llama.cpp does, which is what the tolerance allows.
+/// The same file run on its own blocks against its blocks widened to f32: with f32 activations
+/// (`native`) every format differs only by summation order; `native-q8` also rounds the
+/// activations to 8 bits per block, as llama.cpp does, which is what its tolerance allows.
 fn block_weights_match_their_widened_f32<B: KernelBackend>(device: B::Device) {
     let toks = [5, 80, 17, 200];
     for (ty, weights, rel) in [
         (GgmlType::F16, WeightFormat::Native, 1e-5),
         (GgmlType::BF16, WeightFormat::Native, 1e-5),
-        (GgmlType::Q8_0, WeightFormat::Native, 0.02),
-        (GgmlType::Q4_1, WeightFormat::Native, 0.02),
-        (GgmlType::Q4_0, WeightFormat::Native, 0.02),
+        (GgmlType::Q8_0, WeightFormat::Native, 1e-5),
+        (GgmlType::Q4_1, WeightFormat::Native, 1e-5),
+        (GgmlType::Q4_0, WeightFormat::Native, 1e-5),
+        (GgmlType::Q8_0, WeightFormat::NativeQ8, 0.02),
+        (GgmlType::Q4_1, WeightFormat::NativeQ8, 0.02),
+        (GgmlType::Q4_0, WeightFormat::NativeQ8, 0.02),
         (GgmlType::F32, WeightFormat::F16, 0.005),
     ] {
         let dense = full_logits(&tiny_gguf_model::<B>(4, ty, &device).model, &toks, &device);

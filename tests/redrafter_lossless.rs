@@ -163,7 +163,8 @@ fn greedy_is_lossless_with_oracle_drafts<B: KernelBackend>(device: B::Device) {
 fn greedy_is_lossless_on_block_weights<B: KernelBackend>(device: B::Device) {
     let cases = [
         (GgmlType::Q4_1, WeightFormat::Native),
-        (GgmlType::Q8_0, WeightFormat::Native),
+        (GgmlType::Q4_1, WeightFormat::NativeQ8),
+        (GgmlType::Q8_0, WeightFormat::NativeQ8),
         (GgmlType::Q4_0, WeightFormat::Native),
         (GgmlType::BF16, WeightFormat::Native),
         (GgmlType::F32, WeightFormat::F16),
@@ -174,7 +175,8 @@ fn greedy_is_lossless_on_block_weights<B: KernelBackend>(device: B::Device) {
         let formats = m.model.weight_formats();
         if <B as redrafter_kernels::BlockMatmulOps>::host_resident() {
             let want = if weights == WeightFormat::F16 { "F16".to_string() } else { ty.name() };
-            assert_eq!(formats, format!("{want} projections, {want} head"), "{ty:?} {weights:?}");
+            let act = if weights == WeightFormat::NativeQ8 { ", 8-bit activations" } else { "" };
+            assert_eq!(formats, format!("{want} projections, {want} head{act}"), "{ty:?} {weights:?}");
         } else {
             assert_eq!(formats, "F32 projections, F32 head", "device backends keep dense weights");
         }

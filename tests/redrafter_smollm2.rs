@@ -58,7 +58,7 @@ fn run_as<B: KernelBackend>(device: B::Device, prompts: usize, new_tokens: usize
     assert!(accepted > 0.5, "the bundled drafter never had a draft accepted");
 }
 
-/// The default CLI path: the GGUF's own blocks (8-bit activations) and Flex's tree attention.
+/// The default CLI path: the GGUF's own blocks (f32 activations) and Flex's tree attention.
 #[cfg(feature = "flex")]
 #[test]
 fn flex_native_redrafter_is_lossless_on_smollm2() {

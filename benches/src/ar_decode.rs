@@ -32,7 +32,7 @@ struct Args {
     /// Backends to measure (default: every compiled-in CPU backend).
     #[arg(long)]
     backend: Vec<String>,
-    /// Weight formats, comma-separated (native, f16, f32).
+    /// Weight formats, comma-separated (native, native-q8, f16, f32).
     #[arg(long, default_value = "f32")]
     weights: String,
     /// Batch sizes, comma-separated; row i decodes prompt i of a fixed list (cycled).

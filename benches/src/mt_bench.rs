@@ -40,7 +40,8 @@ struct Args {
     model: Option<PathBuf>,
     #[arg(long, default_value = "bench-out")]
     out: PathBuf,
-    /// How the LLM's weights are held: native (the GGUF's blocks on CPU backends), f16 or f32.
+    /// How the LLM's weights are held: native (the GGUF's blocks on CPU backends), native-q8
+    /// (the same with 8-bit activations), f16 or f32.
     #[arg(long, default_value = "native")]
     weights: redrafter_llama::WeightFormat,
 }

@@ -74,8 +74,10 @@ pub struct GenerateArgs {
     #[arg(long)]
     sync_phases: bool,
     /// How the LLM's weights are held: `native` keeps a GGUF's blocks (Q8_0, Q4_0, Q4_1, F16,
-    /// BF16) as stored and multiplies them directly (CPU backends; f32 on GPUs), `f16` converts
-    /// every projection and the head to f16 (CPU backends), `f32` widens everything.
+    /// BF16) as stored and multiplies them directly with f32 activations (CPU backends; f32 on
+    /// GPUs), `native-q8` does so with activations rounded to 8 bits (llama.cpp's way: faster,
+    /// other answers), `f16` converts every projection and the head to f16 (CPU backends), `f32`
+    /// widens everything.
     #[arg(long, default_value = "native")]
     weights: redrafter_llama::WeightFormat,
 }

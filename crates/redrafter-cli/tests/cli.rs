@@ -229,7 +229,12 @@ fn default_model_uses_the_bundled_drafter() {
 #[test]
 fn weight_format_is_chosen_and_reported() {
     let m = tiny_model("weights");
-    for (w, want) in [("native", "Q8_0 projections, Q8_0 head"), ("f16", "F16 projections, F16 head"), ("f32", "F32 projections, F32 head")] {
+    for (w, want) in [
+        ("native", "Q8_0 projections, Q8_0 head"),
+        ("native-q8", "Q8_0 projections, Q8_0 head, 8-bit activations"),
+        ("f16", "F16 projections, F16 head"),
+        ("f32", "F32 projections, F32 head"),
+    ] {
         let (code, stdout, stderr) = run(&["generate", "the weather", "--model", m.to_str().unwrap(), "--max-new-tokens", "3", "--json", "--weights", w]);
         assert_eq!(code, 0, "{w}: {stderr}");
         let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();

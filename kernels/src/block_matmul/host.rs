@@ -4,11 +4,13 @@
 //! A decode step on a CPU is bound by streaming the weights, so the kernels read the blocks as
 //! stored (Q4_1: 0.625 bytes a weight against 4 for f32) and unpack them in registers:
 //!
-//! * **Q8_0, Q4_0, Q4_1: integer dot products** (llama.cpp's way). Each x row is quantized once
+//! * **Q8_0, Q4_0, Q4_1: integer dot products** ([`Activations::Q8`], llama.cpp's way). Each x row is quantized once
 //!   per call to 8 bits per 32-value block with an f32 scale ([`QuantRows`]). A block's dot
 //!   product is exact in i32 (`maddubs` + `madd` on AVX2), then scaled by `d_w · d_x` into an
 //!   8-lane f32 accumulator. Q4_1's minimum (and Q4_0's `-8`, written as the minimum `-8 d`)
 //!   enters as `m_w · d_x · Σq_x` in a scalar accumulator.
+//! * **Q8_0, Q4_0, Q4_1 against f32 activations** ([`Activations::F32`], the default): the blocks
+//!   are widened in registers and meet the unrounded x in FMAs (`super::widen`).
 //! * **F16, BF16: f32 FMAs** against the widened weight, like the f32 transposed kernel.
 //!
 //! **Same bits whatever the batch.** Every output element has its own accumulators, filled over
@@ -21,7 +23,7 @@
 
 use redrafter_io::gguf::{GgmlType, QK};
 
-use super::BlockMatrix;
+use super::{Activations, BlockMatrix};
 #[cfg(target_arch = "x86_64")]
 use crate::skinny_matmul::host::hsum;
 use crate::skinny_matmul::host::{SyncPtr, reduce8, split_columns};
@@ -110,18 +112,29 @@ pub fn matmul_with(m: usize, x: &[f32], w: &BlockMatrix, y: &mut [f32], simd: bo
                 unsafe { half_cols(m, k, n, x, w, bf16, simd, out.get(), lo, hi) }
             });
         }
-        GgmlType::Q8_0 | GgmlType::Q4_0 | GgmlType::Q4_1 => {
-            let xq = QuantRows::new(m, k, x);
-            split_columns(m * n * k, n, &|lo, hi| {
-                // SAFETY: as above.
-                unsafe { int_cols(m, &xq, w, simd, out.get(), lo, hi) }
-            });
-        }
+        GgmlType::Q8_0 | GgmlType::Q4_0 | GgmlType::Q4_1 => match w.activations() {
+            Activations::Q8 => {
+                let xq = QuantRows::new(m, k, x);
+                let tiles = IntTiles { xq: &xq, w, simd };
+                split_columns(m * n * k, n, &|lo, hi| {
+                    // SAFETY: as above.
+                    unsafe { block_cols(m, n, &tiles, out.get(), lo, hi) }
+                });
+            }
+            Activations::F32 => {
+                let rows = super::widen::WideRows::new(w.ty(), m, k, x);
+                let tiles = super::widen::WideTiles { rows: &rows, w, simd };
+                split_columns(m * n * k, n, &|lo, hi| {
+                    // SAFETY: as above.
+                    unsafe { block_cols(m, n, &tiles, out.get(), lo, hi) }
+                });
+            }
+        },
         other => unreachable!("BlockMatrix::new refuses {other:?}"),
     }
 }
 
-fn f16_bits(b: &[u8], at: usize) -> f32 {
+pub(super) fn f16_bits(b: &[u8], at: usize) -> f32 {
     half::f16::from_le_bytes([b[at], b[at + 1]]).to_f32()
 }
 
@@ -131,7 +144,7 @@ fn f16_bits(b: &[u8], at: usize) -> f32 {
 /// A weight block as the kernels see it: scale, minimum (Q4_0: `-8 d`, Q8_0: unused) and where
 /// its packed values start.
 #[inline(always)]
-fn block_params(ty: GgmlType, blk: &[u8]) -> (f32, f32, usize) {
+pub(super) fn block_params(ty: GgmlType, blk: &[u8]) -> (f32, f32, usize) {
     let d = f16_bits(blk, 0);
     match ty {
         GgmlType::Q4_1 => (d, f16_bits(blk, 2), 4),
@@ -140,12 +153,21 @@ fn block_params(ty: GgmlType, blk: &[u8]) -> (f32, f32, usize) {
     }
 }
 
-/// Columns `lo..hi` in tiles: one x row against 4 weight rows (decode), up to 4 x rows against
-/// 2 weight rows (trees, batches: each unpacked block serves 4 rows), 2 rows against 4, and
-/// single weight rows at the end of the range.
-#[allow(clippy::too_many_arguments)]
-unsafe fn int_cols(m: usize, xq: &QuantRows, w: &BlockMatrix, simd: bool, y: *mut f32, lo: usize, hi: usize) {
-    let n = w.rows();
+/// One tile of a block product: weight rows `j..j + J` against x rows `i..i + R`.
+pub(super) trait Tiles: Sync {
+    /// The most x rows a tile takes (register budget: the f32 tiles keep two accumulators per
+    /// output element, the integer tiles one).
+    const MAX_ROWS: usize;
+    fn tile<const J: usize, const R: usize>(&self, j: usize, i: usize) -> [[f32; R]; J];
+}
+
+/// Columns `lo..hi` of `y [m, n]` in tiles: one x row against 4 weight rows (decode), up to 4
+/// x rows against 2 weight rows (trees, batches: each unpacked block serves 4 rows), 2 rows
+/// against 4, and single weight rows at the end of the range.
+///
+/// # Safety
+/// `y` points at `m × n` floats, and no other task writes columns `lo..hi`.
+pub(super) unsafe fn block_cols<T: Tiles>(m: usize, n: usize, tiles: &T, y: *mut f32, lo: usize, hi: usize) {
     let mut j = lo;
     while j < hi {
         let left = hi - j;
@@ -154,9 +176,7 @@ unsafe fn int_cols(m: usize, xq: &QuantRows, w: &BlockMatrix, simd: bool, y: *mu
         while i < m {
             macro_rules! tile {
                 ($J:literal, $R:literal) => {{
-                    let rows: [&[u8]; $J] = std::array::from_fn(|t| w.row(j + t));
-                    let xs: [XRow; $R] = std::array::from_fn(|r| xq.row(i + r));
-                    let out = int_tile::<$J, $R>(w.ty(), rows, xs, simd);
+                    let out = tiles.tile::<$J, $R>(j, i);
                     for t in 0..$J {
                         for r in 0..$R {
                             // SAFETY: (i + r, j + t) lies inside y and column j + t belongs to this task.
@@ -169,10 +189,11 @@ unsafe fn int_cols(m: usize, xq: &QuantRows, w: &BlockMatrix, simd: bool, y: *mu
             }
             // Every (row, column) is its own accumulator chain whatever tile holds it, so the
             // tile shape is free to follow m; one column step per pass over the rows.
-            let wide = if m == 1 { 4 } else if m == 2 { 4 } else { 2 };
+            let wide = if m == 1 || (m == 2 && T::MAX_ROWS >= 4) { 4 } else { 2 };
             i += match (left >= wide, wide, m - i) {
                 (true, 4, 1) => tile!(4, 1),
                 (true, 4, _) => tile!(4, 2),
+                (true, _, r) if r >= 2 && T::MAX_ROWS == 2 => tile!(2, 2),
                 (true, _, r) if r >= 4 => tile!(2, 4),
                 (true, _, 3) => tile!(2, 3),
                 (true, _, 2) => tile!(2, 2),
@@ -182,6 +203,23 @@ unsafe fn int_cols(m: usize, xq: &QuantRows, w: &BlockMatrix, simd: bool, y: *mu
             };
         }
         j += step;
+    }
+}
+
+/// The integer tiles: 8-bit x rows against the blocks.
+struct IntTiles<'a> {
+    xq: &'a QuantRows,
+    w: &'a BlockMatrix,
+    simd: bool,
+}
+
+impl Tiles for IntTiles<'_> {
+    const MAX_ROWS: usize = 4;
+    #[inline(always)]
+    fn tile<const J: usize, const R: usize>(&self, j: usize, i: usize) -> [[f32; R]; J] {
+        let rows: [&[u8]; J] = std::array::from_fn(|t| self.w.row(j + t));
+        let xs: [XRow; R] = std::array::from_fn(|r| self.xq.row(i + r));
+        int_tile::<J, R>(self.w.ty(), rows, xs, self.simd)
     }
 }
 
@@ -452,9 +490,9 @@ mod tests {
     /// against the 8-bit x for the integer formats.
     fn want(m: usize, x: &[f32], w: &BlockMatrix) -> Vec<f64> {
         let (n, k) = (w.rows(), w.cols());
-        let xs = match w.ty() {
-            GgmlType::F16 | GgmlType::BF16 => x.to_vec(),
-            _ => QuantRows::new(m, k, x).dequantize(),
+        let xs = match w.activations() {
+            Activations::F32 => x.to_vec(),
+            Activations::Q8 => QuantRows::new(m, k, x).dequantize(),
         };
         let wd = w.dequantize();
         let mut y = vec![0f64; m * n];
@@ -469,25 +507,26 @@ mod tests {
     #[test]
     fn every_format_matches_f64_is_row_independent_and_portable_equals_simd() {
         let formats = [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0, GgmlType::F16, GgmlType::BF16];
-        for ty in formats {
+        let acts = [Activations::F32, Activations::Q8];
+        for (ty, act) in formats.into_iter().flat_map(|t| acts.map(|a| (t, a))) {
             for &(m, k, n) in &[(1, 32, 1), (3, 64, 7), (2, 96, 13), (5, 576, 37), (17, 128, 9), (64, 64, 5)] {
                 let x = data(m * k, 1);
-                let w = BlockMatrix::new(ty, n, k, quantize(ty, &data(n * k, 2))).unwrap();
+                let w = BlockMatrix::new(ty, n, k, quantize(ty, &data(n * k, 2))).unwrap().with_activations(act);
                 let mut y = vec![0f32; m * n];
                 matmul(m, &x, &w, &mut y);
                 let want = want(m, &x, &w);
                 let scale = (k as f64).sqrt();
                 for (g, w) in y.iter().zip(&want) {
-                    assert!((*g as f64 - w).abs() <= 1e-5 * scale * (1.0 + w.abs()), "{ty:?} {m}x{k}x{n}: {g} vs {w}");
+                    assert!((*g as f64 - w).abs() <= 1e-5 * scale * (1.0 + w.abs()), "{ty:?}/{act:?} {m}x{k}x{n}: {g} vs {w}");
                 }
                 for i in 0..m {
                     let mut one = vec![0f32; n];
                     matmul(1, &x[i * k..][..k], &w, &mut one);
-                    assert_eq!(one, y[i * n..][..n], "{ty:?} {m}x{k}x{n}: row {i} alone");
+                    assert_eq!(one, y[i * n..][..n], "{ty:?}/{act:?} {m}x{k}x{n}: row {i} alone");
                 }
                 let mut portable = vec![0f32; m * n];
                 matmul_with(m, &x, &w, &mut portable, false);
-                assert_eq!(portable, y, "{ty:?} {m}x{k}x{n}: portable vs simd");
+                assert_eq!(portable, y, "{ty:?}/{act:?} {m}x{k}x{n}: portable vs simd");
             }
         }
     }

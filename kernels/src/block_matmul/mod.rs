@@ -10,6 +10,7 @@
 //! dense weights instead). [`reference`] is the same product in plain tensor ops.
 
 pub mod host;
+mod widen;
 
 use std::sync::Arc;
 
@@ -17,6 +18,30 @@ use burn::tensor::backend::Backend;
 use burn::tensor::ops::FloatTensor;
 use burn::tensor::{Tensor, TensorData, TensorPrimitive};
 use redrafter_io::gguf::{GgmlType, dequantize, quantize};
+
+/// How the integer formats (Q8_0, Q4_0, Q4_1) meet the activations. F16 and BF16 always
+/// multiply f32 activations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Activations {
+    /// The blocks are widened to f32 in registers and multiplied with the unrounded f32 x: the
+    /// exact product of the stored weights (up to f32 summation), what `--weights f32` computes
+    /// from the same file.
+    #[default]
+    F32,
+    /// x is rounded to 8 bits per 32 values ([`host::QuantRows`]) and the blocks meet it in
+    /// integer dot products, llama.cpp's way: fewer instructions per weight, but the rounding
+    /// of x changes the logits (and, on SmolLM2-135M, answers).
+    Q8,
+}
+
+impl Activations {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::F32 => "f32",
+            Self::Q8 => "q8",
+        }
+    }
+}
 
 /// An [n, k] weight (PyTorch's `[out_features, in_features]`) in a ggml block format, in host
 /// memory: row `j` is `k / block values` consecutive blocks, exactly as GGUF stores it.
@@ -27,11 +52,12 @@ pub struct BlockMatrix {
     cols: usize,
     row_bytes: usize,
     data: Arc<[u8]>,
+    act: Activations,
 }
 
 impl std::fmt::Debug for BlockMatrix {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "BlockMatrix({} [{}, {}], {} bytes)", self.ty.name(), self.rows, self.cols, self.data.len())
+        write!(f, "BlockMatrix({} [{}, {}], {} bytes, {} activations)", self.ty.name(), self.rows, self.cols, self.data.len(), self.act.name())
     }
 }
 
@@ -80,7 +106,18 @@ impl BlockMatrix {
         if data.len() != expected {
             return Err(BlockMatrixError::WrongSize { expected, found: data.len() });
         }
-        Ok(Self { ty, rows, cols, row_bytes, data })
+        Ok(Self { ty, rows, cols, row_bytes, data, act: Activations::default() })
+    }
+
+    /// The same blocks multiplied with `act` activations (no effect on F16/BF16).
+    pub fn with_activations(mut self, act: Activations) -> Self {
+        self.act = act;
+        self
+    }
+
+    /// The activations the integer formats meet: [`Activations::F32`] for F16/BF16 whatever was set.
+    pub fn activations(&self) -> Activations {
+        if matches!(self.ty, GgmlType::Q8_0 | GgmlType::Q4_0 | GgmlType::Q4_1) { self.act } else { Activations::F32 }
     }
 
     /// Encodes row-major f32 values `[rows, cols]` as `ty` (ggml's reference rounding).
@@ -168,15 +205,15 @@ pub fn block_matmul<B: BlockMatmulOps>(x: Tensor<B, 2>, w: &BlockMatrix) -> Tens
     Tensor::from_data(TensorData::new(y, [m, w.rows()]), &device)
 }
 
-/// The product in plain tensor ops: W widened to f32 and, for the integer formats, x rounded to
+/// The product in plain tensor ops: W widened to f32 and, with [`Activations::Q8`], x rounded to
 /// the 8-bit rows the kernels multiply ([`host::QuantRows`]), then the backend's matmul.
 /// Widens the whole weight on every call: for tests and `REDRAFTER_KERNELS=reference`.
 pub fn reference<B: Backend>(x: Tensor<B, 2>, w: &BlockMatrix) -> Tensor<B, 2> {
     let [m, k] = x.dims();
     let device = x.device();
-    let x = match w.ty() {
-        GgmlType::F16 | GgmlType::BF16 => x,
-        _ => {
+    let x = match w.activations() {
+        Activations::F32 => x,
+        Activations::Q8 => {
             let xs = x.into_data().convert::<f32>().into_vec::<f32>().expect("f32 data");
             Tensor::from_data(TensorData::new(host::QuantRows::new(m, k, &xs).dequantize(), [m, k]), &device)
         }

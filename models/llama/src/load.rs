@@ -282,7 +282,9 @@ fn build<B: BlockMatmulOps>(
     // The file's own blocks, where `native` keeps them.
     let native = |name: &str, shape: [usize; 2], heads: Option<usize>| -> Result<Option<Projection<B>>, ModelError> {
         match gguf {
-            Some(g) if weights == WeightFormat::Native => Ok(gguf_blocks(g, name, shape, heads)?.map(Projection::blocks)),
+            Some(g) if weights.keeps_blocks() => {
+                Ok(gguf_blocks(g, name, shape, heads)?.map(|b| Projection::blocks(b.with_activations(weights.activations()))))
+            }
             _ => Ok(None),
         }
     };
@@ -342,7 +344,7 @@ fn build<B: BlockMatmulOps>(
         // lookups keep the f32 table.
         (true, None) => match weights {
             WeightFormat::F32 => None,
-            WeightFormat::Native => native(names.embed, [c.vocab_size, h], None)?,
+            WeightFormat::Native | WeightFormat::NativeQ8 => native(names.embed, [c.vocab_size, h], None)?,
             WeightFormat::F16 => Some(Projection::blocks(
                 BlockMatrix::from_f32(GgmlType::F16, c.vocab_size, h, &embed_host.data).map_err(|e| block_error(src.path(), names.embed, e))?,
             )),

@@ -1,6 +1,7 @@
 //! The Llama-family transformer: RMSNorm, RoPE, grouped-query attention, SwiGLU MLP, tied or
 //! untied output embedding.
 
+use redrafter_kernels::block_matmul::Activations;
 use burn::module::Module;
 use burn::nn::{Embedding, RmsNorm};
 use burn::tensor::activation::silu;
@@ -88,19 +89,23 @@ impl<B: Backend> Llama<B> {
         &self.config
     }
 
-    /// Which format each kind of weight is held in, e.g. `Q4_1 projections, Q8_0 head`.
+    /// Which format each kind of weight is held in, e.g. `Q4_1 projections, Q8_0 head`, with
+    /// `, 8-bit activations` where integer blocks meet rounded x rows (`--weights native-q8`).
     pub fn weight_formats(&self) -> String {
         let mut kinds: Vec<String> = Vec::new();
+        let mut q8 = false;
         for l in &self.layers {
             for p in l.projections() {
                 let f = p.format();
+                q8 |= p.activations() == Activations::Q8;
                 if !kinds.contains(&f) {
                     kinds.push(f);
                 }
             }
         }
         let head = self.lm_head.as_ref().map_or("F32".to_string(), |h| h.format());
-        format!("{} projections, {head} head", kinds.join("+"))
+        q8 |= self.lm_head.as_ref().is_some_and(|h| h.activations() == Activations::Q8);
+        format!("{} projections, {head} head{}", kinds.join("+"), if q8 { ", 8-bit activations" } else { "" })
     }
 
     /// Bytes of weight one decode step reads: every projection and the output head.

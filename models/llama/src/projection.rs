@@ -5,6 +5,7 @@ use burn::module::{Module, Param};
 use burn::nn::Linear;
 use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
+use redrafter_kernels::block_matmul::Activations;
 use redrafter_kernels::{BlockMatrix, KernelBackend, block_matmul, skinny_matmul};
 
 /// How the model's weights are held (`--weights`).
@@ -12,8 +13,13 @@ use redrafter_kernels::{BlockMatrix, KernelBackend, block_matmul, skinny_matmul}
 pub enum WeightFormat {
     /// The file's own formats: GGUF blocks (Q8_0, Q4_0, Q4_1, F16, BF16) stay as stored on Flex
     /// (`BlockMatmulOps::host_resident`); F32 tensors, safetensors files and other backends get f32.
+    /// The blocks meet f32 activations ([`Activations::F32`]): the same products as widening
+    /// the file to f32, read from the blocks.
     #[default]
     Native,
+    /// [`Native`](Self::Native) with activations rounded to 8 bits for integer dot products
+    /// ([`Activations::Q8`]), llama.cpp's way: cheaper per weight, different logits.
+    NativeQ8,
     /// Every projection and the output head as F16 blocks (Flex; f32 elsewhere).
     F16,
     /// Everything widened to f32, as dense burn tensors (the reference path).
@@ -24,9 +30,20 @@ impl WeightFormat {
     pub fn name(self) -> &'static str {
         match self {
             Self::Native => "native",
+            Self::NativeQ8 => "native-q8",
             Self::F16 => "f16",
             Self::F32 => "f32",
         }
+    }
+
+    /// Whether a GGUF's own blocks are kept.
+    pub fn keeps_blocks(self) -> bool {
+        matches!(self, Self::Native | Self::NativeQ8)
+    }
+
+    /// What the integer block formats multiply.
+    pub fn activations(self) -> Activations {
+        if self == Self::NativeQ8 { Activations::Q8 } else { Activations::F32 }
     }
 }
 
@@ -35,9 +52,10 @@ impl std::str::FromStr for WeightFormat {
     fn from_str(s: &str) -> Result<Self, String> {
         match s.to_ascii_lowercase().as_str() {
             "native" => Ok(Self::Native),
+            "native-q8" => Ok(Self::NativeQ8),
             "f16" => Ok(Self::F16),
             "f32" => Ok(Self::F32),
-            other => Err(format!("unknown weight format `{other}` (expected native, f16 or f32)")),
+            other => Err(format!("unknown weight format `{other}` (expected native, native-q8, f16 or f32)")),
         }
     }
 }
@@ -79,6 +97,14 @@ impl<B: Backend> Projection<B> {
         match self {
             Self::Dense(_) => "F32".into(),
             Self::Blocks(b) => b.weight.ty().name(),
+        }
+    }
+
+    /// What the weight multiplies: f32 activations, or 8-bit rows for integer dot products.
+    pub fn activations(&self) -> Activations {
+        match self {
+            Self::Dense(_) => Activations::F32,
+            Self::Blocks(b) => b.weight.activations(),
         }
     }
 
