@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use burn::tensor::Tensor;
 use clap::Parser;
 use redrafter::backends::FlexBackend;
+use redrafter::sampling::argmax;
 use redrafter::{Autoregressive, GenerationConfig, Generator};
 use redrafter_io::Message;
 use redrafter_io::fetch::{SMOLLM2_135M_INSTRUCT, fetch};
@@ -46,10 +47,6 @@ fn logits(m: &LoadedModel<B>, tokens: &[u32]) -> Vec<f32> {
     let out = m.model.forward(&BlockInput::causal(&[tokens.to_vec()], &[0], &device), &mut cache);
     let t: Tensor<B, 2> = out.logits.reshape([tokens.len() as i32, -1]);
     t.into_data().convert::<f32>().into_vec::<f32>().expect("f32 logits")
-}
-
-fn argmax(v: &[f32]) -> usize {
-    v.iter().enumerate().fold((0, f32::NEG_INFINITY), |b, (i, &x)| if x > b.1 { (i, x) } else { b }).0
 }
 
 fn main() {

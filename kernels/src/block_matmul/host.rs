@@ -115,26 +115,18 @@ pub fn matmul_with(m: usize, x: &[f32], w: &BlockMatrix, y: &mut [f32], simd: bo
         GgmlType::Q8_0 | GgmlType::Q4_0 | GgmlType::Q4_1 => match w.activations() {
             Activations::Q8 => {
                 let xq = QuantRows::new(m, k, x);
-                let tiles = IntTiles { xq: &xq, w, simd };
-                split_columns(m * n * k, n, &|lo, hi| {
-                    // SAFETY: as above.
-                    unsafe { block_cols(m, n, &tiles, out.get(), lo, hi) }
-                });
+                by_tiles(m, n, k, &IntTiles { xq: &xq, w, simd }, out);
             }
             Activations::F32 => {
                 let rows = super::widen::WideRows::new(w.ty(), m, k, x);
-                let tiles = super::widen::WideTiles { rows: &rows, w, simd };
-                split_columns(m * n * k, n, &|lo, hi| {
-                    // SAFETY: as above.
-                    unsafe { block_cols(m, n, &tiles, out.get(), lo, hi) }
-                });
+                by_tiles(m, n, k, &super::widen::WideTiles { rows: &rows, w, simd }, out);
             }
         },
         other => unreachable!("BlockMatrix::new refuses {other:?}"),
     }
 }
 
-pub(super) fn f16_bits(b: &[u8], at: usize) -> f32 {
+fn f16_bits(b: &[u8], at: usize) -> f32 {
     half::f16::from_le_bytes([b[at], b[at + 1]]).to_f32()
 }
 
@@ -155,10 +147,15 @@ pub(super) fn block_params(ty: GgmlType, blk: &[u8]) -> (f32, f32, usize) {
 
 /// One tile of a block product: weight rows `j..j + J` against x rows `i..i + R`.
 pub(super) trait Tiles: Sync {
-    /// The most x rows a tile takes (register budget: the f32 tiles keep two accumulators per
-    /// output element, the integer tiles one).
-    const MAX_ROWS: usize;
     fn tile<const J: usize, const R: usize>(&self, j: usize, i: usize) -> [[f32; R]; J];
+}
+
+/// `y [m, n]` (at `out`) in tiles, its columns split between threads.
+fn by_tiles<T: Tiles>(m: usize, n: usize, k: usize, tiles: &T, out: SyncPtr) {
+    split_columns(m * n * k, n, &|lo, hi| {
+        // SAFETY: tasks write disjoint column ranges [lo, hi) of every row of y, which is m × n.
+        unsafe { block_cols(m, n, tiles, out.get(), lo, hi) }
+    });
 }
 
 /// Columns `lo..hi` of `y [m, n]` in tiles: one x row against 4 weight rows (decode), up to 4
@@ -167,7 +164,7 @@ pub(super) trait Tiles: Sync {
 ///
 /// # Safety
 /// `y` points at `m × n` floats, and no other task writes columns `lo..hi`.
-pub(super) unsafe fn block_cols<T: Tiles>(m: usize, n: usize, tiles: &T, y: *mut f32, lo: usize, hi: usize) {
+unsafe fn block_cols<T: Tiles>(m: usize, n: usize, tiles: &T, y: *mut f32, lo: usize, hi: usize) {
     let mut j = lo;
     while j < hi {
         let left = hi - j;
@@ -189,11 +186,10 @@ pub(super) unsafe fn block_cols<T: Tiles>(m: usize, n: usize, tiles: &T, y: *mut
             }
             // Every (row, column) is its own accumulator chain whatever tile holds it, so the
             // tile shape is free to follow m; one column step per pass over the rows.
-            let wide = if m == 1 || (m == 2 && T::MAX_ROWS >= 4) { 4 } else { 2 };
+            let wide = if m <= 2 { 4 } else { 2 };
             i += match (left >= wide, wide, m - i) {
                 (true, 4, 1) => tile!(4, 1),
                 (true, 4, _) => tile!(4, 2),
-                (true, _, r) if r >= 2 && T::MAX_ROWS == 2 => tile!(2, 2),
                 (true, _, r) if r >= 4 => tile!(2, 4),
                 (true, _, 3) => tile!(2, 3),
                 (true, _, 2) => tile!(2, 2),
@@ -214,7 +210,6 @@ struct IntTiles<'a> {
 }
 
 impl Tiles for IntTiles<'_> {
-    const MAX_ROWS: usize = 4;
     #[inline(always)]
     fn tile<const J: usize, const R: usize>(&self, j: usize, i: usize) -> [[f32; R]; J] {
         let rows: [&[u8]; J] = std::array::from_fn(|t| self.w.row(j + t));
@@ -273,21 +268,27 @@ fn int_tile_portable<const J: usize, const R: usize>(ty: GgmlType, rows: [&[u8];
     out
 }
 
-/// Formats of the integer kernels, as const parameters so each gets its own loop.
+/// Formats of the block kernels (integer and f32-activation), as const parameters so each gets
+/// its own loop.
 #[cfg(target_arch = "x86_64")]
-const Q8_0: u8 = 0;
+pub(super) const Q8_0: u8 = 0;
 #[cfg(target_arch = "x86_64")]
-const Q4_0: u8 = 1;
+pub(super) const Q4_0: u8 = 1;
 #[cfg(target_arch = "x86_64")]
-const Q4_1: u8 = 2;
+pub(super) const Q4_1: u8 = 2;
+
+/// Panics unless each weight row holds `kb` blocks of `ty`: what the SIMD bodies read unchecked.
+#[cfg(target_arch = "x86_64")]
+pub(super) fn check_rows(ty: GgmlType, rows: &[&[u8]], kb: usize) {
+    let bytes = kb * ty.block().expect("block type").1;
+    assert!(rows.iter().all(|r| r.len() >= bytes), "block row length");
+}
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn int_tile_avx2<const J: usize, const R: usize>(ty: GgmlType, rows: [&[u8]; J], xs: [XRow; R]) -> [[f32; R]; J] {
     let kb = xs[0].d.len();
-    for t in 0..J {
-        assert!(rows[t].len() >= kb * ty.block().expect("block type").1, "block row length");
-    }
+    check_rows(ty, &rows, kb);
     for r in 0..R {
         assert!(xs[r].q.len() >= kb * QK && xs[r].s.len() >= kb, "x row length");
     }

@@ -17,29 +17,34 @@
 //! fixed tree of [`reduce8`]. The portable body does the same arithmetic lane for lane
 //! (`mul_add` where the AVX2 body has an FMA).
 
+use std::borrow::Cow;
+
 use redrafter_io::gguf::{GgmlType, QK};
 
 use super::BlockMatrix;
 use super::host::{Tiles, block_params};
+#[cfg(target_arch = "x86_64")]
+use super::host::{Q4_0, Q4_1, Q8_0, check_rows};
 #[cfg(target_arch = "x86_64")]
 use crate::skinny_matmul::host::hsum;
 use crate::skinny_matmul::host::reduce8;
 
 /// x rows prepared for the f32 tiles: for the 4-bit formats each 32-value block permuted to the
 /// order the unpack produces ([`nibble_at`]), and per block `Σx` (what the minimum multiplies).
-pub(super) struct WideRows {
+/// Q8_0 widens in order, so its rows are borrowed as given.
+pub(super) struct WideRows<'a> {
     k: usize,
-    x: Vec<f32>,
+    x: Cow<'a, [f32]>,
     sx: Vec<f32>,
 }
 
-impl WideRows {
-    pub fn new(ty: GgmlType, m: usize, k: usize, x: &[f32]) -> Self {
+impl<'a> WideRows<'a> {
+    pub fn new(ty: GgmlType, m: usize, k: usize, x: &'a [f32]) -> Self {
         assert!(k % QK == 0 && x.len() == m * k, "f32 block rows: k must be whole blocks");
         let sx = x.chunks_exact(QK).map(|b| b.iter().fold(0f32, |a, v| a + v)).collect();
         let x = match ty {
-            GgmlType::Q8_0 => x.to_vec(),
-            _ => x.chunks_exact(QK).flat_map(|b| (0..QK).map(move |i| b[nibble_at(i / 8, i % 8)])).collect(),
+            GgmlType::Q8_0 => Cow::Borrowed(x),
+            _ => Cow::Owned(x.chunks_exact(QK).flat_map(|b| (0..QK).map(move |i| b[nibble_at(i / 8, i % 8)])).collect()),
         };
         Self { k, x, sx }
     }
@@ -58,13 +63,12 @@ fn nibble_at(g: usize, l: usize) -> usize {
 
 /// The f32-activation tiles.
 pub(super) struct WideTiles<'a> {
-    pub rows: &'a WideRows,
+    pub rows: &'a WideRows<'a>,
     pub w: &'a BlockMatrix,
     pub simd: bool,
 }
 
 impl Tiles for WideTiles<'_> {
-    const MAX_ROWS: usize = 4;
     #[inline(always)]
     fn tile<const J: usize, const R: usize>(&self, j: usize, i: usize) -> [[f32; R]; J] {
         let rows: [&[u8]; J] = std::array::from_fn(|t| self.w.row(j + t));
@@ -132,29 +136,27 @@ fn wide_tile_portable<const J: usize, const R: usize>(ty: GgmlType, rows: [&[u8]
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn wide_tile_avx2<const J: usize, const R: usize>(ty: GgmlType, rows: [&[u8]; J], xs: [(&[f32], &[f32]); R]) -> [[f32; R]; J] {
     let kb = xs[0].1.len();
-    for t in 0..J {
-        assert!(rows[t].len() >= kb * ty.block().expect("block type").1, "block row length");
-    }
+    check_rows(ty, &rows, kb);
     for r in 0..R {
         assert!(xs[r].0.len() >= kb * QK && xs[r].1.len() >= kb, "x row length");
     }
     // SAFETY: the lengths were checked above; the caller checked the target features.
     unsafe {
         match ty {
-            GgmlType::Q8_0 => wide_loop::<J, R, true, 34>(rows, xs, kb),
-            GgmlType::Q4_0 => wide_loop::<J, R, false, 18>(rows, xs, kb),
-            _ => wide_loop::<J, R, false, 20>(rows, xs, kb),
+            GgmlType::Q8_0 => wide_loop::<J, R, Q8_0, 34>(rows, xs, kb),
+            GgmlType::Q4_0 => wide_loop::<J, R, Q4_0, 18>(rows, xs, kb),
+            _ => wide_loop::<J, R, Q4_1, 20>(rows, xs, kb),
         }
     }
 }
 
 /// One tile's blocks in order: per block, each of the J weight rows is widened once to four
-/// 8-lane f32 groups and multiplied with each of the R x rows. `Q8` picks Q8_0; otherwise the
-/// 4-bit formats, told apart by their block size (Q4_1 carries its minimum, Q4_0 does not).
+/// 8-lane f32 groups and multiplied with each of the R x rows; `F` is the format, `BS` its
+/// block size in bytes.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-unsafe fn wide_loop<const J: usize, const R: usize, const Q8: bool, const BS: usize>(rows: [&[u8]; J], xs: [(&[f32], &[f32]); R], kb: usize) -> [[f32; R]; J] {
+unsafe fn wide_loop<const J: usize, const R: usize, const F: u8, const BS: usize>(rows: [&[u8]; J], xs: [(&[f32], &[f32]); R], kb: usize) -> [[f32; R]; J] {
     use std::arch::x86_64::*;
     unsafe {
         let low = _mm256_set1_epi32(0x0f);
@@ -167,14 +169,14 @@ unsafe fn wide_loop<const J: usize, const R: usize, const Q8: bool, const BS: us
                 let blk = wp[t].add(b * BS);
                 // Ahead of use: the next tile's rows start right after this one's.
                 _mm_prefetch::<_MM_HINT_T0>(blk.wrapping_add(J * BS * kb) as *const i8);
-                let (d, mw, q): (f32, f32, [__m256; 4]) = if Q8 {
+                let (d, mw, q): (f32, f32, [__m256; 4]) = if F == Q8_0 {
                     let d = _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(std::ptr::read_unaligned(blk as *const u16) as i32)));
                     let q = std::array::from_fn(|g| _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(blk.add(2 + 8 * g) as *const __m128i))));
                     (d, 0.0, q)
                 } else {
                     let dm = _mm_cvtph_ps(_mm_cvtsi32_si128(std::ptr::read_unaligned(blk as *const u32) as i32));
                     let d = _mm_cvtss_f32(dm);
-                    let mw = if BS == 20 { _mm_cvtss_f32(_mm_shuffle_ps::<1>(dm, dm)) } else { -8.0 * d };
+                    let mw = if F == Q4_1 { _mm_cvtss_f32(_mm_shuffle_ps::<1>(dm, dm)) } else { -8.0 * d };
                     let v = _mm256_srlv_epi32(_mm256_broadcastsi128_si256(_mm_loadu_si128(blk.add(BS - QK / 2) as *const __m128i)), high_half);
                     let q = [
                         _mm256_cvtepi32_ps(_mm256_and_si256(v, low)),
@@ -192,7 +194,7 @@ unsafe fn wide_loop<const J: usize, const R: usize, const Q8: bool, const BS: us
                     s = _mm256_fmadd_ps(q[2], _mm256_loadu_ps(xp.add(16)), s);
                     s = _mm256_fmadd_ps(q[3], _mm256_loadu_ps(xp.add(24)), s);
                     acc[t][r] = _mm256_fmadd_ps(dv, s, acc[t][r]);
-                    if !Q8 {
+                    if F != Q8_0 {
                         min[t][r] = mw.mul_add(*xs[r].1.get_unchecked(b), min[t][r]);
                     }
                 }
