@@ -70,6 +70,8 @@ pub enum BlockMatrixError {
     RaggedRows { ty: String, cols: usize, block: usize },
     /// The byte count does not match `rows × cols` in this format.
     WrongSize { expected: usize, found: usize },
+    /// [`BlockMatrix::select_rows`] was asked for a row the matrix does not have.
+    RowOutOfRange { row: usize, rows: usize },
 }
 
 impl std::fmt::Display for BlockMatrixError {
@@ -80,6 +82,7 @@ impl std::fmt::Display for BlockMatrixError {
                 write!(f, "{ty} rows of {cols} values are not whole blocks of {block}")
             }
             Self::WrongSize { expected, found } => write!(f, "expected {expected} bytes of blocks, found {found}"),
+            Self::RowOutOfRange { row, rows } => write!(f, "row {row} is out of range for a matrix of {rows} rows"),
         }
     }
 }
@@ -154,6 +157,20 @@ impl BlockMatrix {
     /// Row `j`'s blocks.
     pub fn row(&self, j: usize) -> &[u8] {
         &self.data[j * self.row_bytes..][..self.row_bytes]
+    }
+
+    /// The matrix of rows `ids` (in that order), same format and activations: e.g. the output
+    /// head over a drafter's reduced vocabulary. Copies the rows' blocks.
+    pub fn select_rows(&self, ids: &[u32]) -> Result<Self, BlockMatrixError> {
+        let mut data = Vec::with_capacity(ids.len() * self.row_bytes);
+        for &j in ids {
+            let j = j as usize;
+            if j >= self.rows {
+                return Err(BlockMatrixError::RowOutOfRange { row: j, rows: self.rows });
+            }
+            data.extend_from_slice(self.row(j));
+        }
+        Ok(Self { data: data.into(), rows: ids.len(), ..self.clone() })
     }
 
     /// Row `j` widened to f32.
@@ -243,5 +260,26 @@ pub(crate) mod flex {
         let mut y = vec![0f32; m * w.rows()];
         host::matmul(m, xv, w, &mut y);
         Some(FlexTensor::new(Bytes::from_elems(y), Layout::contiguous(Shape::new([m, w.rows()])), DType::F32))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn selected_rows_are_the_rows_in_order() {
+        let (rows, cols) = (5, 64);
+        let values: Vec<f32> = (0..rows * cols).map(|i| ((i * 37 % 101) as f32 - 50.0) / 17.0).collect();
+        for ty in [GgmlType::Q8_0, GgmlType::Q4_1, GgmlType::F16] {
+            let m = BlockMatrix::from_f32(ty, rows, cols, &values).unwrap().with_activations(Activations::Q8);
+            let full = m.dequantize();
+            let sel = m.select_rows(&[4, 0, 2]).unwrap();
+            assert_eq!((sel.rows(), sel.cols(), sel.ty()), (3, cols, ty));
+            assert_eq!(sel.activations(), m.activations());
+            let want: Vec<f32> = [4, 0, 2].iter().flat_map(|&j| full[j * cols..(j + 1) * cols].to_vec()).collect();
+            assert_eq!(sel.dequantize(), want);
+            assert_eq!(m.select_rows(&[1, 5]).unwrap_err(), BlockMatrixError::RowOutOfRange { row: 5, rows });
+        }
     }
 }

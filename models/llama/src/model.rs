@@ -2,8 +2,8 @@
 //! untied output embedding.
 
 use redrafter_kernels::block_matmul::Activations;
-use burn::module::Module;
-use burn::nn::{Embedding, RmsNorm};
+use burn::module::{Module, Param};
+use burn::nn::{Embedding, Linear, RmsNorm};
 use burn::tensor::activation::silu;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
@@ -11,6 +11,8 @@ use burn::tensor::{Int, Tensor, TensorData};
 use redrafter_kernels::{KernelBackend, skinny_matmul, tree_attention};
 
 pub use crate::projection::Projection;
+use crate::projection::BlockLinear;
+use crate::error::ModelError;
 
 use crate::attention::BlockInput;
 use crate::cache::KvCache;
@@ -117,6 +119,30 @@ impl<B: Backend> Llama<B> {
             .sum();
         let head = self.lm_head.as_ref().map_or(self.config.vocab_size * self.config.hidden_size * 4, |h| h.weight_bytes());
         proj + head
+    }
+
+    /// The output head restricted to the vocabulary rows `ids`, in the head's own format (blocks
+    /// stay blocks; a tied dense head becomes the selected embedding rows, read through a
+    /// transposed view): `head_rows(ids).forward_2d(h)` is `logits(h)` at columns `ids`, bit for
+    /// bit. A drafter's reduced draft vocabulary projects through it (docs/drafter.md).
+    pub fn head_rows(&self, ids: &[u32]) -> Result<Projection<B>, ModelError> {
+        let v = self.config.vocab_size;
+        if let Some(&bad) = ids.iter().find(|&&t| t as usize >= v) {
+            return Err(ModelError::InvalidInput(format!("head row {bad} is outside the vocabulary of {v}")));
+        }
+        let device = self.embed.weight.device();
+        let index = || Tensor::<B, 1, Int>::from_data(TensorData::new(ids.iter().map(|&t| t as i64).collect(), [ids.len()]), &device);
+        Ok(match &self.lm_head {
+            Some(Projection::Blocks(b)) => {
+                let rows = b.weight.select_rows(ids).map_err(|e| ModelError::InvalidInput(e.to_string()))?;
+                Projection::Blocks(BlockLinear { weight: rows, bias: b.bias.as_ref().map(|p| Param::from_tensor(p.val().select(0, index()))) })
+            }
+            Some(Projection::Dense(l)) => Projection::Dense(Linear {
+                weight: Param::from_tensor(l.weight.val().select(1, index())),
+                bias: l.bias.as_ref().map(|p| Param::from_tensor(p.val().select(0, index()))),
+            }),
+            None => Projection::Dense(Linear { weight: Param::from_tensor(self.embed.weight.val().select(0, index()).transpose()), bias: None }),
+        })
     }
 
     pub fn new_cache(&self, batch: usize, capacity: usize, device: &B::Device) -> KvCache<B> {
