@@ -16,5 +16,5 @@ pub use error::{IoError, Result};
 pub use gguf::{GgufFile, GgufValue, GgufWriter, GgmlType};
 pub use host::{HostTensor, TensorSource};
 pub use mt_bench::{MtBenchQuestion, load_mt_bench};
-pub use safetensors_dir::{SafetensorsFiles, write_safetensors};
+pub use safetensors_dir::{SafetensorsFiles, write_safetensors, write_safetensors_with_ints};
 pub use tokenizer::TextTokenizer;

@@ -75,6 +75,29 @@ impl SafetensorsFiles {
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.index.keys().map(String::as_str)
     }
+
+    /// An integer tensor (I64, I32, U32 or I16) as i64 values with its shape, e.g. an id map;
+    /// `Ok(None)` when it does not exist.
+    pub fn try_ints(&self, name: &str) -> Result<Option<(Vec<usize>, Vec<i64>)>> {
+        let Some(&i) = self.index.get(name) else { return Ok(None) };
+        let (file, bytes) = &self.shards[i];
+        let st = parse(file, bytes)?;
+        let view = st.tensor(name).map_err(|e| IoError::Safetensors { path: file.clone(), what: e.to_string() })?;
+        let raw = view.data();
+        let data: Vec<i64> = match view.dtype() {
+            Dtype::I64 => raw.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes"))).collect(),
+            Dtype::I32 => raw.chunks_exact(4).map(|c| i32::from_le_bytes(c.try_into().expect("4 bytes")) as i64).collect(),
+            Dtype::U32 => raw.chunks_exact(4).map(|c| u32::from_le_bytes(c.try_into().expect("4 bytes")) as i64).collect(),
+            Dtype::I16 => raw.chunks_exact(2).map(|c| i16::from_le_bytes([c[0], c[1]]) as i64).collect(),
+            other => {
+                return Err(IoError::Safetensors {
+                    path: file.clone(),
+                    what: format!("tensor `{name}` has type {other:?}; an integer tensor (I64, I32, U32 or I16) was expected"),
+                });
+            }
+        };
+        Ok(Some((view.shape().to_vec(), data)))
+    }
 }
 
 impl TensorSource for SafetensorsFiles {
@@ -106,7 +129,12 @@ impl TensorSource for SafetensorsFiles {
 
 /// Writes f32 tensors as one safetensors file (F32 or F16), e.g. for test fixtures and drafter checkpoints.
 pub fn write_safetensors(path: &Path, tensors: &[(&str, &HostTensor)], as_f16: bool) -> Result<()> {
-    let bufs: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
+    write_safetensors_with_ints(path, tensors, &[], as_f16)
+}
+
+/// [`write_safetensors`] plus 1-D I64 tensors (`ints`), e.g. a drafter's draft-vocabulary ids.
+pub fn write_safetensors_with_ints(path: &Path, tensors: &[(&str, &HostTensor)], ints: &[(&str, &[i64])], as_f16: bool) -> Result<()> {
+    let mut bufs: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = tensors
         .iter()
         .map(|(name, t)| {
             let raw = if as_f16 {
@@ -114,14 +142,16 @@ pub fn write_safetensors(path: &Path, tensors: &[(&str, &HostTensor)], as_f16: b
             } else {
                 t.data.iter().flat_map(|v| v.to_le_bytes()).collect()
             };
-            (name.to_string(), t.shape.clone(), raw)
+            (name.to_string(), if as_f16 { Dtype::F16 } else { Dtype::F32 }, t.shape.clone(), raw)
         })
         .collect();
-    let dtype = if as_f16 { Dtype::F16 } else { Dtype::F32 };
+    for (name, v) in ints {
+        bufs.push((name.to_string(), Dtype::I64, vec![v.len()], v.iter().flat_map(|x| x.to_le_bytes()).collect()));
+    }
     let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = bufs
         .iter()
-        .map(|(n, s, raw)| {
-            let v = safetensors::tensor::TensorView::new(dtype, s.clone(), raw).expect("sizes match by construction");
+        .map(|(n, dtype, s, raw)| {
+            let v = safetensors::tensor::TensorView::new(*dtype, s.clone(), raw).expect("sizes match by construction");
             (n.clone(), v)
         })
         .collect();
@@ -146,6 +176,13 @@ mod tests {
 
         write_safetensors(&p, &[("a.weight", &t)], true).unwrap();
         assert_eq!(SafetensorsFiles::open(&dir).unwrap().tensor("a.weight").unwrap(), t);
+
+        write_safetensors_with_ints(&p, &[("a.weight", &t)], &[("ids", &[3, 1 << 40, -2])], false).unwrap();
+        let st = SafetensorsFiles::open(&dir).unwrap();
+        assert_eq!(st.try_ints("ids").unwrap(), Some((vec![3], vec![3, 1 << 40, -2])));
+        assert_eq!(st.try_ints("nope").unwrap(), None);
+        assert!(st.try_ints("a.weight").unwrap_err().to_string().contains("integer tensor"));
+        assert!(st.tensor("ids").is_err(), "an id map is not a float tensor");
 
         let bytes = std::fs::read(&p).unwrap();
         std::fs::write(&p, &bytes[..bytes.len() - 3]).unwrap();
