@@ -87,9 +87,15 @@ pub fn beam_search<B: KernelBackend>(
     let ctx = hidden.select(0, index::<B>((0..rows * w).map(|x| (x / w) as i64).collect(), &device));
     for step in 0..c {
         let (logq, ids) = warp_top_k(logits.clone(), w);
+        // A reduced draft vocabulary scores draft ids; beams hold the LLM's token ids.
+        let ids = match drafter.draft_vocab() {
+            Some(v) => v.to_tokens(ids),
+            None => ids,
+        };
         let merged = beam_merge(scores, logq, ids, beams);
         if keep_hist {
-            hist = extend_hist(&hist, logits.clone(), merged.rows.clone(), w, step == 0);
+            let map = drafter.draft_vocab().map(|v| v.token_ids());
+            hist = extend_hist(&hist, logits.clone(), merged.rows.clone(), w, step == 0, map);
         }
         scores = merged.scores;
         beams = merged.beams;
@@ -105,13 +111,15 @@ pub fn beam_search<B: KernelBackend>(
 }
 
 /// Sampling mode: each child's history is its parent's plus the warped distribution of the
-/// candidate row it came from. Reads the step's logits and source rows back.
+/// candidate row it came from, over token ids (`map` turns draft ids into them). Reads the
+/// step's logits and source rows back.
 fn extend_hist<B: Backend>(
     hist: &[Vec<SparseLogProbs>],
     logits: Tensor<B, 2>,
     src: Tensor<B, 2, Int>,
     width: usize,
     first: bool,
+    map: Option<&[u32]>,
 ) -> Vec<Vec<SparseLogProbs>> {
     let v = logits.dims()[1];
     let host = logits.into_data().convert::<f32>().into_vec::<f32>().expect("converted to f32");
@@ -119,7 +127,13 @@ fn extend_hist<B: Backend>(
     let mut dists: Vec<Option<SparseLogProbs>> = vec![None; host.len() / v];
     src.iter()
         .map(|&s| {
-            let d = dists[s].get_or_insert_with(|| warp(&host[s * v..(s + 1) * v], width, true).dist.expect("kept"));
+            let d = dists[s].get_or_insert_with(|| {
+                let mut d = warp(&host[s * v..(s + 1) * v], width, true).dist.expect("kept");
+                if let Some(map) = map {
+                    d.tokens.iter_mut().for_each(|t| *t = map[*t as usize]);
+                }
+                d
+            });
             // Candidate row s is the parent beam's global index, except at the first step (no history yet).
             let mut h = if first { vec![] } else { hist[s].clone() };
             h.push(d.clone());

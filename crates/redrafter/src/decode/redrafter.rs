@@ -53,6 +53,7 @@ impl<B: KernelBackend> DraftSource<B> for Drafter<B> {
 
     fn draft(&mut self, model: &Llama<B>, state: &DecodeState<B>, width: usize, len: usize, keep_hist: bool)
     -> Result<Drafts<B>, DecodeError> {
+        self.bind(model)?;
         Ok(Drafts::Device(beam_search(self, model, state.hidden.clone(), &state.pending, width, len, keep_hist)))
     }
 }

@@ -5,10 +5,10 @@
 use std::path::{Path, PathBuf};
 
 use burn::tensor::backend::Backend;
-use redrafter_io::{HostTensor, IoError, SafetensorsFiles, TensorSource, write_safetensors};
+use redrafter_io::{HostTensor, IoError, SafetensorsFiles, TensorSource, write_safetensors_with_ints};
 use redrafter_llama::torch_layout::{linear_from_torch, linear_to_torch};
 
-use super::{Drafter, DrafterConfig, DrafterError, ResBlock, expected_shapes};
+use super::{DRAFT_VOCAB_TENSOR, DraftVocab, Drafter, DrafterConfig, DrafterError, ResBlock, expected_shapes};
 
 /// Other names under which the tensor `name` has been saved.
 fn aliases(name: &str) -> Vec<String> {
@@ -98,6 +98,26 @@ pub fn load_drafter<B: Backend>(path: &Path, device: &B::Device) -> Result<Draft
         })
         .collect::<Result<Vec<_>, DrafterError>>()?;
     let lm_head = lin(&format!("lm_head.{n}.weight"), None)?;
+    let vocab = match config.draft_vocab_size {
+        None => None,
+        Some(k) => {
+            let name = DRAFT_VOCAB_TENSOR;
+            let (shape, ids) = src
+                .try_ints(name)?
+                .ok_or_else(|| IoError::MissingTensor { path: src.path().to_path_buf(), tensor: name.to_string() })?;
+            if shape != [k] {
+                return Err(IoError::ShapeMismatch { path: src.path().to_path_buf(), tensor: name.into(), expected: vec![k], found: shape }.into());
+            }
+            let v = config.vocab_size;
+            let ids: Vec<u32> = ids
+                .iter()
+                .map(|&t| u32::try_from(t).ok().filter(|&t| (t as usize) < v).ok_or(t))
+                .collect::<Result<_, i64>>()
+                .map_err(|t| DrafterError::InvalidConfig(format!("{}: `{name}` holds {t}, outside the vocabulary of {v}", dir.display())))?;
+            used.push(name.to_string());
+            Some(DraftVocab::new(ids, v, device).map_err(|e| DrafterError::InvalidConfig(format!("{}: {e}", dir.display())))?)
+        }
+    };
 
     // A tensor nobody reads means the config does not describe this file (e.g. `rnn` or
     // `num_draft_layers` is wrong): refuse rather than silently drop weights.
@@ -109,7 +129,7 @@ pub fn load_drafter<B: Backend>(path: &Path, device: &B::Device) -> Result<Draft
             unused.len()
         )));
     }
-    Ok(Drafter { rnn_w, rnn_u, input_proj, blocks, lm_head, config })
+    Ok(Drafter { rnn_w, rnn_u, input_proj, blocks, lm_head, vocab, config })
 }
 
 /// Writes `config.json` and `model.safetensors` (f32, or f16 to halve the size) into `dir`.
@@ -135,7 +155,9 @@ pub fn save_drafter<B: Backend>(drafter: &Drafter<B>, dir: &Path, as_f16: bool) 
     }
     push(&format!("lm_head.{}", drafter.blocks.len()), &drafter.lm_head);
     let refs: Vec<(&str, &HostTensor)> = tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
-    write_safetensors(&dir.join("model.safetensors"), &refs, as_f16)?;
+    let ids: Vec<i64> = drafter.vocab.as_ref().map_or(vec![], |v| v.token_ids().iter().map(|&t| t as i64).collect());
+    let ints: Vec<(&str, &[i64])> = if drafter.vocab.is_some() { vec![(DRAFT_VOCAB_TENSOR, &ids)] } else { vec![] };
+    write_safetensors_with_ints(&dir.join("model.safetensors"), &refs, &ints, as_f16)?;
     let cfg = dir.join("config.json");
     let mut json = drafter.config.to_json();
     json["torch_dtype"] = if as_f16 { "float16" } else { "float32" }.into();

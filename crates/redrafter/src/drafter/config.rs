@@ -31,6 +31,10 @@ pub struct DrafterConfig {
     /// output embedding instead of an E→V matrix. Apple's code cannot load such a drafter.
     #[serde(default, skip_serializing_if = "is_false")]
     pub tied_lm_head: bool,
+    /// Ours, not Apple's: the drafter scores only K tokens, whose full-vocabulary ids are the
+    /// checkpoint's `draft_vocab_ids` tensor (docs/drafter.md, "Reduced draft vocabulary").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub draft_vocab_size: Option<usize>,
 }
 
 fn minus_one() -> i64 {
@@ -58,6 +62,7 @@ impl DrafterConfig {
             emb_norm: false,
             rms_norm_eps: 1e-5,
             tied_lm_head: false,
+            draft_vocab_size: None,
         }
     }
 
@@ -70,9 +75,9 @@ impl DrafterConfig {
         self.exit_dim != 2 * self.hidden_size
     }
 
-    /// Output width of the final projection: V, or H for the tied head.
+    /// Output width of the final projection: V (K with a draft vocabulary), or H for the tied head.
     pub fn head_out(&self) -> usize {
-        if self.tied_lm_head { self.hidden_size } else { self.vocab_size }
+        if self.tied_lm_head { self.hidden_size } else { self.draft_vocab_size.unwrap_or(self.vocab_size) }
     }
 
     pub fn validate(&self) -> Result<(), DrafterError> {
@@ -85,6 +90,14 @@ impl DrafterConfig {
         }
         if self.exit_dim == 0 {
             return bad("exit_dim must be positive");
+        }
+        if let Some(k) = self.draft_vocab_size {
+            if k == 0 || k > self.vocab_size {
+                return Err(DrafterError::InvalidConfig(format!(
+                    "draft_vocab_size {k} must be between 1 and vocab_size {}",
+                    self.vocab_size
+                )));
+            }
         }
         Ok(())
     }

@@ -3,12 +3,13 @@
 
 mod checkpoint;
 mod config;
+pub mod vocab;
 
 use burn::module::Module;
 use burn::nn::Linear;
 use burn::tensor::activation::silu;
 use burn::tensor::backend::Backend;
-use burn::tensor::{Int, Tensor};
+use burn::tensor::{Int, Tensor, TensorData};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use redrafter_io::{HostTensor, IoError};
@@ -17,6 +18,7 @@ use redrafter_llama::{KernelBackend, Llama, LlamaConfig};
 
 pub use checkpoint::{load_drafter, save_drafter};
 pub use config::DrafterConfig;
+pub use vocab::DraftVocab;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DrafterError {
@@ -50,8 +52,11 @@ pub struct Drafter<B: Backend> {
     /// 2H→E, present iff E ≠ 2H.
     pub input_proj: Option<Linear<B>>,
     pub blocks: Vec<ResBlock<B>>,
-    /// E→V, or E→H before the LLM's output embedding when `tied_lm_head`.
+    /// E→V (E→K with a draft vocabulary), or E→H before the LLM's output embedding when
+    /// `tied_lm_head`.
     pub lm_head: Linear<B>,
+    /// The reduced draft vocabulary, when `config.draft_vocab_size` is set.
+    pub vocab: Option<DraftVocab<B>>,
     #[module(skip)]
     pub config: DrafterConfig,
 }
@@ -78,7 +83,59 @@ impl<B: Backend> Drafter<B> {
         let input_proj = config.has_input_proj().then(|| lin(2 * h, e, true));
         let blocks = (0..config.num_draft_layers).map(|_| ResBlock { linear: lin(e, e, true) }).collect();
         let lm_head = lin(e, config.head_out(), false);
-        Ok(Self { rnn_w, rnn_u, input_proj, blocks, lm_head, config })
+        Ok(Self { rnn_w, rnn_u, input_proj, blocks, lm_head, vocab: None, config })
+    }
+
+    /// The reduced draft vocabulary, if any.
+    pub fn draft_vocab(&self) -> Option<&DraftVocab<B>> {
+        self.vocab.as_ref()
+    }
+
+    /// Width of [`logits`](Self::logits): K with a draft vocabulary, else V.
+    pub fn draft_vocab_size(&self) -> usize {
+        self.config.draft_vocab_size.unwrap_or(self.config.vocab_size)
+    }
+
+    /// This drafter drafting over the tokens `ids` only (FR-Spec's training-free reduction): a
+    /// tied head keeps its weights and projects through those rows of the LLM's head; an own
+    /// E→V head keeps those of its rows. A drafter that already has a vocabulary is reduced
+    /// within it (`ids` are full-vocabulary ids and must all be in it).
+    pub fn with_draft_vocab(mut self, mut ids: Vec<u32>) -> Result<Self, DrafterError> {
+        ids.sort_unstable();
+        ids.dedup();
+        let device = self.lm_head.weight.device();
+        let vocab = DraftVocab::new(ids, self.config.vocab_size, &device)?;
+        if !self.config.tied_lm_head {
+            // Columns of burn's [E, out] weight; positions in the current head's numbering.
+            let cols: Vec<i64> = vocab
+                .token_ids()
+                .iter()
+                .map(|&t| match &self.vocab {
+                    Some(old) => old.draft_id(t).map(|d| d as i64).ok_or(t),
+                    None => Ok(t as i64),
+                })
+                .collect::<Result<_, u32>>()
+                .map_err(|t| DrafterError::InvalidConfig(format!("token {t} is not in the drafter's draft vocabulary")))?;
+            let n = cols.len();
+            let cols = Tensor::<B, 1, Int>::from_data(TensorData::new(cols, [n]), &device);
+            self.lm_head.weight = burn::module::Param::from_tensor(self.lm_head.weight.val().select(1, cols));
+        }
+        self.config.draft_vocab_size = Some(vocab.len());
+        self.vocab = Some(vocab);
+        Ok(self)
+    }
+
+    /// A tied drafter without its draft vocabulary: it scores the whole vocabulary again (the
+    /// weights do not change). An own-head drafter cannot grow rows it does not have.
+    pub fn with_full_vocab(mut self) -> Result<Self, DrafterError> {
+        if self.vocab.is_some() && !self.config.tied_lm_head {
+            return Err(DrafterError::InvalidConfig(
+                "a drafter with its own reduced E→K head has no weights for the other tokens".into(),
+            ));
+        }
+        self.vocab = None;
+        self.config.draft_vocab_size = None;
+        Ok(self)
     }
 
     /// Checks that this drafter was built for an LLM of this shape.
@@ -122,7 +179,8 @@ impl<B: Backend> Drafter<B> {
 
 /// The tied head projects through the LLM's vocabulary head, a fused op (see `redrafter_kernels`).
 impl<B: KernelBackend> Drafter<B> {
-    /// Drafter logits [.., V] from the LLM context `h` [.., H] (post-final-norm) and RNN state `s`.
+    /// Drafter logits [.., V] from the LLM context `h` [.., H] (post-final-norm) and RNN state `s`;
+    /// [.., K] over draft ids with a draft vocabulary ([`DraftVocab::to_tokens`] maps them).
     pub fn logits<const D: usize>(&self, llm: &Llama<B>, h: Tensor<B, D>, s: Tensor<B, D>) -> Tensor<B, D> {
         let mut z = Tensor::cat(vec![h, s], D - 1);
         if let Some(p) = &self.input_proj {
@@ -132,7 +190,33 @@ impl<B: KernelBackend> Drafter<B> {
             z = block.forward(z);
         }
         let out = self.lm_head.forward(z);
-        if self.config.tied_lm_head { llm.logits(out) } else { out }
+        if !self.config.tied_lm_head {
+            return out;
+        }
+        match &self.vocab {
+            None => llm.logits(out),
+            Some(vocab) => {
+                let mut dims = out.dims();
+                let hs = dims[D - 1];
+                let rows = out.shape().num_elements() / hs;
+                dims[D - 1] = vocab.len();
+                vocab.logits(llm, out.reshape([rows, hs])).reshape(dims)
+            }
+        }
+    }
+
+    /// Takes the LLM head's rows for a tied drafter's draft vocabulary once, so that draft steps
+    /// do not select them per product. Beam search binds on first use; a no-op otherwise.
+    pub fn bind(&mut self, llm: &Llama<B>) -> Result<(), DrafterError> {
+        if !self.config.tied_lm_head {
+            return Ok(());
+        }
+        if let Some(vocab) = self.vocab.as_mut() {
+            if vocab.head.is_none() {
+                vocab.head = Some(llm.head_rows(vocab.token_ids()).map_err(|e| DrafterError::InvalidConfig(e.to_string()))?);
+            }
+        }
+        Ok(())
     }
 }
 
@@ -156,4 +240,7 @@ pub(crate) fn expected_shapes(c: &DrafterConfig) -> Vec<(String, Vec<usize>)> {
     v.push((format!("lm_head.{n}.weight"), vec![c.head_out(), e]));
     v
 }
+
+/// The checkpoint tensor holding the draft vocabulary's full-vocabulary ids ([K], I64).
+pub(crate) const DRAFT_VOCAB_TENSOR: &str = "draft_vocab_ids";
 
