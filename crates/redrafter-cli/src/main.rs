@@ -2,6 +2,7 @@
 
 mod default_drafter;
 mod distill;
+mod draft_vocab;
 mod generate;
 mod model_path;
 mod train;
@@ -23,6 +24,8 @@ enum Command {
     Train(train::TrainArgs),
     /// Distillation data: the LLM's own greedy answers to conversation prompts, as a JSONL for `train --data`.
     DistillData(distill::DistillArgs),
+    /// Give a drafter a reduced draft vocabulary (the K most frequent answer tokens of a corpus), or remove it.
+    DraftVocab(draft_vocab::DraftVocabArgs),
 }
 
 fn main() {
@@ -31,6 +34,7 @@ fn main() {
         Command::Generate(args) => generate::run(args),
         Command::Train(args) => train::run(args),
         Command::DistillData(args) => distill::run(args),
+        Command::DraftVocab(args) => draft_vocab::run(args),
     };
     if let Err(e) = result {
         eprintln!("error: {e}");
