@@ -97,7 +97,11 @@ impl BackendTask for Measure {
         // No stop at EOS: every row decodes `new_tokens`, so batches do the same work per row.
         let cfg = GenerationConfig { max_new_tokens: self.new_tokens, ..Default::default() };
         let mut strategy: Box<dyn Strategy<B>> = match &self.drafter {
-            Some((dir, beams)) => Box::new(ReDrafter::new(load_drafter::<B>(dir, &device).expect("drafter"), *beams).expect("beams")),
+            Some((dir, beams)) => {
+                let mut d = load_drafter::<B>(dir, &device).expect("drafter");
+                d.bind(&m.model).expect("bind the draft vocabulary");
+                Box::new(ReDrafter::new(d, *beams).expect("beams"))
+            }
             None => Box::new(Autoregressive),
         };
         // Warm-up: first-touch allocations and (on cubecl) kernel compilation.

@@ -59,6 +59,13 @@ struct Result {
     mismatches: usize,
     acceptance_by_position: Vec<f64>,
     tree_compression: f64,
+    /// Milliseconds per ReDrafter step in each phase (draft, tree, verify, accept).
+    phase_ms_per_step: Vec<(String, f64)>,
+    /// Milliseconds per autoregressive decode step (prefill excluded).
+    ar_ms_per_step: f64,
+    /// ReDrafter decode seconds per step over autoregressive decode seconds per step: the τ at
+    /// which ReDrafter breaks even.
+    break_even_tau: f64,
 }
 
 struct Bench(Args);
@@ -83,7 +90,9 @@ impl BackendTask for Bench {
             .iter()
             .map(|spec| {
                 let (name, dir) = spec.split_once('=').expect("--drafter name=dir");
-                (name.to_string(), load_drafter::<B>(dir.as_ref(), &device).expect("load drafter"))
+                let mut d = load_drafter::<B>(dir.as_ref(), &device).expect("load drafter");
+                d.bind(&m.model).expect("bind the draft vocabulary");
+                (name.to_string(), d)
             })
             .collect();
         let grids: Vec<(usize, usize)> = a
@@ -99,6 +108,9 @@ impl BackendTask for Bench {
         let configs: Vec<(usize, usize, usize)> =
             (0..drafters.len()).flat_map(|d| grids.iter().map(move |&(w, l)| (d, w, l))).collect();
         let mut totals = vec![(0.0f64, 0usize, 0usize, 0usize, vec![0.0; 8], 0.0f64); configs.len()];
+        let mut phases: Vec<Vec<(String, f64)>> = vec![vec![]; configs.len()];
+        let mut decode_seconds = vec![0.0f64; configs.len()];
+        let (mut ar_step_seconds, mut ar_steps) = (0.0, 0usize);
         let mut ar_seconds = 0.0;
         let mut tokens = 0;
         for (i, p) in prompts.iter().enumerate() {
@@ -106,6 +118,8 @@ impl BackendTask for Bench {
             let ar = g.generate(&mut Autoregressive, std::slice::from_ref(p), &cfg, None).expect("autoregressive");
             ar_seconds += t0.elapsed().as_secs_f64();
             tokens += ar.rows[0].tokens.len();
+            ar_step_seconds += ar.stats.decode_seconds;
+            ar_steps += ar.stats.steps;
             for (c, &(d, w, l)) in configs.iter().enumerate() {
                 let mut s = ReDrafter::new(drafters[d].1.clone(), BeamConfig { width: w, length: l }).expect("beam config");
                 let t0 = Instant::now();
@@ -119,13 +133,26 @@ impl BackendTask for Bench {
                     t.4[k] += x * out.stats.steps as f64;
                 }
                 t.5 += out.stats.tree_compression * out.stats.steps as f64;
+                decode_seconds[c] += out.stats.decode_seconds;
+                for (name, secs) in &out.stats.phase_seconds {
+                    match phases[c].iter_mut().find(|(n, _)| n == name) {
+                        Some((_, s)) => *s += secs,
+                        None => phases[c].push((name.clone(), *secs)),
+                    }
+                }
             }
             eprintln!("prompt {}/{}: AR {:.1} s so far", i + 1, prompts.len(), ar_seconds);
         }
+        let ar_ms = 1e3 * ar_step_seconds / ar_steps.max(1) as f64;
         configs
             .iter()
             .zip(totals)
-            .map(|(&(d, w, l), (secs, committed, steps, mismatches, acc, comp))| Result {
+            .zip(phases)
+            .zip(decode_seconds)
+            .map(|(((&(d, w, l), (secs, committed, steps, mismatches, acc, comp)), phases), decode)| {
+                let per_step: Vec<(String, f64)> = phases.into_iter().map(|(n, s)| (n, 1e3 * s / steps.max(1) as f64)).collect();
+                let step_ms = 1e3 * decode / steps.max(1) as f64;
+                Result {
                 drafter: drafters[d].0.clone(),
                 width: w,
                 length: l,
@@ -137,7 +164,10 @@ impl BackendTask for Bench {
                 mismatches,
                 acceptance_by_position: acc.iter().take(l - 1).map(|x| x / steps.max(1) as f64).collect(),
                 tree_compression: comp / steps.max(1) as f64,
-            })
+                break_even_tau: step_ms / ar_ms,
+                phase_ms_per_step: per_step,
+                ar_ms_per_step: ar_ms,
+            }})
             .collect()
     }
 }
@@ -158,13 +188,14 @@ fn main() {
     }
     let title = format!("MT-Bench, {} prompts, greedy, {} ({})", args.prompts, args.backend, args.grids);
     std::fs::write(args.out.join("mt_bench.svg"), line_chart(&title, "grid index (see --grids)", "speedup / tau", &series)).expect("write svg");
-    println!("| drafter | W×L | τ | speedup | ReDrafter s | AR s | mismatches | acceptance by position |");
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("| drafter | W×L | τ | speedup | ReDrafter s | AR s | mismatches | acceptance by position | ms/step (AR ms/step) | break-even τ |");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     for r in &results {
         let acc: Vec<String> = r.acceptance_by_position.iter().map(|x| format!("{x:.2}")).collect();
+        let ph: Vec<String> = r.phase_ms_per_step.iter().map(|(n, ms)| format!("{n} {ms:.1}")).collect();
         println!(
-            "| {} | {}×{} | {:.2} | {:.2}x | {:.1} | {:.1} | {} | {} |",
-            r.drafter, r.width, r.length, r.tau, r.speedup, r.seconds, r.ar_seconds, r.mismatches, acc.join(" ")
+            "| {} | {}×{} | {:.2} | {:.2}x | {:.1} | {:.1} | {} | {} | {} ({:.1}) | {:.2} |",
+            r.drafter, r.width, r.length, r.tau, r.speedup, r.seconds, r.ar_seconds, r.mismatches, acc.join(" "), ph.join(", "), r.ar_ms_per_step, r.break_even_tau
         );
     }
 }
