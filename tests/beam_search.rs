@@ -37,6 +37,11 @@ fn brute_force<B: KernelBackend>(
     l: usize,
 ) -> (Vec<u32>, Vec<SparseLogProbs>) {
     let (rows, device) = (g0.len(), hidden.device());
+    // A reduced draft vocabulary scores draft ids; beams and distributions hold token ids.
+    let map: Vec<u32> = match d.draft_vocab() {
+        Some(v) => v.token_ids().to_vec(),
+        None => (0..llm.config().vocab_size as u32).collect(),
+    };
     let mut beams: Vec<Vec<u32>> = (0..rows * w).map(|x| vec![g0[x / w]]).collect();
     let mut hist: Vec<Vec<SparseLogProbs>> = vec![vec![]; rows * w];
     let mut scores: Vec<f32> = (0..rows * w).map(|x| if x % w == 0 { 0.0 } else { LOG_ZERO }).collect();
@@ -47,7 +52,14 @@ fn brute_force<B: KernelBackend>(
     for step in 0..l - 1 {
         let logits = to_vec(d.logits(llm, ctx.clone(), state.clone()));
         let v = logits.len() / (rows * w);
-        let rows_warped: Vec<(Vec<f32>, SparseLogProbs)> = logits.chunks(v).map(warped).collect();
+        let rows_warped: Vec<(Vec<f32>, SparseLogProbs)> = logits
+            .chunks(v)
+            .map(|row| {
+                let (logq, mut sparse) = warped(row);
+                sparse.tokens.iter_mut().for_each(|t| *t = map[*t as usize]);
+                (logq, sparse)
+            })
+            .collect();
         let mut parents = vec![];
         let (mut next_beams, mut next_hist, mut next_scores) = (vec![], vec![], vec![]);
         for r in 0..rows {
@@ -61,7 +73,7 @@ fn brute_force<B: KernelBackend>(
             for &(score, i, t) in &all[..w] {
                 let p = r * w + i;
                 parents.push(p as i64);
-                next_beams.push([beams[p].clone(), vec![t]].concat());
+                next_beams.push([beams[p].clone(), vec![map[t as usize]]].concat());
                 let mut h = hist[p].clone();
                 h.push(rows_warped[p].1.clone());
                 next_hist.push(h);
@@ -87,14 +99,28 @@ fn beam_search_matches_a_full_sort<B: KernelBackend>(device: B::Device) {
     let last = ids::<B>(vec![3, 4 + 1, 8], &device);
     let hidden = h.reshape([12, cfg.hidden_size]).select(0, last);
     let g0 = [17, 200, 3];
-    for (v, dc) in [
-        DrafterConfig::for_llm(cfg.vocab_size, cfg.hidden_size),
-        DrafterConfig { rnn: false, num_draft_layers: 2, ..DrafterConfig::for_llm(cfg.vocab_size, cfg.hidden_size) },
+    // Draft vocabularies: every third token (ties of the warp then break on draft ids, which
+    // follow token ids), and 60 tokens, close to the warp's 50.
+    let thirds: Vec<u32> = (0..cfg.vocab_size as u32).step_by(3).collect();
+    let sixty: Vec<u32> = (0..60).map(|i| (i * 37 % cfg.vocab_size) as u32).collect();
+    for (v, (dc, vocab)) in [
+        (DrafterConfig::for_llm(cfg.vocab_size, cfg.hidden_size), None),
+        (DrafterConfig { rnn: false, num_draft_layers: 2, ..DrafterConfig::for_llm(cfg.vocab_size, cfg.hidden_size) }, None),
+        (DrafterConfig::for_llm(cfg.vocab_size, cfg.hidden_size), Some(thirds.clone())),
+        (DrafterConfig { exit_dim: 48, ..DrafterConfig::for_llm(cfg.vocab_size, cfg.hidden_size) }.with_tied_lm_head(true), Some(thirds)),
+        (DrafterConfig::for_llm(cfg.vocab_size, cfg.hidden_size).with_tied_lm_head(true), Some(sixty)),
     ]
     .into_iter()
     .enumerate()
     {
-        let d = Drafter::<B>::random(dc, 7 + v as u64, &device).unwrap();
+        let mut d = Drafter::<B>::random(dc, 7 + v as u64, &device).unwrap();
+        if let Some(ids) = vocab {
+            d = d.with_draft_vocab(ids).unwrap();
+            // Bound or not, the tied head's rows give the same beams.
+            if v == 4 {
+                d.bind(&m.model).unwrap();
+            }
+        }
         for (w, l) in [(1, 2), (1, 4), (2, 3), (4, 4), (8, 3)] {
             let what = format!("drafter {v} W {w} L {l}");
             let (want, want_hist) = brute_force(&d, &m.model, hidden.clone(), &g0, w, l);
@@ -102,6 +128,10 @@ fn beam_search_matches_a_full_sort<B: KernelBackend>(device: B::Device) {
             assert_eq!(got.tokens.dims(), [3, w, l], "{what}");
             let tokens: Vec<u32> = got.tokens.clone().into_data().iter::<i64>().map(|t| t as u32).collect();
             assert_eq!(tokens, want, "{what}: beams");
+            if let Some(vocab) = d.draft_vocab() {
+                let drafted = (0..tokens.len()).filter(|i| i % l != 0).map(|i| tokens[i]);
+                assert!(drafted.clone().all(|t| vocab.draft_id(t).is_some()), "{what}: a drafted token outside the draft vocabulary");
+            }
             let hist = got.hist.expect("kept");
             assert_eq!(hist.len(), want_hist.len(), "{what}: one distribution per drafted token");
             for (i, (a, b)) in hist.iter().zip(&want_hist).enumerate() {

@@ -165,4 +165,107 @@ fn bad_drafter_files_get_clear_errors<B: KernelBackend>(device: B::Device) {
     assert!(other.check_compatible(lc).unwrap_err().to_string().contains("hidden size is 32"));
 }
 
-backend_tests!(drafter_forward_matches_spec_formulas, checkpoint_round_trip_and_legacy_names, bad_drafter_files_get_clear_errors);
+/// A reduced draft vocabulary: the drafter's logits are the full drafter's at the K ids (tied
+/// head through the LLM head's rows, bound or not, on dense and block weights; own head through
+/// its kept rows), they survive a save/load round trip, and `--full` gives the full drafter back.
+fn draft_vocabulary_selects_the_full_logits<B: KernelBackend>(device: B::Device) {
+    for (seed, ty) in [(44, GgmlType::F32), (45, GgmlType::Q8_0)] {
+        let m = tiny_gguf_model::<B>(seed, ty, &device);
+        let lc = m.model.config();
+        let ids: Vec<u32> = (0..lc.vocab_size as u32).filter(|t| t % 3 != 1).collect();
+        let h = Tensor::<B, 2>::ones([2, lc.hidden_size], &device) * 0.3;
+        let toks = Tensor::<B, 1, Int>::from_data(TensorData::new(vec![4i64, 9], [2]), &device);
+        for cfg in [
+            DrafterConfig::for_llm(lc.vocab_size, lc.hidden_size),
+            DrafterConfig { exit_dim: 32, num_draft_layers: 1, ..DrafterConfig::for_llm(lc.vocab_size, lc.hidden_size) }
+                .with_tied_lm_head(true),
+        ] {
+            let what = format!("{ty:?} tied {}", cfg.tied_lm_head);
+            let full = Drafter::<B>::random(cfg.clone(), 5, &device).unwrap();
+            let logits = |d: &Drafter<B>| to_vec(d.logits(&m.model, h.clone(), d.advance(&m.model, None, toks.clone())));
+            let all = logits(&full);
+            let v = lc.vocab_size;
+            let want: Vec<f32> = (0..2).flat_map(|r| ids.iter().map(move |&t| (r, t))).map(|(r, t)| all[r * v + t as usize]).collect();
+            // Unsorted and repeated ids are normalised (sorted, deduplicated).
+            let mut shuffled = ids.clone();
+            shuffled.reverse();
+            shuffled.push(ids[0]);
+            let mut d = full.clone().with_draft_vocab(shuffled).unwrap();
+            assert_eq!(d.draft_vocab_size(), ids.len(), "{what}");
+            assert_eq!(d.draft_vocab().unwrap().token_ids(), &ids[..], "{what}");
+            assert_close(&logits(&d), &want, 1e-5, &format!("{what}: reduced"));
+            d.bind(&m.model).unwrap();
+            assert_close(&logits(&d), &want, 1e-5, &format!("{what}: bound"));
+
+            let dir = temp_dir("drafter-vocab");
+            save_drafter(&d, &dir, false).unwrap();
+            let back = load_drafter::<B>(&dir, &device).unwrap();
+            assert_eq!(back.config(), d.config(), "{what}");
+            assert_eq!(back.config().draft_vocab_size, Some(ids.len()));
+            assert_close(&logits(&back), &want, 1e-5, &format!("{what}: round trip"));
+            // Reducing again within the vocabulary keeps a subset of the same logits.
+            let sub: Vec<u32> = ids.iter().copied().step_by(2).collect();
+            let want_sub: Vec<f32> = (0..2).flat_map(|r| sub.iter().map(move |&t| (r, t))).map(|(r, t)| all[r * v + t as usize]).collect();
+            assert_close(&logits(&back.clone().with_draft_vocab(sub).unwrap()), &want_sub, 1e-5, &format!("{what}: nested"));
+            if cfg.tied_lm_head {
+                assert_close(&logits(&back.with_full_vocab().unwrap()), &all, 1e-5, &format!("{what}: full again"));
+            } else {
+                let e = back.clone().with_full_vocab().unwrap_err().to_string();
+                assert!(e.contains("no weights for the other tokens"), "{e}");
+                let e = back.with_draft_vocab(vec![1]).unwrap_err().to_string();
+                assert!(e.contains("token 1 is not in"), "{e}");
+            }
+        }
+        let d = Drafter::<B>::random(DrafterConfig::for_llm(lc.vocab_size, lc.hidden_size), 1, &device).unwrap();
+        let e = d.with_draft_vocab(vec![3, lc.vocab_size as u32]).unwrap_err().to_string();
+        assert!(e.contains("outside the vocabulary"), "{e}");
+    }
+}
+
+/// Damaged draft vocabularies in a checkpoint are refused with the reason.
+fn bad_draft_vocabularies_get_clear_errors<B: KernelBackend>(device: B::Device) {
+    let m = tiny_gguf_model::<B>(46, GgmlType::F32, &device);
+    let lc = m.model.config();
+    let cfg = DrafterConfig::for_llm(lc.vocab_size, lc.hidden_size).with_tied_lm_head(true);
+    let good = Drafter::<B>::random(cfg, 1, &device).unwrap().with_draft_vocab(vec![2, 5, 7]).unwrap();
+    let with_ids = |ids: &[i64], key: Option<serde_json::Value>| -> String {
+        let dir = temp_dir("drafter-bad-vocab");
+        save_drafter(&good, &dir, false).unwrap();
+        let st = SafetensorsFiles::open(&dir).unwrap();
+        let floats: Vec<(String, HostTensor)> = st.names().filter(|n| *n != "draft_vocab_ids").map(|n| (n.to_string(), st.tensor(n).unwrap())).collect();
+        drop(st);
+        let refs: Vec<(&str, &HostTensor)> = floats.iter().map(|(n, t)| (n.as_str(), t)).collect();
+        let ints: Vec<(&str, &[i64])> = if ids.is_empty() { vec![] } else { vec![("draft_vocab_ids", ids)] };
+        redrafter_io::write_safetensors_with_ints(&dir.join("model.safetensors"), &refs, &ints, false).unwrap();
+        if let Some(v) = key {
+            let p = dir.join("config.json");
+            let mut j: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+            j["draft_vocab_size"] = v;
+            std::fs::write(p, j.to_string()).unwrap();
+        }
+        load_drafter::<B>(&dir, &device).err().map(|e| e.to_string()).unwrap_or_else(|| "<loaded>".into())
+    };
+    assert_eq!(with_ids(&[2, 5, 7], None), "<loaded>");
+    let e = with_ids(&[], None);
+    assert!(e.contains("draft_vocab_ids") && e.contains("missing"), "{e}");
+    let e = with_ids(&[2, 5], None);
+    assert!(e.contains("draft_vocab_ids") && e.contains("shape"), "{e}");
+    let e = with_ids(&[5, 2, 7], None);
+    assert!(e.contains("ascending"), "{e}");
+    let e = with_ids(&[2, 5, lc.vocab_size as i64], None);
+    assert!(e.contains("outside the vocabulary"), "{e}");
+    let e = with_ids(&[-1, 5, 7], None);
+    assert!(e.contains("outside the vocabulary"), "{e}");
+    let e = with_ids(&[2, 5, 7], Some(0.into()));
+    assert!(e.contains("draft_vocab_size 0"), "{e}");
+    let e = with_ids(&[2, 5, 7], Some(serde_json::Value::Null));
+    assert!(e.contains("draft_vocab_ids") && e.contains("not part of"), "{e}");
+}
+
+backend_tests!(
+    drafter_forward_matches_spec_formulas,
+    checkpoint_round_trip_and_legacy_names,
+    bad_drafter_files_get_clear_errors,
+    draft_vocabulary_selects_the_full_logits,
+    bad_draft_vocabularies_get_clear_errors
+);

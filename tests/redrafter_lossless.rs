@@ -189,7 +189,11 @@ fn greedy_is_lossless_on_block_weights<B: KernelBackend>(device: B::Device) {
         runs += r;
         ties += t;
         let dc = DrafterConfig::for_llm(vocab, m.model.config().hidden_size).with_tied_lm_head(true);
-        let drafter = Drafter::<B>::random(dc, i as u64, &device).unwrap();
+        let mut drafter = Drafter::<B>::random(dc, i as u64, &device).unwrap();
+        if i % 2 == 1 {
+            // Drafting through the block head's selected rows (a reduced draft vocabulary).
+            drafter = drafter.with_draft_vocab((0..vocab as u32).step_by(2).collect()).unwrap();
+        }
         let mut source = |_: u64, _: &[Vec<u32>], _: &GenerationOutput| -> Box<dyn DraftSource<B>> { Box::new(drafter.clone()) };
         let (r, t, _) = run_grid(&m.model, 0..2, &[1, 3], &[3], &[1, 3], &mut source, &device);
         runs += r;
@@ -201,13 +205,23 @@ fn greedy_is_lossless_on_block_weights<B: KernelBackend>(device: B::Device) {
 fn greedy_is_lossless_with_random_drafters<B: KernelBackend>(device: B::Device) {
     let m = tiny_gguf_model::<B>(33, GgmlType::F32, &device);
     let cfg = m.model.config();
+    let apple = DrafterConfig::for_llm(cfg.vocab_size, cfg.hidden_size);
+    let tied = DrafterConfig { exit_dim: 48, ..apple.clone() }.with_tied_lm_head(true);
+    // The last two draft over reduced vocabularies (the tied head's rows; an own head's rows):
+    // the LLM's bonus token may lie outside them, and verification still covers every token.
+    let odd: Vec<u32> = (0..cfg.vocab_size as u32).filter(|t| t % 2 == 1).collect();
     let variants = [
-        DrafterConfig::for_llm(cfg.vocab_size, cfg.hidden_size),
-        DrafterConfig { rnn: false, num_draft_layers: 1, ..DrafterConfig::for_llm(cfg.vocab_size, cfg.hidden_size) },
-        DrafterConfig { exit_dim: 48, ..DrafterConfig::for_llm(cfg.vocab_size, cfg.hidden_size) }.with_tied_lm_head(true),
+        (apple.clone(), None),
+        (DrafterConfig { rnn: false, num_draft_layers: 1, ..apple.clone() }, None),
+        (tied.clone(), None),
+        (tied, Some(odd.clone())),
+        (apple, Some(odd)),
     ];
-    for (v, dc) in variants.into_iter().enumerate() {
-        let drafter = Drafter::<B>::random(dc, v as u64, &device).unwrap();
+    for (v, (dc, vocab)) in variants.into_iter().enumerate() {
+        let mut drafter = Drafter::<B>::random(dc, v as u64, &device).unwrap();
+        if let Some(ids) = vocab {
+            drafter = drafter.with_draft_vocab(ids).unwrap();
+        }
         let mut source = |_: u64, _: &[Vec<u32>], _: &GenerationOutput| -> Box<dyn DraftSource<B>> {
             Box::new(drafter.clone())
         };
