@@ -8,7 +8,8 @@ use redrafter::{Autoregressive, BeamConfig, Drafter, DrafterConfig, GenerationCo
 use redrafter_io::GgmlType;
 use redrafter_tests::{backend_tests, temp_dir, tiny_gguf_model, to_vec};
 use redrafter_train::data::read_corpus;
-use redrafter_train::{Example, Targets, TrainConfig, Trainer};
+use redrafter_train::trainer::make_batch;
+use redrafter_train::{CacheMeta, Example, HiddenCache, Targets, TrainConfig, Trainer};
 
 /// Training text the LLM itself would write: its greedy continuations of short prompts, so that
 /// `llm-greedy` targets are learnable.
@@ -41,6 +42,7 @@ fn config(steps: usize, vocab: usize, hidden: usize) -> TrainConfig {
         checkpoint_every: 0,
         drafter: DrafterConfig { exit_dim: 64, num_draft_layers: 1, ..DrafterConfig::for_llm(vocab, hidden) }.with_tied_lm_head(true),
         init: None,
+        draft_vocab: None,
     }
 }
 
@@ -51,7 +53,7 @@ fn training_learns_and_raises_tau<B: KernelBackend>(device: B::Device) {
     let examples = self_generated(&llm.valid(), 24);
     let cfg = config(60, lc.vocab_size, lc.hidden_size);
     let out = temp_dir("train-learns");
-    let trainer = Trainer { llm: &llm, examples: &examples, config: cfg, out_dir: out.clone(), stop_after: None };
+    let mut trainer = Trainer { llm: &llm, examples: &examples, config: cfg, out_dir: out.clone(), stop_after: None, hidden_cache: None };
     let (drafter, log) = trainer.run(&mut |_, _, _| {}).unwrap();
     let first: f64 = log[..5].iter().map(|l| l.loss).sum::<f64>() / 5.0;
     let last: f64 = log[log.len() - 5..].iter().map(|l| l.loss).sum::<f64>() / 5.0;
@@ -84,12 +86,12 @@ fn resume_is_exact_and_foreign_checkpoints_are_refused<B: KernelBackend>(device:
     let cfg = TrainConfig { positions_per_sequence: 5, ..config(6, lc.vocab_size, lc.hidden_size) };
     let weights = |d: &Drafter<Autodiff<B>>| to_vec(d.lm_head.weight.val().inner());
 
-    let whole = Trainer { llm: &llm, examples: &examples, config: cfg.clone(), out_dir: temp_dir("train-whole"), stop_after: None };
+    let mut whole = Trainer { llm: &llm, examples: &examples, config: cfg.clone(), out_dir: temp_dir("train-whole"), stop_after: None, hidden_cache: None };
     let (a, log_a) = whole.run(&mut |_, _, _| {}).unwrap();
     let dir = temp_dir("train-resume");
-    let first = Trainer { llm: &llm, examples: &examples, config: cfg.clone(), out_dir: dir.clone(), stop_after: Some(3) };
+    let mut first = Trainer { llm: &llm, examples: &examples, config: cfg.clone(), out_dir: dir.clone(), stop_after: Some(3), hidden_cache: None };
     assert_eq!(first.run(&mut |_, _, _| {}).unwrap().1.len(), 3);
-    let second = Trainer { stop_after: None, ..first };
+    let mut second = Trainer { stop_after: None, ..first };
     let (b, log_b) = second.run(&mut |_, _, _| {}).unwrap();
     assert_eq!(weights(&a), weights(&b), "resumed weights differ");
     // The log of the first half went through JSON, which keeps f64 to ~1e-15 relative.
@@ -99,7 +101,7 @@ fn resume_is_exact_and_foreign_checkpoints_are_refused<B: KernelBackend>(device:
     }
 
     let before = std::fs::read(dir.join("checkpoint/model.safetensors")).unwrap();
-    let other = Trainer { llm: &llm, examples: &examples, config: TrainConfig { lr: 1e-2, ..cfg }, out_dir: dir.clone(), stop_after: None };
+    let mut other = Trainer { llm: &llm, examples: &examples, config: TrainConfig { lr: 1e-2, ..cfg }, out_dir: dir.clone(), stop_after: None, hidden_cache: None };
     let e = other.run(&mut |_, _, _| {}).err().expect("foreign checkpoint");
     assert!(e.to_string().contains("another configuration"), "{e}");
     assert_eq!(std::fs::read(dir.join("checkpoint/model.safetensors")).unwrap(), before, "nothing overwritten");
@@ -113,14 +115,14 @@ fn fine_tuning_starts_from_the_given_drafter<B: KernelBackend>(device: B::Device
     let cfg = config(4, lc.vocab_size, lc.hidden_size);
     let weights = |d: &Drafter<Autodiff<B>>| to_vec(d.lm_head.weight.val().inner());
     let base_dir = temp_dir("train-base");
-    let (base, _) = Trainer { llm: &llm, examples: &examples, config: cfg.clone(), out_dir: base_dir.clone(), stop_after: None }
+    let (base, _) = Trainer { llm: &llm, examples: &examples, config: cfg.clone(), out_dir: base_dir.clone(), stop_after: None, hidden_cache: None }
         .run(&mut |_, _, _| {})
         .unwrap();
     let init = Some(base_dir.join("checkpoint"));
 
     // At learning rate 0 the run must hand back exactly the weights it started from.
     let frozen = TrainConfig { lr: 0.0, init: init.clone(), ..cfg.clone() };
-    let (tuned, _) = Trainer { llm: &llm, examples: &examples, config: frozen, out_dir: temp_dir("train-tune"), stop_after: None }
+    let (tuned, _) = Trainer { llm: &llm, examples: &examples, config: frozen, out_dir: temp_dir("train-tune"), stop_after: None, hidden_cache: None }
         .run(&mut |_, _, _| {})
         .unwrap();
     assert_eq!(weights(&tuned), weights(&base), "fine-tuning did not start from the saved drafter");
@@ -128,7 +130,7 @@ fn fine_tuning_starts_from_the_given_drafter<B: KernelBackend>(device: B::Device
     let mut other = cfg.clone();
     other.drafter.exit_dim = 32;
     other.init = init;
-    let e = Trainer { llm: &llm, examples: &examples, config: other, out_dir: temp_dir("train-tune-bad"), stop_after: None }
+    let e = Trainer { llm: &llm, examples: &examples, config: other, out_dir: temp_dir("train-tune-bad"), stop_after: None, hidden_cache: None }
         .run(&mut |_, _, _| {})
         .err()
         .expect("a drafter of another shape");
@@ -152,4 +154,163 @@ fn bad_training_data_is_refused<B: KernelBackend>(_device: B::Device) {
     assert!(read_corpus(&dir.join("missing.json")).unwrap_err().to_string().contains("missing.json"));
 }
 
-backend_tests!(training_learns_and_raises_tau, resume_is_exact_and_foreign_checkpoints_are_refused, fine_tuning_starts_from_the_given_drafter, bad_training_data_is_refused);
+fn hidden_cache_gives_the_same_training<B: KernelBackend>(device: B::Device) {
+    let m = tiny_gguf_model::<Autodiff<B>>(54, GgmlType::F32, &device);
+    let llm = m.model.no_grad();
+    let lc = llm.config().clone();
+    let examples = self_generated(&llm.valid(), 8);
+    let cfg = TrainConfig { positions_per_sequence: 5, ..config(4, lc.vocab_size, lc.hidden_size) };
+    let weights = |d: &Drafter<Autodiff<B>>| to_vec(d.lm_head.weight.val().inner());
+    let cache_dir = temp_dir("train-hidden-cache");
+    let open = |ex: &[Example]| {
+        let max_len = ex.iter().map(|e| e.tokens.len()).max().unwrap();
+        let meta = CacheMeta { format: 1, key: "test".into(), hidden_size: lc.hidden_size, max_len, slots: ex.len() };
+        HiddenCache::open(&cache_dir, meta).unwrap()
+    };
+    let run = |ex: &[Example], cache: Option<HiddenCache>, name: &str| {
+        let mut t = Trainer { llm: &llm, examples: ex, config: cfg.clone(), out_dir: temp_dir(name), stop_after: None, hidden_cache: cache };
+        let (d, log) = t.run(&mut |_, _, _| {}).unwrap();
+        (weights(&d), log.iter().map(|l| l.loss).collect::<Vec<f64>>(), t.hidden_cache.map(|c| c.filled()))
+    };
+    let (w_live, loss_live, _) = run(&examples, None, "train-hc-live");
+    // First run fills the cache (4 steps × 2 micro-batches × 4 rows cover all 8 examples)...
+    let (w_fill, loss_fill, filled) = run(&examples, Some(open(&examples)), "train-hc-fill");
+    assert_eq!(filled, Some(examples.len()));
+    // ...the second reads every state from it.
+    let (w_read, loss_read, _) = run(&examples, Some(open(&examples)), "train-hc-read");
+    assert_eq!(loss_live, loss_fill, "the same batches give the same loss live and while filling");
+    assert_eq!(loss_live, loss_read, "... and read back from the cache");
+    assert_eq!(w_live, w_fill);
+    assert_eq!(w_live, w_read);
+    // Other data under the same slots: each slot knows its tokens, so nothing stale is served.
+    let mut reversed = examples.clone();
+    reversed.reverse();
+    let (w_rev_live, loss_rev_live, _) = run(&reversed, None, "train-hc-rev-live");
+    let (w_rev, loss_rev, _) = run(&reversed, Some(open(&reversed)), "train-hc-rev");
+    assert_eq!(loss_rev, loss_rev_live);
+    assert_eq!(w_rev, w_rev_live);
+    assert_ne!(loss_rev, loss_live, "the reversed order is another run");
+}
+
+fn to_ints<B: burn::tensor::backend::Backend>(t: burn::tensor::Tensor<B, 2, burn::tensor::Int>) -> Vec<i64> {
+    t.into_data().iter::<i64>().collect()
+}
+
+/// A reduced draft vocabulary: the K most frequent tokens of the training targets.
+fn top_tokens(examples: &[Example], vocab: usize, k: usize) -> Vec<u32> {
+    let mut counts = vec![0u64; vocab];
+    examples.iter().flat_map(|e| &e.tokens[2..]).for_each(|&t| counts[t as usize] += 1);
+    redrafter::drafter::vocab::most_frequent(&counts, k, &[])
+}
+
+fn training_over_a_draft_vocabulary<B: KernelBackend>(device: B::Device) {
+    let m = tiny_gguf_model::<Autodiff<B>>(51, GgmlType::F32, &device);
+    let llm = m.model.no_grad();
+    let lc = llm.config().clone();
+    let examples = self_generated(&llm.valid(), 24);
+    // Two thirds of the tokens the labels use (positions 2.. of each sequence), so some labels
+    // fall outside the K.
+    let mut seen: Vec<u32> = examples.iter().flat_map(|e| e.tokens[2..].to_vec()).collect();
+    seen.sort_unstable();
+    seen.dedup();
+    let k = seen.len() * 2 / 3;
+    let ids = top_tokens(&examples, lc.vocab_size, k);
+    let covered = examples.iter().flat_map(|e| &e.tokens[2..]).filter(|t| ids.binary_search(t).is_ok()).count() as f64
+        / examples.iter().map(|e| e.tokens.len() - 2).sum::<usize>() as f64;
+    let mut cfg = config(60, lc.vocab_size, lc.hidden_size);
+    cfg.drafter.draft_vocab_size = Some(k);
+    cfg.draft_vocab = Some(ids.clone());
+    assert!(covered < 1.0, "every token is in the K = {k}");
+
+    // Labels are draft ids; those outside the K do not count.
+    let exs: Vec<&Example> = examples.iter().collect();
+    let slots: Vec<usize> = (0..exs.len()).collect();
+    let truth = |c: &TrainConfig| TrainConfig { targets: Targets::GroundTruth, ..c.clone() };
+    let (full_batch, full_valid) = make_batch(&llm, &exs, &slots, None, &truth(&config(1, lc.vocab_size, lc.hidden_size)), 7).unwrap();
+    let (batch, valid) = make_batch(&llm, &exs, &slots, None, &truth(&cfg), 7).unwrap();
+    let (full_labels, labels) = (to_ints(full_batch.labels), to_ints(batch.labels));
+    assert!(labels.iter().all(|&d| (d as usize) < k));
+    let (mut kept, mut dropped) = (0, 0);
+    for ((&fl, &l), (&fv, &v)) in full_labels.iter().zip(&labels).zip(full_valid.concat().iter().zip(&valid.concat())) {
+        match ids.binary_search(&(fl as u32)) {
+            Ok(d) => {
+                assert_eq!((l as usize, v), (d, fv));
+                kept += fv as usize;
+            }
+            Err(_) => {
+                assert!(!v, "label {fl} outside the draft vocabulary counted");
+                dropped += fv as usize;
+            }
+        }
+    }
+    assert!(kept > 0 && dropped > 0, "kept {kept}, dropped {dropped}");
+
+    let out = temp_dir("train-vocab");
+    let mut trainer = Trainer { llm: &llm, examples: &examples, config: cfg.clone(), out_dir: out.clone(), stop_after: None, hidden_cache: None };
+    let (drafter, log) = trainer.run(&mut |_, _, _| {}).unwrap();
+    let first: f64 = log[..5].iter().map(|l| l.loss).sum::<f64>() / 5.0;
+    let last: f64 = log[log.len() - 5..].iter().map(|l| l.loss).sum::<f64>() / 5.0;
+    assert!(last < 0.7 * first, "loss {first:.3} -> {last:.3}");
+
+    // The checkpoint is a drafter over the K tokens that drafts them and stays lossless.
+    let saved = redrafter::load_drafter::<B>(&out.join("checkpoint"), &device).unwrap();
+    assert_eq!(saved.draft_vocab().map(|v| v.token_ids().to_vec()), Some(ids.clone()));
+    assert_eq!(drafter.valid().draft_vocab_size(), k);
+    let inner = llm.valid();
+    let g = Generator::new(&inner, None);
+    let prompts = vec![vec![3 + 37, 3 + 91]];
+    let gc = GenerationConfig { max_new_tokens: 30, ..Default::default() };
+    let ar = g.generate(&mut Autoregressive, &prompts, &gc, None).unwrap();
+    let tau = |d: Drafter<B>| {
+        let mut s = ReDrafter::new(d, BeamConfig { width: 2, length: 4 }).unwrap();
+        let out = g.generate(&mut s, &prompts, &gc, None).unwrap();
+        assert_eq!(out.rows[0].tokens, ar.rows[0].tokens);
+        out.stats.tau
+    };
+    let random = Drafter::<B>::random(DrafterConfig { draft_vocab_size: None, ..cfg.drafter.clone() }, 1, &device).unwrap();
+    let (t_random, t_trained) = (tau(random.with_draft_vocab(ids.clone()).unwrap()), tau(saved));
+    eprintln!("K {k} covers {:.0}% of the labels; loss {first:.3} -> {last:.3}; tau random {t_random:.2} -> trained {t_trained:.2}", covered * 100.0);
+    assert!(t_trained > t_random + 0.5, "tau random {t_random:.2}, trained {t_trained:.2}");
+
+    // Resume re-attaches the vocabulary: stopped and resumed equals straight through.
+    let short = TrainConfig { steps: 4, positions_per_sequence: 5, ..cfg.clone() };
+    let weights = |d: &Drafter<Autodiff<B>>| to_vec(d.lm_head.weight.val().inner());
+    let (a, _) = Trainer { llm: &llm, examples: &examples, config: short.clone(), out_dir: temp_dir("train-vocab-whole"), stop_after: None, hidden_cache: None }
+        .run(&mut |_, _, _| {})
+        .unwrap();
+    let dir = temp_dir("train-vocab-resume");
+    let mut first = Trainer { llm: &llm, examples: &examples, config: short.clone(), out_dir: dir, stop_after: Some(2), hidden_cache: None };
+    first.run(&mut |_, _, _| {}).unwrap();
+    let (b, _) = Trainer { stop_after: None, ..first }.run(&mut |_, _, _| {}).unwrap();
+    assert_eq!(weights(&a), weights(&b), "resumed weights differ");
+
+    // Fine-tuning a full-vocabulary drafter over K reduces it first; at lr 0 nothing moves.
+    let full_dir = temp_dir("train-vocab-full");
+    let full_cfg = config(2, lc.vocab_size, lc.hidden_size);
+    let (full, _) = Trainer { llm: &llm, examples: &examples, config: full_cfg, out_dir: full_dir.clone(), stop_after: None, hidden_cache: None }
+        .run(&mut |_, _, _| {})
+        .unwrap();
+    let tune = TrainConfig { lr: 0.0, steps: 2, init: Some(full_dir.join("checkpoint")), ..cfg.clone() };
+    let (tuned, _) = Trainer { llm: &llm, examples: &examples, config: tune, out_dir: temp_dir("train-vocab-tune"), stop_after: None, hidden_cache: None }
+        .run(&mut |_, _, _| {})
+        .unwrap();
+    assert_eq!(weights(&tuned), weights(&full));
+    assert_eq!(tuned.draft_vocab().map(|v| v.token_ids().to_vec()), Some(ids.clone()));
+
+    // Mismatched vocabulary settings are refused with a message.
+    let bad = TrainConfig { draft_vocab: Some(ids[..k - 1].to_vec()), ..cfg };
+    let e = Trainer { llm: &llm, examples: &examples, config: bad, out_dir: temp_dir("train-vocab-bad"), stop_after: None, hidden_cache: None }
+        .run(&mut |_, _, _| {})
+        .err()
+        .expect("vocabulary size mismatch");
+    assert!(e.to_string().contains("draft_vocab_size"), "{e}");
+}
+
+backend_tests!(
+    training_learns_and_raises_tau,
+    resume_is_exact_and_foreign_checkpoints_are_refused,
+    fine_tuning_starts_from_the_given_drafter,
+    bad_training_data_is_refused,
+    hidden_cache_gives_the_same_training,
+    training_over_a_draft_vocabulary
+);

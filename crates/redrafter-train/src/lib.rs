@@ -3,6 +3,7 @@
 //! decay, gradient accumulation, checkpoints with exact resume, held-out top-k accuracy, plots.
 
 pub mod data;
+pub mod features;
 pub mod loss;
 pub mod plot;
 pub mod schedule;
@@ -12,6 +13,7 @@ use redrafter::DrafterError;
 use redrafter_io::IoError;
 
 pub use data::{Corpus, Example, read_corpus, tokenize_conversation, tokenize_text};
+pub use features::{CacheMeta, HiddenCache, cache_key};
 pub use trainer::{LogLine, Targets, TrainConfig, Trainer, evaluate};
 
 #[derive(Debug, thiserror::Error)]

@@ -8,12 +8,14 @@ use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, Optimizer}
 use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder, Recorder};
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{Bool, ElementConversion, Int, Tensor, TensorData};
+use redrafter::drafter::DraftVocab;
 use redrafter::{Drafter, DrafterConfig, load_drafter, save_drafter};
 use redrafter_io::IoError;
-use redrafter_llama::{BlockInput, KernelBackend, Llama};
+use redrafter_llama::{KernelBackend, Llama};
 use serde::{Deserialize, Serialize};
 
 use crate::data::Example;
+use crate::features::{HiddenCache, hidden_states, live_states};
 use crate::loss::{Batch, redrafter_loss, valid_counts};
 use crate::schedule::learning_rate;
 use crate::TrainError;
@@ -54,6 +56,11 @@ pub struct TrainConfig {
     /// ground-truth drafter on distillation targets. Its config must equal `drafter`.
     #[serde(default)]
     pub init: Option<PathBuf>,
+    /// Train over a reduced draft vocabulary: these full-vocabulary ids, ascending (K of them,
+    /// `drafter.draft_vocab_size == Some(K)`). Labels outside them do not count; the drafter
+    /// could never propose them (docs/training.md, "Reduced draft vocabulary").
+    #[serde(default)]
+    pub draft_vocab: Option<Vec<u32>>,
 }
 
 /// Trainer state saved with each checkpoint; resuming requires the same `config` (up to
@@ -88,6 +95,10 @@ pub struct Trainer<'a, B: AutodiffBackend> {
     /// Stop (with a checkpoint) once this step is reached in this invocation, e.g. to time-box
     /// runs on a small machine; rerunning resumes. `None` trains to `config.steps`.
     pub stop_after: Option<usize>,
+    /// The LLM states of `examples` on disk (slot = index in `examples`): filled during the first
+    /// epoch, read afterwards. `None` runs the LLM for every micro-batch. Either way gives the
+    /// same numbers (features.rs).
+    pub hidden_cache: Option<HiddenCache>,
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
@@ -127,50 +138,32 @@ pub fn micro_batch(n: usize, batch: usize, seed: u64, k: usize) -> Vec<usize> {
         .collect()
 }
 
-/// Post-norm hidden states [B, n, H] of the frozen LLM over right-padded `rows`; nothing is
-/// kept in a cache.
-fn frozen_hidden<B: KernelBackend>(llm: &Llama<B>, rows: &[Vec<u32>]) -> Tensor<B, 3> {
-    let device = llm.embed.weight.device();
-    let (b, n) = (rows.len(), rows.iter().map(Vec::len).max().unwrap_or(1));
-    let mut cache = llm.new_cache(b, n, &device);
-    let hidden = llm.forward_hidden(&BlockInput::causal(rows, &vec![0; b], &device), &mut cache);
-    cache.discard_pending();
-    hidden
-}
-
-/// Builds the draft chains of a micro-batch: the frozen LLM runs once over the sequences (no
-/// autodiff), then up to `positions` training positions per sequence are drawn (all when 0),
-/// seeded by `seed`. Returns the batch and its host-side validity matrix.
+/// Builds the draft chains of a micro-batch: the frozen LLM's states of the sequences (from
+/// `cache` where it has them, else one forward without autodiff), then up to `positions`
+/// training positions per sequence (all when 0), drawn from `seed`. `slots` are the examples'
+/// indices in the training set (the cache's keys). Labels are draft ids under
+/// `config.draft_vocab`; one outside it is not valid. Returns the batch and its host-side
+/// validity matrix.
 pub fn make_batch<B: AutodiffBackend<InnerBackend: KernelBackend> + KernelBackend>(
     llm: &Llama<B>,
     examples: &[&Example],
+    slots: &[usize],
+    cache: Option<&mut HiddenCache>,
     config: &TrainConfig,
     seed: u64,
-) -> (Batch<B>, Vec<Vec<bool>>) {
+) -> Result<(Batch<B>, Vec<Vec<bool>>), TrainError> {
     let inner: Llama<B::InnerBackend> = llm.valid();
     let device = llm.embed.weight.device();
-    let rows: Vec<Vec<u32>> = examples.iter().map(|e| e.tokens.clone()).collect();
-    let n = rows.iter().map(Vec::len).max().unwrap_or(1);
     let hsz = llm.config().hidden_size;
-    let hidden = frozen_hidden(&inner, &rows);
-    let greedy: Option<Vec<u32>> = (config.targets == Targets::LlmGreedy).then(|| {
-        inner.logits(hidden.clone()).argmax(2).into_data().iter::<i64>().map(|v| v as u32).collect()
-    });
-    let hidden_host = hidden.into_data().convert::<f32>().into_vec::<f32>().expect("f32");
+    let states = hidden_states(&inner, examples, slots, cache)?;
 
     let t_steps = config.draft_steps;
     let mut rng = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let (mut hid, mut inputs, mut labels, mut valid) = (vec![], vec![], vec![], vec![]);
-    for (r, e) in examples.iter().enumerate() {
-        let len = e.tokens.len();
+    // Per example, the chosen positions.
+    let mut chosen: Vec<Vec<usize>> = Vec::with_capacity(examples.len());
+    for e in examples {
         // The label of step i at position t is token t + i + 1; keep positions whose first label counts.
-        let label = |k: usize| -> Option<(u32, bool)> {
-            (k < len).then(|| match &greedy {
-                Some(g) => (g[r * n + k - 1], e.target[k]),
-                None => (e.tokens[k], e.target[k]),
-            })
-        };
-        let mut pos: Vec<usize> = (0..len.saturating_sub(2)).filter(|&t| e.target[t + 2]).collect();
+        let mut pos: Vec<usize> = (0..e.tokens.len().saturating_sub(2)).filter(|&t| e.target[t + 2]).collect();
         if config.positions_per_sequence > 0 && pos.len() > config.positions_per_sequence {
             for i in 0..config.positions_per_sequence {
                 rng ^= rng << 13;
@@ -182,14 +175,42 @@ pub fn make_batch<B: AutodiffBackend<InnerBackend: KernelBackend> + KernelBacken
             pos.truncate(config.positions_per_sequence);
             pos.sort_unstable();
         }
-        for t in pos {
-            hid.extend_from_slice(&hidden_host[(r * n + t) * hsz..(r * n + t + 1) * hsz]);
+        chosen.push(pos);
+    }
+    let greedy = match config.targets {
+        Targets::LlmGreedy => Some(greedy_labels(&inner, examples, &states, &chosen, t_steps)),
+        Targets::GroundTruth => None,
+    };
+    let to_draft = |token: u32| -> Option<u32> {
+        match &config.draft_vocab {
+            None => Some(token),
+            Some(ids) => ids.binary_search(&token).ok().map(|d| d as u32),
+        }
+    };
+
+    let (mut hid, mut inputs, mut labels, mut valid) = (vec![], vec![], vec![], vec![]);
+    for (r, (e, pos)) in examples.iter().zip(&chosen).enumerate() {
+        let len = e.tokens.len();
+        for &t in pos {
+            hid.extend_from_slice(&states[r][t * hsz..(t + 1) * hsz]);
             let mut row_valid = Vec::with_capacity(t_steps);
             for i in 1..=t_steps {
                 inputs.push(e.tokens.get(t + i).copied().unwrap_or(0) as i64);
-                let (l, v) = label(t + i + 1).unwrap_or((0, false));
-                labels.push(l as i64);
-                row_valid.push(v);
+                let k = t + i + 1;
+                let label = (k < len).then(|| match &greedy {
+                    Some(g) => g[r].get(&(k - 1)).copied().expect("computed for every chosen position"),
+                    None => e.tokens[k],
+                });
+                match label.and_then(|l| to_draft(l).map(|d| (d, e.target[k]))) {
+                    Some((d, v)) => {
+                        labels.push(d as i64);
+                        row_valid.push(v);
+                    }
+                    None => {
+                        labels.push(0);
+                        row_valid.push(false);
+                    }
+                }
             }
             valid.push(row_valid);
         }
@@ -209,7 +230,64 @@ pub fn make_batch<B: AutodiffBackend<InnerBackend: KernelBackend> + KernelBacken
         labels: Tensor::<B, 2, Int>::from_data(TensorData::new(labels, [rows_n, t_steps]), &device),
         valid: Tensor::<B, 2, Bool>::from_data(TensorData::new(flat_valid, [rows_n, t_steps]), &device),
     };
-    (batch, valid)
+    Ok((batch, valid))
+}
+
+/// The LLM's greedy next token after each position that a chosen chain reads a label from
+/// (t + 1 ..= t + T for chosen t), per example, from the (f16-rounded) states: only those
+/// positions go through the LLM's head.
+fn greedy_labels<B: KernelBackend>(
+    llm: &Llama<B>,
+    examples: &[&Example],
+    states: &[Vec<f32>],
+    chosen: &[Vec<usize>],
+    t_steps: usize,
+) -> Vec<std::collections::HashMap<usize, u32>> {
+    let h = llm.config().hidden_size;
+    let mut wanted: Vec<(usize, usize)> = vec![];
+    for (r, pos) in chosen.iter().enumerate() {
+        let mut p: Vec<usize> = pos.iter().flat_map(|&t| (t + 1..=t + t_steps).filter(|&q| q + 1 < examples[r].tokens.len())).collect();
+        p.sort_unstable();
+        p.dedup();
+        wanted.extend(p.into_iter().map(|q| (r, q)));
+    }
+    let mut out = vec![std::collections::HashMap::new(); examples.len()];
+    if wanted.is_empty() {
+        return out;
+    }
+    let rows: Vec<f32> = wanted.iter().flat_map(|&(r, q)| states[r][q * h..(q + 1) * h].iter().copied()).collect();
+    let device = llm.embed.weight.device();
+    // A few hundred rows at a time keeps the [rows, V] logits small.
+    let mut ids = Vec::with_capacity(wanted.len());
+    for chunk in rows.chunks(256 * h) {
+        let m = chunk.len() / h;
+        let x = Tensor::<B, 3>::from_data(TensorData::new(chunk.to_vec(), [1, m, h]), &device);
+        ids.extend(llm.logits(x).argmax(2).into_data().iter::<i64>().map(|v| v as u32));
+    }
+    for (&(r, q), id) in wanted.iter().zip(ids) {
+        out[r].insert(q, id);
+    }
+    out
+}
+
+/// A drafter of `config` with fresh weights from `seed`, with its draft vocabulary attached
+/// when the config has one (the reduced own head is E→K from the start).
+fn fresh_drafter<B: KernelBackend>(config: &TrainConfig, device: &B::Device) -> Result<Drafter<B>, TrainError> {
+    let mut d = Drafter::<B>::random(config.drafter.clone(), config.seed, device)?;
+    d.vocab = check_vocab(config)?.map(|ids| DraftVocab::new(ids.to_vec(), config.drafter.vocab_size, device)).transpose()?;
+    Ok(d)
+}
+
+/// `draft_vocab` and `drafter.draft_vocab_size` must agree.
+fn check_vocab(config: &TrainConfig) -> Result<Option<&[u32]>, TrainError> {
+    match (&config.draft_vocab, config.drafter.draft_vocab_size) {
+        (None, None) => Ok(None),
+        (Some(ids), Some(k)) if ids.len() == k => Ok(Some(ids)),
+        (ids, k) => Err(TrainError::Config(format!(
+            "draft vocabulary of {} ids for a drafter config with draft_vocab_size {k:?}",
+            ids.as_ref().map_or(0, Vec::len)
+        ))),
+    }
 }
 
 impl<B: AutodiffBackend<InnerBackend: KernelBackend> + KernelBackend> Trainer<'_, B> {
@@ -219,8 +297,8 @@ impl<B: AutodiffBackend<InnerBackend: KernelBackend> + KernelBackend> Trainer<'_
 
     /// Trains from scratch, or resumes from `out_dir/checkpoint` when one exists (it must have
     /// been made with the same config). `progress(step, total, line)` runs after each step.
-    pub fn run(&self, progress: &mut dyn FnMut(usize, usize, &LogLine)) -> Result<(Drafter<B>, Vec<LogLine>), TrainError> {
-        let cfg = &self.config;
+    pub fn run(&mut self, progress: &mut dyn FnMut(usize, usize, &LogLine)) -> Result<(Drafter<B>, Vec<LogLine>), TrainError> {
+        let cfg = &self.config.clone();
         if self.examples.is_empty() {
             return Err(TrainError::Data("no training examples".into()));
         }
@@ -244,7 +322,7 @@ impl<B: AutodiffBackend<InnerBackend: KernelBackend> + KernelBackend> Trainer<'_
             }
             // The burn record keeps parameter ids, which key the optimizer state; a drafter
             // rebuilt from Apple's format would get fresh ids and silently lose the moments.
-            let drafter = Drafter::<B>::random(cfg.drafter.clone(), cfg.seed, &device)?
+            let drafter = fresh_drafter::<B>(cfg, &device)?
                 .load_file(ckpt.join("drafter"), &recorder, &device)
                 .map_err(|e| TrainError::Config(format!("{}: drafter state: {e}", ckpt.display())))?;
             let record = recorder
@@ -255,7 +333,20 @@ impl<B: AutodiffBackend<InnerBackend: KernelBackend> + KernelBackend> Trainer<'_
         } else {
             let drafter = match &cfg.init {
                 Some(path) => {
-                    let d = load_drafter::<B>(path, &device)?;
+                    let mut d = load_drafter::<B>(path, &device)?;
+                    // A full-vocabulary drafter fine-tuned over K is first reduced to them.
+                    if let (Some(ids), None) = (check_vocab(cfg)?, d.draft_vocab()) {
+                        d = d.with_draft_vocab(ids.to_vec())?;
+                    }
+                    let theirs = d.draft_vocab().map(|v| v.token_ids().to_vec());
+                    if theirs != cfg.draft_vocab {
+                        return Err(TrainError::Config(format!(
+                            "{}: the initial drafter's draft vocabulary ({} ids) differs from the one being trained ({} ids)",
+                            path.display(),
+                            theirs.map_or(0, |v| v.len()),
+                            cfg.draft_vocab.as_ref().map_or(0, Vec::len)
+                        )));
+                    }
                     if d.config != cfg.drafter {
                         return Err(TrainError::Config(format!(
                             "{}: the initial drafter's config ({:?}) differs from the one being trained ({:?})",
@@ -266,7 +357,7 @@ impl<B: AutodiffBackend<InnerBackend: KernelBackend> + KernelBackend> Trainer<'_
                     }
                     d
                 }
-                None => Drafter::<B>::random(cfg.drafter.clone(), cfg.seed, &device)?,
+                None => fresh_drafter::<B>(cfg, &device)?,
             };
             (drafter, State { step: 0, config: cfg.clone(), log: vec![] })
         };
@@ -281,7 +372,8 @@ impl<B: AutodiffBackend<InnerBackend: KernelBackend> + KernelBackend> Trainer<'_
                 let idx = micro_batch(self.examples.len(), cfg.batch_size, cfg.seed, step * cfg.grad_accum + micro);
                 let exs: Vec<&Example> = idx.iter().map(|&i| &self.examples[i]).collect();
                 let k = step * cfg.grad_accum + micro;
-                let (batch, valid) = make_batch(self.llm, &exs, cfg, cfg.seed ^ (k as u64).wrapping_mul(0xD1B5_4A32_D192_ED03));
+                let seed = cfg.seed ^ (k as u64).wrapping_mul(0xD1B5_4A32_D192_ED03);
+                let (batch, valid) = make_batch(self.llm, &exs, &idx, self.hidden_cache.as_mut(), cfg, seed)?;
                 let vc = valid_counts(&valid, cfg.draft_steps);
                 let (loss, parts) = redrafter_loss(&drafter, self.llm, &batch, &vc);
                 loss_sum += loss.clone().into_scalar().elem::<f64>() / cfg.grad_accum as f64;
@@ -341,7 +433,12 @@ pub fn evaluate<B: KernelBackend>(
         let rows: Vec<Vec<u32>> = chunk.iter().map(|e| e.tokens.clone()).collect();
         let (b, n) = (rows.len(), rows.iter().map(Vec::len).max().unwrap_or(1));
         let h = llm.config().hidden_size;
-        let hidden = frozen_hidden(llm, &rows);
+        // The training path's states (f16-rounded), right-padded into [b, n, H].
+        let mut host = vec![0f32; b * n * h];
+        for (r, st) in live_states(llm, &rows.iter().map(Vec::as_slice).collect::<Vec<_>>()).into_iter().enumerate() {
+            host[r * n * h..r * n * h + st.len()].copy_from_slice(&st);
+        }
+        let hidden = Tensor::<B, 3>::from_data(TensorData::new(host, [b, n, h]), &device);
         let ids: Vec<i64> = (0..b * n).map(|x| rows[x / n].get(x % n).copied().unwrap_or(0) as i64).collect();
         let emb = llm.embed.forward(Tensor::<B, 2, Int>::from_data(TensorData::new(ids.clone(), [b, n]), &device));
         let mut state: Option<Tensor<B, 3>> = None;
@@ -354,8 +451,12 @@ pub fn evaluate<B: KernelBackend>(
             let logits = drafter.logits(llm, hidden.clone().slice([0..b, 0..m, 0..h]), s.clone());
             state = Some(s);
             let v = logits.dims()[2];
-            let top = logits.reshape([b * m, v]).topk_with_indices(5, 1).1.into_data();
-            let top: Vec<i64> = top.iter::<i64>().collect();
+            let mut top = logits.reshape([b * m, v]).topk_with_indices(5.min(v), 1).1;
+            if let Some(vocab) = drafter.draft_vocab() {
+                top = vocab.to_tokens(top);
+            }
+            let kk = 5.min(v);
+            let top: Vec<i64> = top.into_data().iter::<i64>().collect();
             for r in 0..b {
                 for t in 0..m {
                     let pos = t + i + 1;
@@ -364,7 +465,7 @@ pub fn evaluate<B: KernelBackend>(
                     }
                     counts[i - 1] += 1;
                     let label = ids[r * n + pos];
-                    if let Some(rank) = top[(r * m + t) * 5..(r * m + t + 1) * 5].iter().position(|&x| x == label) {
+                    if let Some(rank) = top[(r * m + t) * kk..(r * m + t + 1) * kk].iter().position(|&x| x == label) {
                         (rank..5).for_each(|k| hits[i - 1][k] += 1);
                     }
                 }

@@ -1,0 +1,291 @@
+//! The frozen LLM's hidden states for training, live or from an on-disk f16 cache.
+//!
+//! A training position t needs the LLM's post-norm state h_t (spec §6.2). Computing it is one
+//! LLM forward over the sequence, about half of a CPU training step with the full draft head and
+//! nearly all of it with a reduced one. The cache stores every example's states in f16 the first
+//! time a micro-batch touches it, so later epochs (and reruns, and other runs over the same data
+//! and model) read them back instead: multi-epoch training costs one LLM pass.
+//!
+//! States are always rounded to f16, cached or not, so that a batch gives the same numbers (and
+//! the same loss) whether its states were computed now or read back, and a resumed run stays
+//! exact whatever the cache held. See docs/training.md, "Hidden-state cache".
+
+use std::path::{Path, PathBuf};
+
+use burn::tensor::Tensor;
+use memmap2::MmapMut;
+use redrafter_io::IoError;
+use redrafter_llama::{BlockInput, KernelBackend, Llama};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::TrainError;
+use crate::data::Example;
+
+/// Bumped when the file layout changes; a cache of another version is rebuilt.
+const FORMAT: u32 = 1;
+
+/// What a cache holds: it is only read back for the same values.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CacheMeta {
+    pub format: u32,
+    /// sha256 over the model's identity, the sizes and every example's tokens (see [`cache_key`]).
+    pub key: String,
+    pub hidden_size: usize,
+    /// Rows per slot: the longest sequence.
+    pub max_len: usize,
+    /// One slot per training example, by its index.
+    pub slots: usize,
+}
+
+/// The content address of the states of `examples` under the model `model_id` (e.g. the sha256
+/// of its weights file and the weight format): the cache directory's name.
+pub fn cache_key(model_id: &str, hidden_size: usize, examples: &[Example]) -> String {
+    let mut h = Sha256::new();
+    h.update(format!("redrafter-hidden-v{FORMAT}\n{model_id}\n{hidden_size}\n{}\n", examples.len()));
+    for e in examples {
+        h.update((e.tokens.len() as u64).to_le_bytes());
+        e.tokens.iter().for_each(|t| h.update(t.to_le_bytes()));
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A non-zero digest of one sequence, stored per slot so a slot is only used for its tokens.
+fn tokens_digest(tokens: &[u32]) -> u64 {
+    let mut x = 0xcbf2_9ce4_8422_2325u64 ^ tokens.len() as u64;
+    for &t in tokens {
+        x ^= t as u64;
+        x = x.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    x.max(1)
+}
+
+/// Per example, `max_len × H` f16 values in one memory-mapped file (sparse: only filled slots
+/// take disk), and one u64 per slot that names the tokens it holds (0 = empty). A slot's states
+/// are flushed before its index entry, so an interrupted run leaves no half-written slot marked
+/// full. One training run at a time per cache directory.
+pub struct HiddenCache {
+    dir: PathBuf,
+    meta: CacheMeta,
+    states: MmapMut,
+    index: MmapMut,
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
+    move |source| TrainError::Io(IoError::Io { path: path.to_path_buf(), source })
+}
+
+fn map_file(path: &Path, bytes: u64, fresh: bool) -> Result<MmapMut, TrainError> {
+    let f = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(fresh).open(path).map_err(io(path))?;
+    f.set_len(bytes).map_err(io(path))?;
+    // SAFETY: the file is this cache's own, sized above; one run uses a cache directory at a
+    // time (documented), so nothing truncates it while it is mapped.
+    unsafe { MmapMut::map_mut(&f) }.map_err(io(path))
+}
+
+impl HiddenCache {
+    /// Opens (or creates) the cache in `dir` for `meta`. A directory holding another layout or
+    /// key is emptied and rebuilt, never read.
+    pub fn open(dir: &Path, meta: CacheMeta) -> Result<Self, TrainError> {
+        let slot_bytes = Self::slot_elems(&meta)?.checked_mul(2);
+        let total = slot_bytes
+            .and_then(|b| b.checked_mul(meta.slots))
+            .ok_or_else(|| TrainError::Config(format!("hidden-state cache: {} slots of {} × {} overflow", meta.slots, meta.max_len, meta.hidden_size)))?;
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        let meta_path = dir.join("meta.json");
+        let old: Option<CacheMeta> = std::fs::read_to_string(&meta_path).ok().and_then(|t| serde_json::from_str(&t).ok());
+        let size = |name: &str| std::fs::metadata(dir.join(name)).map(|m| m.len()).ok();
+        let intact = size("states.f16") == Some(total as u64) && size("index.u64") == Some(meta.slots as u64 * 8);
+        let fresh = old.as_ref() != Some(&meta) || !intact;
+        if fresh && old.is_some() {
+            eprintln!("hidden-state cache {}: made for other data or another model, or incomplete; rebuilding it", dir.display());
+        }
+        if fresh {
+            // The meta is written last, after both files were reset to empty.
+            let _ = std::fs::remove_file(&meta_path);
+        }
+        let states = map_file(&dir.join("states.f16"), total as u64, fresh)?;
+        let index = map_file(&dir.join("index.u64"), meta.slots as u64 * 8, fresh)?;
+        if fresh {
+            std::fs::write(&meta_path, serde_json::to_string_pretty(&meta).expect("meta serializes")).map_err(io(&meta_path))?;
+        }
+        Ok(Self { dir: dir.to_path_buf(), meta, states, index })
+    }
+
+    fn slot_elems(meta: &CacheMeta) -> Result<usize, TrainError> {
+        meta.max_len
+            .checked_mul(meta.hidden_size)
+            .ok_or_else(|| TrainError::Config(format!("hidden-state cache: {} × {} overflows", meta.max_len, meta.hidden_size)))
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn meta(&self) -> &CacheMeta {
+        &self.meta
+    }
+
+    /// Bytes the cache takes once every slot is filled.
+    pub fn full_bytes(&self) -> u64 {
+        self.states.len() as u64
+    }
+
+    /// Slots that hold states.
+    pub fn filled(&self) -> usize {
+        (0..self.meta.slots).filter(|&s| self.entry(s) != 0).count()
+    }
+
+    fn entry(&self, slot: usize) -> u64 {
+        u64::from_le_bytes(self.index[slot * 8..slot * 8 + 8].try_into().expect("8 bytes"))
+    }
+
+    fn span(&self, slot: usize, len: usize) -> std::ops::Range<usize> {
+        let start = slot * self.meta.max_len * self.meta.hidden_size * 2;
+        start..start + len * self.meta.hidden_size * 2
+    }
+
+    /// The states [len × H] (row-major, as f32) of example `slot`, if the slot holds `tokens`.
+    pub fn get(&self, slot: usize, tokens: &[u32]) -> Option<Vec<f32>> {
+        if slot >= self.meta.slots || tokens.len() > self.meta.max_len || self.entry(slot) != tokens_digest(tokens) {
+            return None;
+        }
+        let bytes = &self.states[self.span(slot, tokens.len())];
+        Some(bytes.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect())
+    }
+
+    /// Stores `states` [len × H] for example `slot` holding `tokens`.
+    pub fn put(&mut self, slot: usize, tokens: &[u32], states: &[f32]) -> Result<(), TrainError> {
+        let h = self.meta.hidden_size;
+        if slot >= self.meta.slots || tokens.len() > self.meta.max_len || states.len() != tokens.len() * h {
+            return Err(TrainError::Config(format!(
+                "hidden-state cache: slot {slot} of {}, {} tokens (max {}), {} values (want {})",
+                self.meta.slots,
+                tokens.len(),
+                self.meta.max_len,
+                states.len(),
+                tokens.len() * h
+            )));
+        }
+        let span = self.span(slot, tokens.len());
+        for (dst, &x) in self.states[span.clone()].chunks_exact_mut(2).zip(states) {
+            dst.copy_from_slice(&half::f16::from_f32(x).to_le_bytes());
+        }
+        let path = self.dir.join("states.f16");
+        self.states.flush_range(span.start, span.len()).map_err(io(&path))?;
+        self.index[slot * 8..slot * 8 + 8].copy_from_slice(&tokens_digest(tokens).to_le_bytes());
+        let path = self.dir.join("index.u64");
+        self.index.flush_range(slot * 8, 8).map_err(io(&path))
+    }
+}
+
+/// Rounds to f16 and back: every training state goes through it (see the module docs).
+fn round_f16(v: &mut [f32]) {
+    v.iter_mut().for_each(|x| *x = half::f16::from_f32(*x).to_f32());
+}
+
+/// Post-norm hidden states of the frozen LLM for each of `rows`, [len × H] per row, f16-rounded.
+/// One forward over the right-padded rows; nothing is kept in the KV cache.
+pub fn live_states<B: KernelBackend>(llm: &Llama<B>, rows: &[&[u32]]) -> Vec<Vec<f32>> {
+    if rows.is_empty() {
+        return vec![];
+    }
+    let device = llm.embed.weight.device();
+    let h = llm.config().hidden_size;
+    let owned: Vec<Vec<u32>> = rows.iter().map(|r| r.to_vec()).collect();
+    let (b, n) = (owned.len(), owned.iter().map(Vec::len).max().unwrap_or(1).max(1));
+    let mut cache = llm.new_cache(b, n, &device);
+    let hidden: Tensor<B, 3> = llm.forward_hidden(&BlockInput::causal(&owned, &vec![0; b], &device), &mut cache);
+    cache.discard_pending();
+    let host = hidden.into_data().convert::<f32>().into_vec::<f32>().expect("f32");
+    owned
+        .iter()
+        .enumerate()
+        .map(|(r, row)| {
+            let mut v = host[r * n * h..(r * n + row.len()) * h].to_vec();
+            round_f16(&mut v);
+            v
+        })
+        .collect()
+}
+
+/// The states of `examples` (training-set indices `slots`), read from `cache` where it has them;
+/// the rest come from one live forward over just those examples and are stored.
+pub fn hidden_states<B: KernelBackend>(
+    llm: &Llama<B>,
+    examples: &[&Example],
+    slots: &[usize],
+    cache: Option<&mut HiddenCache>,
+) -> Result<Vec<Vec<f32>>, TrainError> {
+    let Some(cache) = cache else {
+        return Ok(live_states(llm, &examples.iter().map(|e| e.tokens.as_slice()).collect::<Vec<_>>()));
+    };
+    let mut out: Vec<Option<Vec<f32>>> = examples.iter().zip(slots).map(|(e, &s)| cache.get(s, &e.tokens)).collect();
+    let missing: Vec<usize> = (0..examples.len()).filter(|&i| out[i].is_none()).collect();
+    let computed = live_states(llm, &missing.iter().map(|&i| examples[i].tokens.as_slice()).collect::<Vec<_>>());
+    for (&i, states) in missing.iter().zip(computed) {
+        cache.put(slots[i], &examples[i].tokens, &states)?;
+        out[i] = Some(states);
+    }
+    Ok(out.into_iter().map(|s| s.expect("filled above")).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(key: &str) -> CacheMeta {
+        CacheMeta { format: FORMAT, key: key.into(), hidden_size: 3, max_len: 4, slots: 5 }
+    }
+
+    fn temp(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("redrafter-hidden-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        d
+    }
+
+    #[test]
+    fn slots_round_trip_in_f16_and_survive_reopening() {
+        let dir = temp("roundtrip");
+        let states = vec![0.1f32, -2.5, 3.0, 1e-3, 7.25, -0.333];
+        {
+            let mut c = HiddenCache::open(&dir, meta("k")).unwrap();
+            assert_eq!(c.filled(), 0);
+            assert!(c.get(2, &[1, 2]).is_none());
+            c.put(2, &[1, 2], &states).unwrap();
+            assert_eq!(c.filled(), 1);
+        }
+        let c = HiddenCache::open(&dir, meta("k")).unwrap();
+        let mut want = states.clone();
+        round_f16(&mut want);
+        assert_eq!(c.get(2, &[1, 2]).unwrap(), want);
+        assert!(c.get(2, &[1, 3]).is_none(), "other tokens in the slot are a miss");
+        assert!(c.get(1, &[1, 2]).is_none());
+        // Another key empties the directory instead of serving its states.
+        let c = HiddenCache::open(&dir, meta("other")).unwrap();
+        assert_eq!(c.filled(), 0);
+        assert!(c.get(2, &[1, 2]).is_none());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn bad_puts_and_sizes_are_errors() {
+        let dir = temp("bad");
+        let mut c = HiddenCache::open(&dir, meta("k")).unwrap();
+        assert!(c.put(5, &[1], &[0.0; 3]).is_err(), "slot out of range");
+        assert!(c.put(0, &[1, 2, 3, 4, 5], &[0.0; 15]).is_err(), "longer than max_len");
+        assert!(c.put(0, &[1], &[0.0; 2]).is_err(), "wrong value count");
+        let huge = CacheMeta { max_len: usize::MAX / 2, ..meta("k") };
+        assert!(HiddenCache::open(&dir, huge).is_err());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn keys_follow_the_tokens() {
+        let ex = |t: Vec<u32>| Example { target: vec![true; t.len()], tokens: t };
+        let a = cache_key("m", 3, &[ex(vec![1, 2]), ex(vec![3])]);
+        assert_eq!(a, cache_key("m", 3, &[ex(vec![1, 2]), ex(vec![3])]));
+        assert_ne!(a, cache_key("m", 3, &[ex(vec![1]), ex(vec![2, 3])]));
+        assert_ne!(a, cache_key("n", 3, &[ex(vec![1, 2]), ex(vec![3])]));
+    }
+}
