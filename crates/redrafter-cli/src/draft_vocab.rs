@@ -9,9 +9,6 @@ use redrafter::KernelBackend;
 use redrafter::backends::{BackendKind, BackendTask, run_on};
 use redrafter::drafter::vocab::most_frequent;
 use redrafter::{load_drafter, save_drafter};
-use redrafter_io::fetch::{MT_BENCH_QUESTIONS, SHAREGPT, fetch};
-use redrafter_io::load_mt_bench;
-use redrafter_train::data::{Corpus, hold_out, read_corpus, tokenize_conversation, tokenize_text};
 
 type BoxError = Box<dyn std::error::Error>;
 
@@ -85,42 +82,12 @@ impl BackendTask for Task {
             return Err(format!("--size {k} is larger than the vocabulary ({v} tokens)").into());
         }
         let tok = &loaded.tokenizer;
-        let data = if args.data.as_os_str() == "sharegpt" { fetch(&SHAREGPT, &mut |_, _, _| {})? } else { args.data.clone() };
-        let mut counts = vec![0u64; v];
-        let mut count = |ids: &[u32], target: &[bool]| {
-            for (&t, _) in ids.iter().zip(target).filter(|(_, m)| **m) {
-                if let Some(c) = counts.get_mut(t as usize) {
-                    *c += 1;
-                }
-            }
-        };
-        let docs = match read_corpus(&data)? {
-            Corpus::Conversations(mut convs) => {
-                let q = load_mt_bench(&fetch(&MT_BENCH_QUESTIONS, &mut |_, _, _| {})?)?;
-                hold_out(&mut convs, &q.iter().flat_map(|q| q.turns.clone()).collect::<Vec<_>>());
-                convs.truncate(args.max_examples);
-                let tpl = tok.chat_template.as_ref().ok_or("the model has no chat template for conversation data")?;
-                for (i, c) in convs.iter().enumerate() {
-                    let ex = tokenize_conversation(tok, tpl, c, args.max_len)?;
-                    count(&ex.tokens, &ex.target);
-                    if (i + 1) % 2000 == 0 {
-                        eprintln!("counted {} / {} conversations", i + 1, convs.len());
-                    }
-                }
-                convs.len()
-            }
-            Corpus::Text(mut texts) => {
-                texts.truncate(args.max_examples);
-                for t in &texts {
-                    let ex = tokenize_text(tok, t, args.max_len)?;
-                    count(&ex.tokens, &ex.target);
-                }
-                texts.len()
-            }
-        };
+        let examples = crate::corpus::load_examples(tok, &args.data, args.max_examples, args.max_len, true)?;
+        let counts = crate::corpus::target_counts(&examples, v);
+        let docs = examples.len();
         let total: u64 = counts.iter().sum();
         if total == 0 {
-            return Err(format!("{}: no target tokens to count", data.display()).into());
+            return Err(format!("{}: no target tokens to count", args.data.display()).into());
         }
         let ids = most_frequent(&counts, k, &tok.eos);
         let covered: u64 = ids.iter().map(|&t| counts[t as usize]).sum();

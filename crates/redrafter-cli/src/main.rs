@@ -1,6 +1,7 @@
 //! `redrafter`: generate text with a Llama-family model on any compiled-in burn backend.
 
 mod default_drafter;
+mod corpus;
 mod distill;
 mod draft_vocab;
 mod generate;

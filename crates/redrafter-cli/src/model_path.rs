@@ -28,3 +28,19 @@ pub fn resolve(model: Option<PathBuf>) -> Result<PathBuf, Box<dyn std::error::Er
     bar.finish_and_clear();
     Ok(path)
 }
+
+/// A content identity of the model at `path` for caches of what it computes: the sha256 of the
+/// file, or of each regular file of a directory (sorted by name).
+pub fn identity(path: &std::path::Path) -> Result<String, Box<dyn std::error::Error>> {
+    use redrafter_io::fetch::sha256_file;
+    if path.is_file() {
+        return Ok(sha256_file(path, &mut |_, _, _| {})?);
+    }
+    let mut names: Vec<PathBuf> = std::fs::read_dir(path)?.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.is_file()).collect();
+    names.sort();
+    let mut id = String::new();
+    for p in names {
+        id += &format!("{}:{}\n", p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(), sha256_file(&p, &mut |_, _, _| {})?);
+    }
+    Ok(id)
+}

@@ -10,11 +10,8 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use redrafter::backends::{BackendKind, BackendTask, run_on};
 use redrafter::{DrafterConfig, save_drafter};
-use redrafter_io::fetch::{MT_BENCH_QUESTIONS, SHAREGPT, fetch};
-use redrafter_io::load_mt_bench;
-use redrafter_train::data::{Corpus, hold_out, read_corpus, tokenize_conversation, tokenize_text};
 use redrafter_train::plot::{Series, line_chart};
-use redrafter_train::{Example, Targets, TrainConfig, Trainer, evaluate};
+use redrafter_train::{CacheMeta, Example, HiddenCache, Targets, TrainConfig, Trainer, cache_key, evaluate};
 
 type BoxError = Box<dyn std::error::Error>;
 
@@ -90,6 +87,16 @@ pub struct TrainArgs {
     /// Stop after this optimizer step (with a checkpoint); rerun the same command to resume.
     #[arg(long)]
     stop_after: Option<usize>,
+    /// Train over the K most frequent target tokens of the training data (plus the end-of-turn
+    /// tokens) instead of the whole vocabulary: a reduced draft vocabulary (docs/drafter.md).
+    /// With `--init`, a drafter that has one keeps its own (then this must be absent or equal).
+    #[arg(long)]
+    draft_vocab_size: Option<usize>,
+    /// Where the LLM's hidden states of the training data are kept, f16, so that epochs after
+    /// the first do not run the LLM (default: a content-addressed directory under the cache
+    /// dir; `off` runs the LLM for every micro-batch).
+    #[arg(long)]
+    hidden_cache: Option<PathBuf>,
 }
 
 pub fn run(args: TrainArgs) -> Result<(), BoxError> {
@@ -119,29 +126,7 @@ impl BackendTask for Task {
         let tok = &loaded.tokenizer;
         let lc = llm.config().clone();
 
-        let data = if args.data.as_os_str() == "sharegpt" {
-            fetch(&SHAREGPT, &mut |what, done, total| eprint!("\r{what}: {} / {} MB   ", done >> 20, total >> 20))?
-        } else {
-            args.data.clone()
-        };
-        let corpus = read_corpus(&data)?;
-        let mut examples: Vec<Example> = match corpus {
-            Corpus::Conversations(mut convs) => {
-                if !args.no_holdout {
-                    let q = load_mt_bench(&fetch(&MT_BENCH_QUESTIONS, &mut |_, _, _| {})?)?;
-                    let held: Vec<String> = q.iter().flat_map(|q| q.turns.clone()).collect();
-                    let dropped = hold_out(&mut convs, &held);
-                    eprintln!("held out {dropped} conversations that start with an MT-Bench question");
-                }
-                let tpl = tok.chat_template.as_ref().ok_or("the model has no chat template for conversation data")?;
-                convs.truncate(args.max_examples.unwrap_or(usize::MAX));
-                convs.iter().map(|c| tokenize_conversation(tok, tpl, c, args.max_len)).collect::<Result<_, _>>()?
-            }
-            Corpus::Text(mut docs) => {
-                docs.truncate(args.max_examples.unwrap_or(usize::MAX));
-                docs.iter().map(|d| tokenize_text(tok, d, args.max_len)).collect::<Result<_, _>>()?
-            }
-        };
+        let mut examples = crate::corpus::load_examples(tok, &args.data, args.max_examples.unwrap_or(usize::MAX), args.max_len, !args.no_holdout)?;
         examples.retain(|e| e.tokens.len() >= args.draft_steps + 2 && e.target.iter().any(|&t| t));
         if examples.len() <= args.eval_examples {
             return Err(format!("{} usable examples: need more than --eval-examples {}", examples.len(), args.eval_examples).into());
@@ -153,6 +138,12 @@ impl BackendTask for Task {
         let mut dc = DrafterConfig::for_llm(lc.vocab_size, lc.hidden_size).with_tied_lm_head(!args.untied_head);
         dc.num_draft_layers = args.layers;
         dc.exit_dim = args.exit_dim.unwrap_or(2 * lc.hidden_size);
+        let draft_vocab = draft_vocab_ids(&args, &examples, &tok.eos, lc.vocab_size)?;
+        dc.draft_vocab_size = draft_vocab.as_ref().map(Vec::len);
+        if let Some(ids) = &draft_vocab {
+            let covered = examples.iter().flat_map(|e| e.tokens.iter().zip(&e.target)).filter(|(t, m)| **m && ids.binary_search(t).is_ok()).count();
+            eprintln!("draft vocabulary: {} tokens, {:.2}% of the training targets", ids.len(), 100.0 * covered as f64 / tokens.max(1) as f64);
+        }
         let config = TrainConfig {
             draft_steps: args.draft_steps,
             batch_size: args.batch_size,
@@ -167,9 +158,35 @@ impl BackendTask for Task {
             checkpoint_every: args.checkpoint_every,
             drafter: dc,
             init: args.init.clone(),
+            draft_vocab,
         };
         std::fs::create_dir_all(&args.out)?;
-        let trainer = Trainer { llm: &llm, examples: &examples, config: config.clone(), out_dir: args.out.clone(), stop_after: args.stop_after };
+        let hidden_cache = match args.hidden_cache.as_deref() {
+            Some(p) if p.as_os_str() == "off" => None,
+            given => {
+                let key = cache_key(&format!("{}\nf32", crate::model_path::identity(&model)?), lc.hidden_size, &examples);
+                let dir = given.map(PathBuf::from).unwrap_or_else(|| redrafter_io::fetch::cache_dir().join("hidden").join(&key[..16]));
+                let max_len = examples.iter().map(|e| e.tokens.len()).max().unwrap_or(1);
+                let meta = CacheMeta { format: 1, key, hidden_size: lc.hidden_size, max_len, slots: examples.len() };
+                let cache = HiddenCache::open(&dir, meta)?;
+                eprintln!(
+                    "hidden-state cache {}: {} of {} examples filled (at most {:.2} GB when full)",
+                    dir.display(),
+                    cache.filled(),
+                    examples.len(),
+                    cache.full_bytes() as f64 / 1e9
+                );
+                Some(cache)
+            }
+        };
+        let mut trainer = Trainer {
+            llm: &llm,
+            examples: &examples,
+            config: config.clone(),
+            out_dir: args.out.clone(),
+            stop_after: args.stop_after,
+            hidden_cache,
+        };
         let bar = ProgressBar::new(config.steps as u64).with_style(
             ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} (eta {eta}) {msg}").expect("template").progress_chars("=> "),
         );
@@ -220,4 +237,25 @@ impl BackendTask for Task {
         eprintln!("drafter saved to {}", args.out.display());
         Ok(())
     }
+}
+
+/// The draft vocabulary to train over: `--init`'s own when it has one (a given
+/// `--draft-vocab-size` must then match it), else the `--draft-vocab-size` most frequent target
+/// tokens of `examples` with the end-of-turn tokens always in.
+fn draft_vocab_ids(args: &TrainArgs, examples: &[Example], eos: &[u32], vocab_size: usize) -> Result<Option<Vec<u32>>, BoxError> {
+    if let Some(init) = &args.init {
+        let d = redrafter::load_drafter::<burn::backend::NdArray>(init, &Default::default())?;
+        if let Some(v) = d.draft_vocab() {
+            if args.draft_vocab_size.is_some_and(|k| k != v.len()) {
+                return Err(format!("{}: its draft vocabulary has {} tokens, not --draft-vocab-size {}", init.display(), v.len(), args.draft_vocab_size.unwrap_or(0)).into());
+            }
+            return Ok(Some(v.token_ids().to_vec()));
+        }
+    }
+    let Some(k) = args.draft_vocab_size else { return Ok(None) };
+    if k == 0 || k > vocab_size {
+        return Err(format!("--draft-vocab-size {k} must be between 1 and the vocabulary size {vocab_size}").into());
+    }
+    let counts = crate::corpus::target_counts(examples, vocab_size);
+    Ok(Some(redrafter::drafter::vocab::most_frequent(&counts, k, eos)))
 }

@@ -1,0 +1,64 @@
+//! Training corpora as token sequences, one loader for every subcommand that reads them (`train`,
+//! `draft-vocab`): `sharegpt` resolves to the pinned download, MT-Bench's first turns are held
+//! out (they are the benchmark), and each conversation or document becomes an [`Example`].
+
+use std::path::{Path, PathBuf};
+
+use redrafter_io::fetch::{MT_BENCH_QUESTIONS, SHAREGPT, fetch};
+use redrafter_io::{TextTokenizer, load_mt_bench};
+use redrafter_train::Example;
+use redrafter_train::data::{Corpus, hold_out, read_corpus, tokenize_conversation, tokenize_text};
+
+type BoxError = Box<dyn std::error::Error>;
+
+/// `data` as a local path: `sharegpt` is fetched (sha256-checked) on first use.
+pub fn resolve(data: &Path) -> Result<PathBuf, BoxError> {
+    if data.as_os_str() != "sharegpt" {
+        return Ok(data.to_path_buf());
+    }
+    let path = fetch(&SHAREGPT, &mut |what, done, total| eprint!("\r{what}: {} / {} MB   ", done >> 20, total >> 20))?;
+    Ok(path)
+}
+
+/// The first `max_examples` conversations or documents of `data`, tokenized (`max_len` tokens
+/// each; conversations through the model's chat template, targets = assistant tokens). With
+/// `holdout`, conversations starting with an MT-Bench question are dropped first.
+pub fn load_examples(tok: &TextTokenizer, data: &Path, max_examples: usize, max_len: usize, holdout: bool) -> Result<Vec<Example>, BoxError> {
+    let path = resolve(data)?;
+    match read_corpus(&path)? {
+        Corpus::Conversations(mut convs) => {
+            if holdout {
+                let q = load_mt_bench(&fetch(&MT_BENCH_QUESTIONS, &mut |_, _, _| {})?)?;
+                let dropped = hold_out(&mut convs, &q.iter().flat_map(|q| q.turns.clone()).collect::<Vec<_>>());
+                eprintln!("held out {dropped} conversations that start with an MT-Bench question");
+            }
+            convs.truncate(max_examples);
+            let tpl = tok.chat_template.as_ref().ok_or("the model has no chat template for conversation data")?;
+            let mut out = Vec::with_capacity(convs.len());
+            for (i, c) in convs.iter().enumerate() {
+                out.push(tokenize_conversation(tok, tpl, c, max_len)?);
+                if (i + 1) % 5000 == 0 {
+                    eprintln!("tokenized {} / {} conversations", i + 1, convs.len());
+                }
+            }
+            Ok(out)
+        }
+        Corpus::Text(mut docs) => {
+            docs.truncate(max_examples);
+            Ok(docs.iter().map(|d| tokenize_text(tok, d, max_len)).collect::<Result<_, _>>()?)
+        }
+    }
+}
+
+/// How often each token id of a `vocab_size` vocabulary is a target in `examples`.
+pub fn target_counts(examples: &[Example], vocab_size: usize) -> Vec<u64> {
+    let mut counts = vec![0u64; vocab_size];
+    for e in examples {
+        for (&t, _) in e.tokens.iter().zip(&e.target).filter(|(_, m)| **m) {
+            if let Some(c) = counts.get_mut(t as usize) {
+                *c += 1;
+            }
+        }
+    }
+    counts
+}
