@@ -89,6 +89,25 @@ pub fn simd() -> bool {
     }
 }
 
+/// Whether the f32-activation block tiles may use AVX-512 (F, DQ, VL) where [`simd`] holds;
+/// `REDRAFTER_AVX512=0` turns it off (the AVX2 body gives the same bits).
+pub fn avx512() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        {
+            std::env::var("REDRAFTER_AVX512").map_or(true, |v| v != "0")
+                && std::arch::is_x86_feature_detected!("avx512f")
+                && std::arch::is_x86_feature_detected!("avx512dq")
+                && std::arch::is_x86_feature_detected!("avx512vl")
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            false
+        }
+    })
+}
+
 /// `y[m, n] = x[m, k] · Wᵀ`. Runs on every machine: AVX2 where [`simd`] says so, else the
 /// portable bodies (same bits, slower).
 pub fn matmul(m: usize, x: &[f32], w: &BlockMatrix, y: &mut [f32]) {
@@ -97,6 +116,12 @@ pub fn matmul(m: usize, x: &[f32], w: &BlockMatrix, y: &mut [f32]) {
 
 /// [`matmul`] with the code path chosen by the caller (`simd` is ignored where unsupported).
 pub fn matmul_with(m: usize, x: &[f32], w: &BlockMatrix, y: &mut [f32], simd: bool) {
+    matmul_paths(m, x, w, y, simd, avx512())
+}
+
+/// [`matmul_with`], also choosing whether AVX-512 may serve (ignored where unsupported).
+pub fn matmul_paths(m: usize, x: &[f32], w: &BlockMatrix, y: &mut [f32], simd: bool, avx512: bool) {
+    let avx512 = avx512 && self::avx512();
     let (n, k) = (w.rows(), w.cols());
     assert!(x.len() == m * k && y.len() == m * n, "block matmul: slice lengths");
     if m == 0 || n == 0 {
@@ -119,7 +144,7 @@ pub fn matmul_with(m: usize, x: &[f32], w: &BlockMatrix, y: &mut [f32], simd: bo
             }
             Activations::F32 => {
                 let rows = super::widen::WideRows::new(w.ty(), m, k, x);
-                by_tiles(m, n, k, &super::widen::WideTiles { rows: &rows, w, simd }, out);
+                by_tiles(m, n, k, &super::widen::WideTiles { rows: &rows, w, simd, avx512 }, out);
             }
         },
         other => unreachable!("BlockMatrix::new refuses {other:?}"),
@@ -148,6 +173,12 @@ pub(super) fn block_params(ty: GgmlType, blk: &[u8]) -> (f32, f32, usize) {
 /// One tile of a block product: weight rows `j..j + J` against x rows `i..i + R`.
 pub(super) trait Tiles: Sync {
     fn tile<const J: usize, const R: usize>(&self, j: usize, i: usize) -> [[f32; R]; J];
+
+    /// Whether 4 × 4 tiles fit the registers (AVX-512's 32), so that rows beyond two also take
+    /// 4 weight rows per pass.
+    fn quad(&self) -> bool {
+        false
+    }
 }
 
 /// `y [m, n]` (at `out`) in tiles, its columns split between threads.
@@ -159,7 +190,8 @@ fn by_tiles<T: Tiles>(m: usize, n: usize, k: usize, tiles: &T, out: SyncPtr) {
 }
 
 /// Columns `lo..hi` of `y [m, n]` in tiles: one x row against 4 weight rows (decode), up to 4
-/// x rows against 2 weight rows (trees, batches: each unpacked block serves 4 rows), 2 rows
+/// x rows against 2 weight rows (trees, batches: each unpacked block serves 4 rows; 4 weight rows
+/// where [`Tiles::quad`] says the registers hold them), 2 rows
 /// against 4, and single weight rows at the end of the range.
 ///
 /// # Safety
@@ -186,10 +218,12 @@ unsafe fn block_cols<T: Tiles>(m: usize, n: usize, tiles: &T, y: *mut f32, lo: u
             }
             // Every (row, column) is its own accumulator chain whatever tile holds it, so the
             // tile shape is free to follow m; one column step per pass over the rows.
-            let wide = if m <= 2 { 4 } else { 2 };
+            let wide = if m <= 2 || tiles.quad() { 4 } else { 2 };
             i += match (left >= wide, wide, m - i) {
                 (true, 4, 1) => tile!(4, 1),
-                (true, 4, _) => tile!(4, 2),
+                (true, 4, 2) => tile!(4, 2),
+                (true, 4, 3) => tile!(4, 3),
+                (true, 4, _) => tile!(4, 4),
                 (true, _, r) if r >= 4 => tile!(2, 4),
                 (true, _, 3) => tile!(2, 3),
                 (true, _, 2) => tile!(2, 2),
@@ -528,6 +562,10 @@ mod tests {
                 let mut portable = vec![0f32; m * n];
                 matmul_with(m, &x, &w, &mut portable, false);
                 assert_eq!(portable, y, "{ty:?}/{act:?} {m}x{k}x{n}: portable vs simd");
+                // Where AVX-512 serves by default, the AVX2 body must give the same bits too.
+                let mut avx2 = vec![0f32; m * n];
+                matmul_paths(m, &x, &w, &mut avx2, true, false);
+                assert_eq!(avx2, y, "{ty:?}/{act:?} {m}x{k}x{n}: AVX2 vs default ({})", if avx512() { "AVX-512" } else { "AVX2" });
             }
         }
     }

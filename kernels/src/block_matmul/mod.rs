@@ -11,6 +11,7 @@
 
 pub mod host;
 mod widen;
+mod widen_avx512;
 
 use std::sync::Arc;
 

@@ -66,15 +66,25 @@ pub(super) struct WideTiles<'a> {
     pub rows: &'a WideRows<'a>,
     pub w: &'a BlockMatrix,
     pub simd: bool,
+    /// Tiles of an even number of weight rows take the AVX-512 body (same bits as AVX2).
+    pub avx512: bool,
 }
 
 impl Tiles for WideTiles<'_> {
+    fn quad(&self) -> bool {
+        self.simd && self.avx512
+    }
+
     #[inline(always)]
     fn tile<const J: usize, const R: usize>(&self, j: usize, i: usize) -> [[f32; R]; J] {
         let rows: [&[u8]; J] = std::array::from_fn(|t| self.w.row(j + t));
         let xs: [(&[f32], &[f32]); R] = std::array::from_fn(|r| self.rows.row(i + r));
         #[cfg(target_arch = "x86_64")]
         if self.simd {
+            if self.avx512 && J % 2 == 0 {
+                // SAFETY: `avx512` is only true where AVX-512 F/DQ/VL and the AVX2 set were detected.
+                return unsafe { super::widen_avx512::wide_tile_avx512::<J, R>(self.w.ty(), rows, xs) };
+            }
             // SAFETY: `simd` is only true where AVX2, FMA and F16C were detected.
             return unsafe { wide_tile_avx2::<J, R>(self.w.ty(), rows, xs) };
         }
