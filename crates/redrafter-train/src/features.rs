@@ -14,13 +14,13 @@ use std::path::{Path, PathBuf};
 
 use burn::tensor::Tensor;
 use memmap2::MmapMut;
-use redrafter_io::IoError;
 use redrafter_llama::{BlockInput, KernelBackend, Llama};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::TrainError;
 use crate::data::Example;
+use crate::trainer::io;
 
 /// Bumped when the file layout changes; a cache of another version is rebuilt.
 const FORMAT: u32 = 1;
@@ -69,10 +69,6 @@ pub struct HiddenCache {
     meta: CacheMeta,
     states: MmapMut,
     index: MmapMut,
-}
-
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
-    move |source| TrainError::Io(IoError::Io { path: path.to_path_buf(), source })
 }
 
 fn map_file(path: &Path, bytes: u64, fresh: bool) -> Result<MmapMut, TrainError> {

@@ -101,7 +101,8 @@ pub struct Trainer<'a, B: AutodiffBackend> {
     pub hidden_cache: Option<HiddenCache>,
 }
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
+/// Maps an I/O error on `path` to the training error that names it.
+pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
     move |source| TrainError::Io(IoError::Io { path: path.to_path_buf(), source })
 }
 
