@@ -13,7 +13,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use redrafter::KernelBackend;
 use redrafter::backends::{BackendKind, BackendTask, run_on};
 use redrafter::{Autoregressive, GenerationConfig, Generator};
-use redrafter_io::fetch::{MT_BENCH_QUESTIONS, SHAREGPT, fetch};
+use redrafter_io::fetch::{MT_BENCH_QUESTIONS, fetch};
 use redrafter_io::{Message, load_mt_bench};
 use redrafter_train::data::{Corpus, hold_out, read_corpus};
 
@@ -78,7 +78,7 @@ impl BackendTask for Task {
         let loaded = redrafter_llama::load_with::<B>(&model, &device, args.weights)?;
         let tok = &loaded.tokenizer;
         let tpl = tok.chat_template.as_ref().ok_or("the model has no chat template")?;
-        let data = if args.data.as_os_str() == "sharegpt" { fetch(&SHAREGPT, &mut |_, _, _| {})? } else { args.data.clone() };
+        let data = crate::corpus::resolve(&args.data)?;
         let Corpus::Conversations(mut convs) = read_corpus(&data)? else {
             return Err(format!("{}: distillation needs conversations, not plain text", data.display()).into());
         };
