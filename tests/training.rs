@@ -46,6 +46,26 @@ fn config(steps: usize, vocab: usize, hidden: usize) -> TrainConfig {
     }
 }
 
+/// The mean loss of the first and last five steps; the last must be under 0.7 of the first.
+fn loss_falls(log: &[redrafter_train::LogLine]) -> (f64, f64) {
+    let first: f64 = log[..5].iter().map(|l| l.loss).sum::<f64>() / 5.0;
+    let last: f64 = log[log.len() - 5..].iter().map(|l| l.loss).sum::<f64>() / 5.0;
+    assert!(last < 0.7 * first, "loss {first:.3} -> {last:.3}");
+    (first, last)
+}
+
+/// τ of `drafter` at W2 L4 on a fixed prompt, asserting its tokens equal autoregressive decoding.
+fn lossless_tau<B: KernelBackend>(llm: &redrafter_llama::Llama<B>, drafter: Drafter<B>) -> f64 {
+    let g = Generator::new(llm, None);
+    let prompts = vec![vec![3 + 37, 3 + 91]];
+    let cfg = GenerationConfig { max_new_tokens: 30, ..Default::default() };
+    let ar = g.generate(&mut Autoregressive, &prompts, &cfg, None).unwrap();
+    let mut s = ReDrafter::new(drafter, BeamConfig { width: 2, length: 4 }).unwrap();
+    let out = g.generate(&mut s, &prompts, &cfg, None).unwrap();
+    assert_eq!(out.rows[0].tokens, ar.rows[0].tokens);
+    out.stats.tau
+}
+
 fn training_learns_and_raises_tau<B: KernelBackend>(device: B::Device) {
     let m = tiny_gguf_model::<Autodiff<B>>(51, GgmlType::F32, &device);
     let llm = m.model.no_grad();
@@ -55,22 +75,11 @@ fn training_learns_and_raises_tau<B: KernelBackend>(device: B::Device) {
     let out = temp_dir("train-learns");
     let mut trainer = Trainer { llm: &llm, examples: &examples, config: cfg, out_dir: out.clone(), stop_after: None, hidden_cache: None };
     let (drafter, log) = trainer.run(&mut |_, _, _| {}).unwrap();
-    let first: f64 = log[..5].iter().map(|l| l.loss).sum::<f64>() / 5.0;
-    let last: f64 = log[log.len() - 5..].iter().map(|l| l.loss).sum::<f64>() / 5.0;
-    assert!(last < 0.7 * first, "loss {first:.3} -> {last:.3}");
+    let (first, last) = loss_falls(&log);
 
     // The trained drafter proposes what the LLM will say: more tokens per verification step.
     let inner = llm.valid();
-    let g = Generator::new(&inner, None);
-    let prompts = vec![vec![3 + 37, 3 + 91]];
-    let cfg = GenerationConfig { max_new_tokens: 30, ..Default::default() };
-    let ar = g.generate(&mut Autoregressive, &prompts, &cfg, None).unwrap();
-    let tau = |d: Drafter<B>| {
-        let mut s = ReDrafter::new(d, BeamConfig { width: 2, length: 4 }).unwrap();
-        let out = g.generate(&mut s, &prompts, &cfg, None).unwrap();
-        assert_eq!(out.rows[0].tokens, ar.rows[0].tokens);
-        out.stats.tau
-    };
+    let tau = |d: Drafter<B>| lossless_tau(&inner, d);
     let random = Drafter::<B>::random(trainer.config.drafter.clone(), 1, &device).unwrap();
     let (t_random, t_trained) = (tau(random), tau(drafter.valid()));
     assert!(t_trained > t_random + 0.5, "tau random {t_random:.2}, trained {t_trained:.2}");
@@ -248,25 +257,14 @@ fn training_over_a_draft_vocabulary<B: KernelBackend>(device: B::Device) {
     let out = temp_dir("train-vocab");
     let mut trainer = Trainer { llm: &llm, examples: &examples, config: cfg.clone(), out_dir: out.clone(), stop_after: None, hidden_cache: None };
     let (drafter, log) = trainer.run(&mut |_, _, _| {}).unwrap();
-    let first: f64 = log[..5].iter().map(|l| l.loss).sum::<f64>() / 5.0;
-    let last: f64 = log[log.len() - 5..].iter().map(|l| l.loss).sum::<f64>() / 5.0;
-    assert!(last < 0.7 * first, "loss {first:.3} -> {last:.3}");
+    let (first, last) = loss_falls(&log);
 
     // The checkpoint is a drafter over the K tokens that drafts them and stays lossless.
     let saved = redrafter::load_drafter::<B>(&out.join("checkpoint"), &device).unwrap();
     assert_eq!(saved.draft_vocab().map(|v| v.token_ids().to_vec()), Some(ids.clone()));
     assert_eq!(drafter.valid().draft_vocab_size(), k);
     let inner = llm.valid();
-    let g = Generator::new(&inner, None);
-    let prompts = vec![vec![3 + 37, 3 + 91]];
-    let gc = GenerationConfig { max_new_tokens: 30, ..Default::default() };
-    let ar = g.generate(&mut Autoregressive, &prompts, &gc, None).unwrap();
-    let tau = |d: Drafter<B>| {
-        let mut s = ReDrafter::new(d, BeamConfig { width: 2, length: 4 }).unwrap();
-        let out = g.generate(&mut s, &prompts, &gc, None).unwrap();
-        assert_eq!(out.rows[0].tokens, ar.rows[0].tokens);
-        out.stats.tau
-    };
+    let tau = |d: Drafter<B>| lossless_tau(&inner, d);
     let random = Drafter::<B>::random(DrafterConfig { draft_vocab_size: None, ..cfg.drafter.clone() }, 1, &device).unwrap();
     let (t_random, t_trained) = (tau(random.with_draft_vocab(ids.clone()).unwrap()), tau(saved));
     eprintln!("K {k} covers {:.0}% of the labels; loss {first:.3} -> {last:.3}; tau random {t_random:.2} -> trained {t_trained:.2}", covered * 100.0);
