@@ -15,6 +15,11 @@ use clap::{Parser, Subcommand};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Most memory one request may ask for (weights, KV cache, a step's workspace), e.g. 8G or
+    /// 512M; larger requests stop with an error that states the bytes. Default: the
+    /// REDRAFTER_MEMORY_LIMIT environment variable, else the machine's physical memory.
+    #[arg(long, global = true, value_parser = redrafter_io::budget::parse_size)]
+    memory_limit: Option<u64>,
 }
 
 #[derive(Subcommand)]
@@ -31,6 +36,9 @@ enum Command {
 
 fn main() {
     let cli = Cli::parse();
+    if let Some(bytes) = cli.memory_limit {
+        redrafter_io::budget::set_limit(bytes);
+    }
     let result = match cli.command {
         Command::Generate(args) => generate::run(args),
         Command::Train(args) => train::run(args),

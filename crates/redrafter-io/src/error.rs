@@ -33,6 +33,8 @@ pub enum IoError {
     Template(String),
     #[error("download of {what} failed: {why}")]
     Download { what: String, why: String },
+    #[error(transparent)]
+    OverBudget(#[from] crate::budget::OverBudget),
     #[error("{path}: sha256 is {found}, expected {expected}")]
     Checksum { path: PathBuf, expected: String, found: String },
 }

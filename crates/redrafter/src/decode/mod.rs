@@ -7,6 +7,7 @@
 //! token per step; ReDrafter commits a variable number per row.
 
 mod autoregressive;
+pub mod memory;
 mod redrafter;
 mod row;
 mod stats;
@@ -20,6 +21,7 @@ use redrafter_llama::{BlockInput, KernelBackend, KvCache, Llama};
 
 pub use autoregressive::Autoregressive;
 pub use redrafter::{BeamConfig, DraftSource, Drafts, ReDrafter};
+pub use memory::StepShape;
 pub use row::{FinishReason, RowOutput};
 pub use stats::GenerationStats;
 
@@ -103,6 +105,11 @@ pub trait Strategy<B: KernelBackend> {
 
     /// Called when rows leave the batch, for strategies that keep per-row state.
     fn retain_rows(&mut self, _keep: &[usize]) {}
+
+    /// The size of one step per row, for the memory check before generation starts.
+    fn step_shape(&self) -> StepShape {
+        StepShape::AUTOREGRESSIVE
+    }
 }
 
 pub struct GenerationOutput {
@@ -136,6 +143,10 @@ impl<'a, B: KernelBackend> Generator<'a, B> {
         }
         if prompts.is_empty() {
             return Err(DecodeError::InvalidOption("no prompts given".into()));
+        }
+        // An empty stop string is found in every text, so every row would end after one token.
+        if config.stop_strings.iter().any(String::is_empty) {
+            return Err(DecodeError::InvalidOption("a stop string must not be empty".into()));
         }
         let limit = self.context_limit(config);
         let vocab = self.model.config().vocab_size;
@@ -172,7 +183,9 @@ impl<'a, B: KernelBackend> Generator<'a, B> {
 
         let start = Instant::now();
         let longest = prompts.iter().map(Vec::len).max().unwrap_or(0);
-        let capacity = limit.min(longest + config.max_new_tokens);
+        // max_new_tokens may be anything up to usize::MAX ("until the context is full").
+        let capacity = limit.min(longest.saturating_add(config.max_new_tokens));
+        memory::check(self.model.config(), prompts.len(), longest, capacity, strategy.step_shape()).map_err(redrafter_io::IoError::from)?;
         let mut cache = self.model.new_cache(prompts.len(), capacity, &device);
         let (pending, hidden) = self.prefill(prompts, &mut cache, &mut sampler)?;
         stats.prefill_seconds = start.elapsed().as_secs_f64();

@@ -14,7 +14,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 use redrafter_llama::{BlockInput, KernelBackend, Llama};
 
-use super::{DecodeState, GenerationStats, Strategy};
+use super::{DecodeState, GenerationStats, StepShape, Strategy};
 use crate::accept::{self, Accepted};
 use crate::beam::{Beams, DeviceBeams, beam_search};
 use crate::drafter::Drafter;
@@ -117,6 +117,12 @@ fn check_beams(beams: &Beams, rows: usize, width: usize, len: usize, pending: &[
 impl<B: KernelBackend, S: DraftSource<B>> Strategy<B> for ReDrafter<S> {
     fn name(&self) -> String {
         format!("redrafter({}, W={}, L={})", self.source.name(), self.beams.width, self.beams.length)
+    }
+
+    fn step_shape(&self) -> StepShape {
+        // The tree has at most W × L tokens; the beam search keeps a vocabulary row per beam.
+        let (w, l) = (self.beams.width, self.beams.length);
+        StepShape { tokens: w.saturating_mul(l), draft_logits: w }
     }
 
     fn step(

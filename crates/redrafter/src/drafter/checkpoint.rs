@@ -64,7 +64,24 @@ pub fn load_drafter<B: Backend>(path: &Path, device: &B::Device) -> Result<Draft
     let config: DrafterConfig = serde_json::from_value(json)
         .map_err(|e| DrafterError::InvalidConfig(format!("{}: {e}", cfg_path.display())))?;
     config.validate()?;
+    redrafter_io::budget::check(
+        format_args!(
+            "the drafter of {} ({} layers, hidden {}, exit dim {}; f32)",
+            cfg_path.display(),
+            config.num_draft_layers,
+            config.hidden_size,
+            config.exit_dim
+        ),
+        config.num_parameters().saturating_mul(4),
+    )
+    .map_err(IoError::from)?;
     let src = SafetensorsFiles::open(&dir)?;
+    // Each residual block is two tensors of the file: a layer count beyond what the file holds
+    // is wrong, and is refused before the per-layer tensor list is built.
+    let held = src.names().count();
+    if config.num_draft_layers > held {
+        return Err(bad(format!("num_draft_layers is {}, but the checkpoint holds only {held} tensors", config.num_draft_layers)));
+    }
 
     let mut used = vec![];
     let mut get = |name: &str, shape: &[usize]| -> Result<HostTensor, DrafterError> {

@@ -112,12 +112,15 @@ impl DrafterConfig {
         v
     }
 
-    /// Number of trainable parameters.
-    pub fn num_parameters(&self) -> usize {
-        let (h, e, n) = (self.hidden_size, self.exit_dim, self.num_draft_layers);
-        let rnn = if self.rnn { 2 * h * h + h } else { 0 };
-        let proj = if self.has_input_proj() { 2 * h * e + e } else { 0 };
-        rnn + proj + n * (e * e + e) + e * self.head_out()
+    /// Number of trainable parameters, saturating: a `config.json` may hold absurd sizes, and the
+    /// memory budget must see them as huge rather than wrapped around.
+    pub fn num_parameters(&self) -> u128 {
+        use redrafter_io::budget::product;
+        let (h, e, n) = (self.hidden_size as u128, self.exit_dim as u128, self.num_draft_layers as u128);
+        let rnn = if self.rnn { product(&[2, h, h]).saturating_add(h) } else { 0 };
+        let proj = if self.has_input_proj() { product(&[2, h, e]).saturating_add(e) } else { 0 };
+        let blocks = product(&[n, product(&[e, e]).saturating_add(e)]);
+        rnn.saturating_add(proj).saturating_add(blocks).saturating_add(product(&[e, self.head_out() as u128]))
     }
 }
 

@@ -70,6 +70,12 @@ impl<B: Backend> Drafter<B> {
     /// drawn on the host from `seed`, so every backend gets the same weights.
     pub fn random(config: DrafterConfig, seed: u64, device: &B::Device) -> Result<Self, DrafterError> {
         config.validate()?;
+        // Training options (`--layers`, `--exit-dim`) set these sizes.
+        redrafter_io::budget::check(
+            format_args!("a drafter of {} layers, hidden {}, exit dim {} (f32)", config.num_draft_layers, config.hidden_size, config.exit_dim),
+            config.num_parameters().saturating_mul(4),
+        )
+        .map_err(IoError::from)?;
         let mut rng = StdRng::seed_from_u64(seed);
         let mut lin = |inp: usize, out: usize, bias: bool| {
             let bound = 1.0 / (inp as f32).sqrt();
