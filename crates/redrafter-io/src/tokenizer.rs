@@ -97,7 +97,11 @@ impl TextTokenizer {
         if !tj.is_file() {
             return Err(IoError::Tokenizer(format!("{} is missing", tj.display())));
         }
-        let inner = Tokenizer::from_file(&tj).map_err(|e| IoError::Tokenizer(format!("{}: {e}", tj.display())))?;
+        // The tokenizers crate panics on some malformed files (an unwrap in its decoder
+        // deserializer, found by tests/fuzz_inputs.rs) instead of returning its error.
+        let inner = crate::guard::catch_panic(|| Tokenizer::from_file(&tj))
+            .map_err(|why| IoError::Tokenizer(format!("{}: not a valid tokenizer.json ({why})", tj.display())))?
+            .map_err(|e| IoError::Tokenizer(format!("{}: {e}", tj.display())))?;
         let cfg_path = dir.join("tokenizer_config.json");
         let cfg: serde_json::Value = if cfg_path.is_file() {
             let text = std::fs::read_to_string(&cfg_path).map_err(io_err(&cfg_path))?;

@@ -269,7 +269,9 @@ impl GgufFile {
                 what: "general.alignment is not a power of two".into(),
             })?,
         };
-        let data_start = (c.pos as u64).div_ceil(alignment) * alignment;
+        // The data section starts at the next multiple of the alignment; past the end of the
+        // file it holds nothing, and each tensor's extent check below then fails by name.
+        let data_start = (c.pos as u64).div_ceil(alignment).saturating_mul(alignment).min(map.len() as u64);
 
         let file = Self { path, map, version, metadata, tensors, data_start: data_start as usize };
         for info in file.tensors.values() {
@@ -295,14 +297,28 @@ impl GgufFile {
                 what: format!("tensor `{}` rows of {} do not split into {per}-value blocks", info.name, info.dims[0]),
             });
         }
-        let end = self.data_start as u64 + info.offset + numel / per as u64 * bytes as u64;
-        if end > self.map.len() as u64 {
-            return Err(IoError::Truncated {
+        self.extent(info, numel / per as u64 * bytes as u64).map(|_| ())
+    }
+
+    /// The byte range `[start, end)` of a tensor of `size` bytes in the file. The offset comes
+    /// from the file, so every addition is checked: a crafted offset must not wrap around to
+    /// point at the header.
+    fn extent(&self, info: &GgufTensorInfo, size: u64) -> Result<(usize, usize)> {
+        let start = (self.data_start as u64).checked_add(info.offset);
+        let end = start.and_then(|s| s.checked_add(size));
+        match (start, end) {
+            (Some(start), Some(end)) if end <= self.map.len() as u64 => Ok((start as usize, end as usize)),
+            _ => Err(IoError::Truncated {
                 path: self.path.clone(),
-                what: format!("tensor `{}` ends at byte {end}, file has {}", info.name, self.map.len()),
-            });
+                what: format!(
+                    "tensor `{}` ({size} bytes at offset {} of the data section, which starts at byte {}) ends past the end of the file ({} bytes)",
+                    info.name,
+                    info.offset,
+                    self.data_start,
+                    self.map.len()
+                ),
+            }),
         }
-        Ok(())
     }
 
     pub fn meta(&self, key: &str) -> Option<&GgufValue> {
@@ -338,8 +354,8 @@ impl GgufFile {
             dtype: info.dtype.name(),
         };
         let size = info.dtype.byte_size(info.numel()).ok_or_else(unsupported)?;
-        let start = self.data_start + info.offset as usize;
-        Ok(&self.map[start..start + size])
+        let (start, end) = self.extent(info, size as u64)?;
+        Ok(&self.map[start..end])
     }
 }
 

@@ -82,3 +82,22 @@ fn unsupported_tensor_type_is_named() {
     assert!(matches!(e, IoError::UnsupportedTensorType { ref tensor, .. } if tensor == "n"), "{e}");
     assert!(e.to_string().contains("ggml type 12"), "{e}");
 }
+
+#[test]
+fn an_offset_that_wraps_around_is_refused() {
+    let bytes = sample().to_bytes();
+    let data_start = GgufFile::open(tmp("wrap-ok.gguf", &bytes)).unwrap().data_start as u64;
+    // Tensor "n": name, rank 1, one dim, type (u32), then its offset (u64).
+    let pos = bytes.windows(9).position(|w| w == b"\x01\0\0\0\0\0\0\0n").unwrap() + 9;
+    let off_at = pos + 4 + 8 + 4;
+    for offset in [0u64.wrapping_sub(data_start), u64::MAX, u64::MAX - 11, 1 << 63] {
+        let mut b = bytes.clone();
+        b[off_at..off_at + 8].copy_from_slice(&offset.to_le_bytes());
+        // Before the checked additions, data_start + offset wrapped to 0 and "n" read the header.
+        match GgufFile::open(tmp("wrap.gguf", &b)) {
+            Err(e @ IoError::Truncated { .. }) => assert!(e.to_string().contains("tensor `n`"), "{e}"),
+            Err(e) => panic!("offset {offset}: unexpected error {e}"),
+            Ok(f) => panic!("offset {offset}: opened, and `n` reads {:?}", f.tensor("n").map(|t| t.data)),
+        }
+    }
+}
