@@ -22,13 +22,20 @@ impl Default for SamplingConfig {
     }
 }
 
+/// Temperatures below this decode greedily. At 1e-5 a logit gap of 0.001 is already a factor
+/// e^-100 in probability, so sampling would pick the argmax anyway; far below it, `logit / T`
+/// overflows to infinity and the softmax turns into NaN.
+pub const GREEDY_BELOW: f32 = 1e-5;
+
 impl SamplingConfig {
     pub fn greedy() -> Self {
         Self::default()
     }
 
+    /// Greedy at temperature 0 and below [`GREEDY_BELOW`]: so sharp a distribution is the argmax
+    /// up to ties, and dividing logits by it would overflow f32.
     pub fn is_greedy(&self) -> bool {
-        self.temperature == 0.0
+        self.temperature < GREEDY_BELOW
     }
 
     pub fn validate(&self) -> Result<(), DecodeError> {
@@ -75,7 +82,11 @@ impl Sampler {
     /// (token, probability) pairs sorted by descending probability.
     pub fn distribution(&self, logits: &[f32]) -> Vec<(u32, f32)> {
         let c = &self.config;
-        let mut idx: Vec<(u32, f32)> = logits.iter().enumerate().map(|(i, l)| (i as u32, *l / c.temperature)).collect();
+        // Subtract the largest logit before dividing: (l - max) / T is at most 0, so a small T
+        // sends the others towards -inf (probability 0) instead of every logit to +inf (NaN).
+        let top = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let mut idx: Vec<(u32, f32)> =
+            logits.iter().enumerate().map(|(i, l)| (i as u32, (*l - top) / c.temperature)).collect();
         idx.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
         if c.top_k > 0 && c.top_k < idx.len() {
             idx.truncate(c.top_k);
@@ -168,6 +179,23 @@ mod tests {
         let ones = a.iter().filter(|&&t| t == 1).count() as f32 / a.len() as f32;
         assert!((ones - 0.75).abs() < 0.03, "{ones}");
         assert_ne!(a, draw(&SamplingConfig { seed: 8, ..cfg }));
+    }
+
+    #[test]
+    fn tiny_temperatures_are_greedy_and_never_nan() {
+        let logits = [10.0, 20.0, 5.0, 19.0];
+        for t in [1e-38, f32::MIN_POSITIVE, 1e-20, 9e-6] {
+            let mut s = Sampler::new(SamplingConfig { temperature: t, seed: 1, ..Default::default() }, 1);
+            assert!(s.config().is_greedy(), "{t}");
+            assert!((0..50).all(|_| s.sample(0, &logits) == 1), "temperature {t} must pick the argmax");
+            // The distribution itself stays finite at any positive temperature.
+            let d = s.distribution(&logits);
+            assert_eq!(d, vec![(1, 1.0)], "temperature {t}");
+        }
+        let s = Sampler::new(SamplingConfig { temperature: 1e-5, ..Default::default() }, 1);
+        assert!(!s.config().is_greedy());
+        let d = s.distribution(&[1000.0, 1000.00001, -1000.0]);
+        assert!(d.iter().all(|e| e.1.is_finite()) && (d.iter().map(|e| e.1).sum::<f32>() - 1.0).abs() < 1e-6, "{d:?}");
     }
 
     #[test]
