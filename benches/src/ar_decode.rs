@@ -190,6 +190,11 @@ fn list(s: &str) -> Vec<String> {
     s.split(',').map(|v| v.trim().to_string()).filter(|v| !v.is_empty()).collect()
 }
 
+fn exit_with(e: &dyn std::fmt::Display) -> ! {
+    eprintln!("error: {e}");
+    std::process::exit(1)
+}
+
 fn main() {
     let args = Args::parse();
     let model = fetch(&SMOLLM2_135M_INSTRUCT, &mut |_, _, _| {}).expect("fetch default model");
@@ -198,7 +203,7 @@ fn main() {
         let beams = BeamConfig { width: args.beam_width, length: args.beam_length };
         let drafter = args.child_redrafter.then(|| (args.drafter.clone().expect("--drafter"), beams));
         let task = Measure { prompt: args.prompt.clone(), new_tokens: args.new_tokens, model, weights: args.child_weights, batch: args.child_batch, drafter };
-        println!("{}", run_on(kind, task));
+        println!("{}", run_on(kind, task).unwrap_or_else(|e| exit_with(&e)));
         return;
     }
     let backends: Vec<String> = if args.backend.is_empty() {

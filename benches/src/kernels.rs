@@ -210,7 +210,10 @@ fn main() {
     };
     let mut all = vec![];
     for kind in kinds {
-        all.extend(run_on(kind, Bench(args.clone(), kind.to_string())));
+        match run_on(kind, Bench(args.clone(), kind.to_string())) {
+            Ok(rows) => all.extend(rows),
+            Err(e) => eprintln!("skipped {kind}: {e}"),
+        }
     }
     std::fs::create_dir_all(&args.out).expect("create --out");
     std::fs::write(args.out.join("kernels.json"), serde_json::to_string_pretty(&all).expect("json")).expect("write json");

@@ -175,7 +175,10 @@ impl BackendTask for Bench {
 fn main() {
     let args = Args::parse();
     let kind: BackendKind = args.backend.parse().expect("backend");
-    let results = run_on(kind, Bench(args.clone()));
+    let results = run_on(kind, Bench(args.clone())).unwrap_or_else(|e| {
+        eprintln!("error: {e}");
+        std::process::exit(1)
+    });
     std::fs::create_dir_all(&args.out).expect("create --out");
     std::fs::write(args.out.join("mt_bench.json"), serde_json::to_string_pretty(&results).expect("json")).expect("write");
     let mut series = vec![];

@@ -57,7 +57,7 @@ pub fn run(args: DistillArgs) -> Result<(), BoxError> {
         return Err("--batch-size must be at least 1".into());
     }
     let model = crate::model_path::resolve(args.model.clone())?;
-    run_on(kind, Task { args, model })
+    run_on(kind, Task { args, model })?
 }
 
 struct Task {

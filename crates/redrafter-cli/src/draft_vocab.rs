@@ -55,7 +55,7 @@ pub fn run(args: DraftVocabArgs) -> Result<(), BoxError> {
         Some(d) => d.clone(),
         None => crate::default_drafter::path()?,
     };
-    run_on(kind, Task { args, model, drafter })
+    run_on(kind, Task { args, model, drafter })?
 }
 
 struct Task {

@@ -99,7 +99,7 @@ pub fn run(args: GenerateArgs) -> Result<(), BoxError> {
         _ => None,
     };
     let model = crate::model_path::resolve(args.model.clone())?;
-    run_on(kind, Task { args, prompt, model, kind, drafter })
+    run_on(kind, Task { args, prompt, model, kind, drafter })?
 }
 
 struct Task {

@@ -107,7 +107,7 @@ pub fn run(args: TrainArgs) -> Result<(), BoxError> {
         other => return Err(format!("unknown --targets `{other}` (ground-truth or llm-greedy)").into()),
     };
     let model = crate::model_path::resolve(args.model.clone())?;
-    run_on(kind, Task { args, model, targets })
+    run_on(kind, Task { args, model, targets })?
 }
 
 struct Task {

@@ -118,7 +118,52 @@ pub type WgpuFusionBackend = redrafter_kernels::runtimes::WgpuFusion;
 #[cfg(all(feature = "cuda", feature = "fusion"))]
 pub type CudaFusionBackend = redrafter_kernels::runtimes::CudaFusion;
 
-pub fn run_on<T: BackendTask>(kind: BackendKind, task: T) -> T::Output {
+/// Runs `task` on `kind`'s default device, after [`probe`] found that the device starts: a
+/// machine without the backend's driver gets [`DecodeError::BackendUnavailable`], not a panic.
+pub fn run_on<T: BackendTask>(kind: BackendKind, task: T) -> Result<T::Output, DecodeError> {
+    probe(kind)?;
+    Ok(run_unprobed(kind, task))
+}
+
+/// Starts `kind`'s device once, so that a missing driver or GPU is an error with the fix instead
+/// of a panic deep inside the runtime. cubecl's wgpu and CUDA runtimes panic when they find no
+/// adapter or no driver ("No possible adapter available"); they offer no fallible constructor,
+/// so the probe catches that panic silently (`redrafter_io::guard`) and reports its message. The CPU backends need no
+/// probe. A backend that started once is not probed again.
+pub fn probe(kind: BackendKind) -> Result<(), DecodeError> {
+    use std::sync::Mutex;
+    static STARTED: Mutex<Vec<BackendKind>> = Mutex::new(Vec::new());
+    if matches!(kind, BackendKind::NdArray | BackendKind::Flex)
+        || STARTED.lock().unwrap_or_else(|e| e.into_inner()).contains(&kind)
+    {
+        return Ok(());
+    }
+    struct Start;
+    impl BackendTask for Start {
+        type Output = ();
+        fn run<B: KernelBackend>(self, device: B::Device) {
+            let _ = burn::tensor::Tensor::<B, 1>::zeros([1], &device).into_data();
+        }
+    }
+    match redrafter_io::guard::catch_panic(|| run_unprobed(kind, Start)) {
+        Ok(()) => {
+            STARTED.lock().unwrap_or_else(|e| e.into_inner()).push(kind);
+            Ok(())
+        }
+        Err(why) => Err(DecodeError::BackendUnavailable { backend: kind.name(), why, fix: fix_for(kind) }),
+    }
+}
+
+/// What to do when `kind` cannot start.
+fn fix_for(kind: BackendKind) -> &'static str {
+    if kind.is_cuda() {
+        "CUDA needs an NVIDIA GPU and its driver (libcuda.so); on a machine without one use --backend flex (CPU) or wgpu"
+    } else {
+        "wgpu found no GPU adapter: install a Vulkan driver (without a GPU, Mesa's lavapipe runs Vulkan on the CPU: apt-get install mesa-vulkan-drivers libvulkan1), or use --backend flex"
+    }
+}
+
+fn run_unprobed<T: BackendTask>(kind: BackendKind, task: T) -> T::Output {
     match kind {
         BackendKind::NdArray => task.run::<NdArrayBackend>(Default::default()),
         #[cfg(feature = "flex")]

@@ -13,6 +13,8 @@ pub enum DecodeError {
     Draft(String),
     #[error("the device failed: {0}")]
     Device(String),
+    #[error("backend `{backend}` cannot start ({why}). {fix}")]
+    BackendUnavailable { backend: &'static str, why: String, fix: &'static str },
     #[error("invalid option: {0}")]
     InvalidOption(String),
     #[error("prompt {row} has {len} tokens, but the context holds {limit} (at least one position must stay free to generate)")]
