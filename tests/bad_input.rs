@@ -119,3 +119,48 @@ fn invalid_config_values() {
     let e = load_err(&write("heads.gguf", &w.to_bytes()));
     assert!(e.contains("num_heads (4) must be a multiple of num_kv_heads (3)"), "{e}");
 }
+
+/// Sizes in a config.json that would need more memory than there is: refused with the bytes
+/// before anything is allocated (an absurd `max_position_embeddings` used to build RoPE tables
+/// of that length; an absurd layer count in a drafter used to allocate until the OOM killer came).
+#[test]
+fn absurd_model_sizes_are_refused_by_the_memory_budget() {
+    let dir = temp_dir("hf-absurd");
+    write_tiny_hf_dir(&dir, &tiny_config(), 1).unwrap();
+    let clean = std::fs::read_to_string(dir.join("config.json")).unwrap();
+    for (key, value) in [("max_position_embeddings", "1099511627776"), ("num_hidden_layers", "4000000000000"), ("vocab_size", "18446744073709551615")] {
+        let mut j: serde_json::Value = serde_json::from_str(&clean).unwrap();
+        j[key] = serde_json::from_str(value).unwrap();
+        std::fs::write(dir.join("config.json"), j.to_string()).unwrap();
+        let e = load_err(&dir);
+        assert!(e.contains("above the memory limit"), "{key}: {e}");
+    }
+    let w = tiny_gguf(&tiny_config(), 1, GgmlType::F32).meta("llama.context_length", GgufValue::U64(1 << 42));
+    let e = load_err(&write("ctx.gguf", &w.to_bytes()));
+    assert!(e.contains("above the memory limit") && e.contains("4398046511104 positions"), "{e}");
+}
+
+#[test]
+fn absurd_drafter_configs_are_refused() {
+    use redrafter::{Drafter, DrafterConfig, load_drafter, save_drafter};
+    let dir = temp_dir("drafter-absurd");
+    let d = Drafter::<NdArrayBackend>::random(DrafterConfig::for_llm(tiny_config().vocab_size, 64), 1, &Default::default()).unwrap();
+    save_drafter(&d, &dir, false).unwrap();
+    let clean = std::fs::read_to_string(dir.join("config.json")).unwrap();
+    let with = |key: &str, value: u64| {
+        let mut j: serde_json::Value = serde_json::from_str(&clean).unwrap();
+        j[key] = value.into();
+        std::fs::write(dir.join("config.json"), j.to_string()).unwrap();
+        match load_drafter::<NdArrayBackend>(&dir, &Default::default()) {
+            Ok(_) => panic!("{key} = {value} loaded"),
+            Err(e) => e.to_string(),
+        }
+    };
+    for (key, value) in [("num_draft_layers", 1u64 << 40), ("exit_dim", 1 << 40), ("hidden_size", 1 << 33), ("num_draft_layers", u64::MAX)] {
+        let e = with(key, value);
+        assert!(e.contains("above the memory limit") && e.contains("config.json"), "{key} = {value}: {e}");
+    }
+    // Within the budget but beyond what the file holds: refused before a per-layer list is built.
+    let e = with("num_draft_layers", 1000);
+    assert!(e.contains("num_draft_layers is 1000, but the checkpoint holds only"), "{e}");
+}

@@ -4,6 +4,8 @@ mod bad_input;
 mod beam_search;
 mod decode_loop;
 mod drafter_checkpoint;
+mod fuzz_inputs;
+mod hostile_options;
 mod kernels;
 mod model_equivalence;
 mod redrafter_lossless;

@@ -14,7 +14,9 @@ room=$((limit - tree - 2 * 1024 * 1024))
 
 echo "== building release binaries (all features)" >&2
 cargo build --release --all-features -p redrafter-bench --bin kernel_bench --bin mt_bench >&2
-integration=$(cargo test --release --workspace --all-features --no-run --message-format=json 2>/dev/null |
+# The CUDA tests are compiled as ignored unless REDRAFTER_TEST_CUDA=1 when they are built
+# (tests/build.rs): the binary for the GPU machine is built with it.
+integration=$(REDRAFTER_TEST_CUDA=1 cargo test --release --workspace --all-features --no-run --message-format=json 2>/dev/null |
     jq -r 'select(.reason == "compiler-artifact" and .target.name == "integration" and .executable != null) | .executable' | tail -1)
 [ -x "$integration" ] || { echo "pack: no integration test binary found" >&2; exit 1; }
 
