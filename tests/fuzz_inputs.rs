@@ -15,7 +15,7 @@ use redrafter::backends::NdArrayBackend;
 use redrafter::{Drafter, DrafterConfig, load_drafter, save_drafter};
 use redrafter_io::GgmlType;
 use redrafter_llama::testing::{tiny_gguf, write_tiny_hf_dir};
-use redrafter_tests::{temp_dir, tiny_config};
+use redrafter_tests::{Rng, temp_dir, tiny_config};
 use serde_json::Value;
 
 /// The memory budget inside the child: a tiny model needs a few MB, so every absurd size in a
@@ -51,23 +51,6 @@ fn mutated_inputs_never_panic_abort_or_blow_memory() {
 fn tail(s: &str) -> String {
     let lines: Vec<&str> = s.lines().collect();
     lines[lines.len().saturating_sub(40)..].join("\n")
-}
-
-/// Small deterministic generator (PCG-style LCG), so that a failing case is reproducible from its seed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        let x = self.0;
-        (x ^ (x >> 29)).wrapping_mul(0xBF58_476D_1CE4_E5B9) ^ (x >> 32)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-    fn pick<T: Copy>(&mut self, v: &[T]) -> T {
-        v[self.below(v.len())]
-    }
 }
 
 /// Values that break size arithmetic.

@@ -10,7 +10,7 @@ use redrafter::{
 use redrafter_io::GgmlType;
 use redrafter_io::budget;
 use redrafter_llama::LoadedModel;
-use redrafter_tests::{Oracle, backend_tests, temp_dir, tiny_config, tiny_gguf_model};
+use redrafter_tests::{Oracle, Rng, backend_tests, temp_dir, tiny_config, tiny_gguf_model};
 
 fn random_drafter<B: KernelBackend>(m: &LoadedModel<B>, device: &B::Device) -> Drafter<B> {
     let c = m.model.config();
@@ -148,20 +148,14 @@ fn option_validation_property() {
     let m = tiny_gguf_model::<redrafter::backends::NdArrayBackend>(46, GgmlType::F32, &device);
     let g = Generator::new(&m.model, Some(&m.tokenizer));
     let model_max = m.model.config().max_position_embeddings;
-    let mut x = 0x5EED_u64;
-    let mut next = |n: usize| {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        (x % n as u64) as usize
-    };
+    let mut rng = Rng(0x5EED);
     let (mut ok, mut refused) = (0, 0);
     for case in 0..300 {
         // Each option is valid three times in four, so that both outcomes are common.
         macro_rules! pick {
             ($good:expr, $bad:expr) => {{
                 let (good, bad) = ($good, $bad);
-                if next(4) == 0 { bad[next(bad.len())].clone() } else { good[next(good.len())].clone() }
+                if rng.below(4) == 0 { rng.pick(&bad) } else { rng.pick(&good) }
             }};
         }
         let temperature: f32 = pick!([0.0, 1e-38, 0.7, 1.0], [-1.0, f32::NAN, f32::INFINITY]);
@@ -171,9 +165,9 @@ fn option_validation_property() {
         let context_limit: Option<usize> = pick!([None, Some(20), Some(usize::MAX)], [Some(0), Some(1), Some(6)]);
         let stop_strings: Vec<String> = pick!([vec![], vec!["e".to_string()]], [vec![String::new()], vec!["zz".to_string(), String::new()]]);
         let prompt_len: usize = pick!([1, 4, 12], [0, 19, model_max]);
-        let rows = 1 + next(3);
+        let rows = 1 + rng.below(3);
         let (width, length): (usize, usize) = (pick!([1, 3], [0, 100_000]), pick!([2, 4], [0, 1]));
-        let redrafter = next(2) == 1;
+        let redrafter = rng.below(2) == 1;
         let prompts: Vec<Vec<u32>> = (0..rows).map(|r| (0..prompt_len).map(|i| ((i * 7 + r) % 50) as u32 + 1).collect()).collect();
         let cfg = GenerationConfig {
             max_new_tokens,

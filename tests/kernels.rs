@@ -10,22 +10,7 @@ use redrafter::tree::PackedTree;
 use redrafter_kernels::block_matmul::Activations;
 use redrafter_kernels::warp_top_k::{LOG_ZERO, WARP_TOP_K};
 use redrafter_kernels::{BlockMatrix, beam_merge, bits, block_matmul, kv_relocate, skinny_matmul, tree_attention, tree_build, warp_top_k};
-use redrafter_tests::{TF32_REL, assert_close, backend_tests, tf32_matmul, to_vec};
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        self.0 >> 33
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-    fn floats(&mut self, n: usize) -> Vec<f32> {
-        (0..n).map(|_| (self.next() % 20001) as f32 / 10000.0 - 1.0).collect()
-    }
-}
+use redrafter_tests::{Rng, TF32_REL, assert_close, backend_tests, tf32_matmul, to_vec};
 
 /// One tree-attention problem. `mask` is [b, t, t]; committed slots `0..lens[r]` of row r.
 struct Case {

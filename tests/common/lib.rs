@@ -48,6 +48,27 @@ fn sweep_exited(root: &std::path::Path) {
     }
 }
 
+/// The tests' seeded generator (an LCG's high bits): random problems, fuzz mutations and option
+/// combinations are reproducible from their seed.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 >> 33
+    }
+    /// Uniform in `0..n` (`n` at least 1).
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+    pub fn floats(&mut self, n: usize) -> Vec<f32> {
+        (0..n).map(|_| (self.next() % 20001) as f32 / 10000.0 - 1.0).collect()
+    }
+    pub fn pick<T: Clone>(&mut self, v: &[T]) -> T {
+        v[self.below(v.len())].clone()
+    }
+}
+
 pub fn tiny_config() -> LlamaConfig {
     LlamaConfig::tiny(tiny_vocab().0.len())
 }
