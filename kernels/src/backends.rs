@@ -6,10 +6,12 @@ use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 #[cfg(feature = "flex")]
 use burn::tensor::ops::{FloatTensor, FloatTensorOps, IntTensor};
 
-use crate::{BeamMergeOps, BlockMatmulOps, KvRelocateOps, SkinnyMatmulOps, TreeAttentionOps, TreeBuildOps, WarpTopKOps};
+use crate::{BeamMergeOps, BlockMatmulOps, KvRelocateOps, RotaryOps, SkinnyMatmulOps, SwigluOps, TreeAttentionOps, TreeBuildOps, WarpTopKOps};
 
 impl TreeAttentionOps for burn::backend::NdArray {}
 impl KvRelocateOps for burn::backend::NdArray {}
+impl RotaryOps for burn::backend::NdArray {}
+impl SwigluOps for burn::backend::NdArray {}
 impl SkinnyMatmulOps for burn::backend::NdArray {}
 // NdArray runs the block op through the read-back (a copy of x), but the loader keeps it on
 // dense weights: its tree attention is the gemm reference, whose few-ulp differences between a
@@ -48,6 +50,24 @@ impl KvRelocateOps for burn::backend::Flex {
     }
 }
 #[cfg(feature = "flex")]
+impl RotaryOps for burn::backend::Flex {
+    fn rotary(x: FloatTensor<Self>, cos: FloatTensor<Self>, sin: FloatTensor<Self>, positions: IntTensor<Self>) -> FloatTensor<Self> {
+        match crate::rotary::flex::rotary(&x, &cos, &sin, &positions) {
+            Some(out) => out,
+            None => crate::rotary::reference_on_primitives::<Self>(x, cos, sin, positions),
+        }
+    }
+}
+#[cfg(feature = "flex")]
+impl SwigluOps for burn::backend::Flex {
+    fn swiglu(gate: FloatTensor<Self>, up: FloatTensor<Self>) -> FloatTensor<Self> {
+        match crate::swiglu::flex::swiglu(&gate, &up) {
+            Some(out) => out,
+            None => crate::swiglu::reference_on_primitives::<Self>(gate, up),
+        }
+    }
+}
+#[cfg(feature = "flex")]
 impl TreeBuildOps for burn::backend::Flex {}
 #[cfg(feature = "flex")]
 impl BlockMatmulOps for burn::backend::Flex {
@@ -74,6 +94,8 @@ impl SkinnyMatmulOps for burn::backend::Flex {
 
 impl<B: TreeAttentionOps, C: CheckpointStrategy> TreeAttentionOps for Autodiff<B, C> {}
 impl<B: KvRelocateOps, C: CheckpointStrategy> KvRelocateOps for Autodiff<B, C> {}
+impl<B: RotaryOps, C: CheckpointStrategy> RotaryOps for Autodiff<B, C> {}
+impl<B: SwigluOps, C: CheckpointStrategy> SwigluOps for Autodiff<B, C> {}
 impl<B: TreeBuildOps, C: CheckpointStrategy> TreeBuildOps for Autodiff<B, C> {}
 impl<B: WarpTopKOps, C: CheckpointStrategy> WarpTopKOps for Autodiff<B, C> {}
 impl<B: BeamMergeOps, C: CheckpointStrategy> BeamMergeOps for Autodiff<B, C> {}

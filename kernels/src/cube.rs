@@ -8,7 +8,7 @@ use burn::tensor::Tensor;
 
 use crate::tree_build::DeviceTree;
 use crate::{
-    BeamMergeOps, BlockMatmulOps, KvRelocateOps, SkinnyMatmulOps, TreeAttentionOps, TreeBuildOps, WarpTopKOps, beam_merge, kv_relocate,
+    BeamMergeOps, BlockMatmulOps, KvRelocateOps, RotaryOps, SkinnyMatmulOps, SwigluOps, TreeAttentionOps, TreeBuildOps, WarpTopKOps, beam_merge, kv_relocate,
     skinny_matmul, tree_attention, tree_build, warp_top_k,
 };
 
@@ -36,6 +36,9 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> KvRelocate
 // (skinny_matmul::cube says why). Any row count: decode rows of a large batch go here too.
 // Blocks only through the read-back; the loader keeps dense weights on devices.
 impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> BlockMatmulOps for CubeBackend<R, F, I, BT> {}
+// Elementwise: the reference's ops are what burn fuses and launches anyway.
+impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> RotaryOps for CubeBackend<R, F, I, BT> {}
+impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> SwigluOps for CubeBackend<R, F, I, BT> {}
 
 impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> SkinnyMatmulOps for CubeBackend<R, F, I, BT> {
     fn skinny_matmul(x: FloatTensor<Self>, w: FloatTensor<Self>) -> FloatTensor<Self> {

@@ -20,7 +20,7 @@ use burn_ir::{CustomOpIr, HandleContainer, OperationIr, TensorIr};
 
 use crate::bits::words;
 use crate::tree_build::DeviceTree;
-use crate::{BeamMergeOps, BlockMatmulOps, KvRelocateOps, SkinnyMatmulOps, TreeAttentionOps, TreeBuildOps, WarpTopKOps};
+use crate::{BeamMergeOps, BlockMatmulOps, KvRelocateOps, RotaryOps, SkinnyMatmulOps, SwigluOps, TreeAttentionOps, TreeBuildOps, WarpTopKOps};
 
 type Inner<R, F, I, BT> = CubeBackend<R, F, I, BT>;
 type Runtime<R, F, I, BT> = <Inner<R, F, I, BT> as FusionBackend>::FusionRuntime;
@@ -147,6 +147,9 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> KvRelocate
 }
 
 impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> BlockMatmulOps for Fused<R, F, I, BT> {}
+// Elementwise: the reference's ops are what burn fuses and launches anyway.
+impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> RotaryOps for Fused<R, F, I, BT> {}
+impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> SwigluOps for Fused<R, F, I, BT> {}
 
 impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> SkinnyMatmulOps for Fused<R, F, I, BT> {
     fn skinny_matmul(x: FloatTensor<Self>, w: FloatTensor<Self>) -> FloatTensor<Self> {

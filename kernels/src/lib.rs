@@ -13,6 +13,9 @@
 //!   positions, ancestor bitsets, unpack map) in two launches, at a fixed W·L slots per row.
 //! * [`warp_top_k`]: the drafter's top-50 warp, log-softmax and best `k` tokens per row.
 //! * [`beam_merge`]: one beam-search expansion, the W best children per batch row.
+//! * [`rotary`]: rotary position embedding at explicit per-token positions (a host pass on
+//!   Flex; the reference's elementwise ops elsewhere).
+//! * [`swiglu`]: the MLP's `silu(gate) · up` (one vector pass on Flex).
 //! * [`skinny_matmul`]: projections and the vocabulary head for the few token rows of a decode,
 //!   verification or draft step; a weight-streaming host kernel on Flex (CPU).
 //! * [`block_matmul`]: the same products against weights kept in their GGUF block formats
@@ -26,12 +29,15 @@ pub mod beam_merge;
 pub mod block_matmul;
 pub mod bits;
 pub mod kv_relocate;
+pub mod rotary;
 pub mod skinny_matmul;
+pub mod swiglu;
 pub mod tree_attention;
 pub mod tree_build;
 pub mod warp_top_k;
 
 mod backends;
+mod simd;
 #[cfg(feature = "cube")]
 mod cube;
 #[cfg(feature = "cube")]
@@ -45,19 +51,21 @@ pub use beam_merge::{BeamMergeOps, Merged, beam_merge};
 pub use block_matmul::{BlockMatmulOps, BlockMatrix, BlockMatrixError, block_matmul};
 pub use bits::{pack_mask, WORD_BITS};
 pub use kv_relocate::{KvRelocateOps, kv_relocate};
+pub use rotary::{RotaryOps, rotary};
 pub use skinny_matmul::{SkinnyMatmulOps, skinny_matmul};
+pub use swiglu::{SwigluOps, swiglu};
 pub use tree_attention::{TreeAttentionOps, tree_attention};
 pub use tree_build::{DeviceTree, PackedTree, TreeBuildOps, tree_build};
 pub use warp_top_k::{WarpTopKOps, warp_top_k};
 
 /// Every op of this crate; what the model and the decoding loop require of a backend.
 pub trait KernelBackend:
-    TreeAttentionOps + KvRelocateOps + SkinnyMatmulOps + BlockMatmulOps + TreeBuildOps + WarpTopKOps + BeamMergeOps
+    TreeAttentionOps + KvRelocateOps + RotaryOps + SwigluOps + SkinnyMatmulOps + BlockMatmulOps + TreeBuildOps + WarpTopKOps + BeamMergeOps
 {
 }
 
 impl<B> KernelBackend for B where
-    B: TreeAttentionOps + KvRelocateOps + SkinnyMatmulOps + BlockMatmulOps + TreeBuildOps + WarpTopKOps + BeamMergeOps
+    B: TreeAttentionOps + KvRelocateOps + RotaryOps + SwigluOps + SkinnyMatmulOps + BlockMatmulOps + TreeBuildOps + WarpTopKOps + BeamMergeOps
 {
 }
 

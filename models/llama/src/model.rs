@@ -4,7 +4,6 @@
 use redrafter_kernels::block_matmul::Activations;
 use burn::module::{Module, Param};
 use burn::nn::{Embedding, Linear, RmsNorm};
-use burn::tensor::activation::silu;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 
@@ -43,7 +42,7 @@ pub fn project<B: KernelBackend>(layer: &Projection<B>, x: Tensor<B, 3>) -> Tens
 
 impl<B: KernelBackend> Mlp<B> {
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        let act = silu(project(&self.gate_proj, x.clone())) * project(&self.up_proj, x);
+        let act = redrafter_kernels::swiglu(project(&self.gate_proj, x.clone()), project(&self.up_proj, x));
         project(&self.down_proj, act)
     }
 }

@@ -69,18 +69,11 @@ impl<B: Backend> Rope<B> {
     pub fn max_positions(&self) -> usize {
         self.cos.dims()[0]
     }
+}
 
-    /// `x`: [B, heads, T, head_dim]; `positions`: [B, T].
+impl<B: redrafter_kernels::RotaryOps> Rope<B> {
+    /// `x`: [B, heads, T, head_dim]; `positions`: [B, T]. A fused op (`redrafter_kernels::rotary`).
     pub fn apply(&self, x: Tensor<B, 4>, positions: &Tensor<B, 2, Int>) -> Tensor<B, 4> {
-        let [b, h, t, d] = x.dims();
-        let half = d / 2;
-        let flat = positions.clone().reshape([b * t]);
-        let cos = self.cos.clone().select(0, flat.clone()).reshape([b, 1, t, half]);
-        let sin = self.sin.clone().select(0, flat).reshape([b, 1, t, half]);
-        let x1 = x.clone().slice([0..b, 0..h, 0..t, 0..half]);
-        let x2 = x.slice([0..b, 0..h, 0..t, half..d]);
-        let r1 = x1.clone() * cos.clone() - x2.clone() * sin.clone();
-        let r2 = x2 * cos + x1 * sin;
-        Tensor::cat(vec![r1, r2], 3)
+        redrafter_kernels::rotary(x, self.cos.clone(), self.sin.clone(), positions.clone())
     }
 }
