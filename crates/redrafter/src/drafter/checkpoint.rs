@@ -146,7 +146,7 @@ pub fn load_drafter<B: Backend>(path: &Path, device: &B::Device) -> Result<Draft
             unused.len()
         )));
     }
-    Ok(Drafter { rnn_w, rnn_u, input_proj, blocks, lm_head, vocab, config })
+    Ok(Drafter { rnn_w, rnn_u, input_proj, blocks, lm_head, vocab, bound: None, config })
 }
 
 /// Writes `config.json` and `model.safetensors` (f32, or f16 to halve the size) into `dir`.

@@ -14,7 +14,9 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use redrafter_io::{HostTensor, IoError};
 use redrafter_llama::torch_layout::linear_from_torch;
-use redrafter_llama::{KernelBackend, Llama, LlamaConfig};
+use redrafter_io::GgmlType;
+use redrafter_kernels::BlockMatrix;
+use redrafter_llama::{BlockLinear, KernelBackend, Llama, LlamaConfig, Projection};
 
 pub use checkpoint::{load_drafter, save_drafter};
 pub use config::DrafterConfig;
@@ -43,6 +45,55 @@ impl<B: Backend> ResBlock<B> {
     }
 }
 
+/// The head's layers as a draft step multiplies them (see [`Drafter::bind`]): each through the
+/// fused few-row ops, as f16 blocks where the backend multiplies blocks on the host and every
+/// weight of the layer is exact in f16 (Apple's checkpoints are f16), else dense.
+#[derive(Module, Debug)]
+pub struct BoundHead<B: Backend> {
+    input_proj: Option<Projection<B>>,
+    blocks: Vec<Projection<B>>,
+    lm_head: Projection<B>,
+}
+
+impl<B: KernelBackend> BoundHead<B> {
+    fn of(d: &Drafter<B>) -> Self {
+        let bind = |l: &Linear<B>| half_blocks(l).unwrap_or_else(|| Projection::Dense(l.clone()));
+        Self {
+            input_proj: d.input_proj.as_ref().map(bind),
+            blocks: d.blocks.iter().map(|b| bind(&b.linear)).collect(),
+            lm_head: bind(&d.lm_head),
+        }
+    }
+
+    /// The head up to the vocabulary projection: `z` [n, 2H] → [n, E or V].
+    fn forward(&self, mut z: Tensor<B, 2>) -> Tensor<B, 2> {
+        if let Some(p) = &self.input_proj {
+            z = p.forward_2d(z);
+        }
+        for b in &self.blocks {
+            z = z.clone() + silu(b.forward_2d(z));
+        }
+        self.lm_head.forward_2d(z)
+    }
+}
+
+/// `l` as F16 blocks ([out, in], bias kept), when the backend multiplies blocks on the host and
+/// every weight survives the round trip through f16 unchanged; `None` otherwise. Halves the bytes
+/// a draft step streams: the two 1152² blocks of the bundled drafter are 10.6 MB in f32, and
+/// burn's matmul on them took 2.9 ms of a 4.4 ms draft step (docs/benchmarks.md).
+fn half_blocks<B: KernelBackend>(l: &Linear<B>) -> Option<Projection<B>> {
+    if !<B as redrafter_kernels::BlockMatmulOps>::host_resident() {
+        return None;
+    }
+    let [k, n] = l.weight.dims();
+    let w = l.weight.val().transpose().into_data().convert::<f32>().into_vec::<f32>().ok()?;
+    let blocks = BlockMatrix::from_f32(GgmlType::F16, n, k, &w).ok()?;
+    if blocks.dequantize() != w {
+        return None;
+    }
+    Some(Projection::Blocks(BlockLinear { weight: blocks, bias: l.bias.clone() }))
+}
+
 #[derive(Module, Debug)]
 pub struct Drafter<B: Backend> {
     /// R_w: H→H, no bias (`rnn` only).
@@ -57,6 +108,9 @@ pub struct Drafter<B: Backend> {
     pub lm_head: Linear<B>,
     /// The reduced draft vocabulary, when `config.draft_vocab_size` is set.
     pub vocab: Option<DraftVocab<B>>,
+    /// The head's layers bound for drafting by [`Drafter::bind`]; `None` until then (training
+    /// and evaluation use the layers above through burn's ops). Not part of the checkpoint.
+    pub bound: Option<BoundHead<B>>,
     #[module(skip)]
     pub config: DrafterConfig,
 }
@@ -89,7 +143,7 @@ impl<B: Backend> Drafter<B> {
         let input_proj = config.has_input_proj().then(|| lin(2 * h, e, true));
         let blocks = (0..config.num_draft_layers).map(|_| ResBlock { linear: lin(e, e, true) }).collect();
         let lm_head = lin(e, config.head_out(), false);
-        Ok(Self { rnn_w, rnn_u, input_proj, blocks, lm_head, vocab: None, config })
+        Ok(Self { rnn_w, rnn_u, input_proj, blocks, lm_head, vocab: None, bound: None, config })
     }
 
     /// The reduced draft vocabulary, if any.
@@ -128,6 +182,7 @@ impl<B: Backend> Drafter<B> {
         }
         self.config.draft_vocab_size = Some(vocab.len());
         self.vocab = Some(vocab);
+        self.bound = None;
         Ok(self)
     }
 
@@ -141,6 +196,7 @@ impl<B: Backend> Drafter<B> {
         }
         self.vocab = None;
         self.config.draft_vocab_size = None;
+        self.bound = None;
         Ok(self)
     }
 
@@ -189,13 +245,24 @@ impl<B: KernelBackend> Drafter<B> {
     /// [.., K] over draft ids with a draft vocabulary ([`DraftVocab::to_tokens`] maps them).
     pub fn logits<const D: usize>(&self, llm: &Llama<B>, h: Tensor<B, D>, s: Tensor<B, D>) -> Tensor<B, D> {
         let mut z = Tensor::cat(vec![h, s], D - 1);
-        if let Some(p) = &self.input_proj {
-            z = p.forward(z);
-        }
-        for block in &self.blocks {
-            z = block.forward(z);
-        }
-        let out = self.lm_head.forward(z);
+        let out = match &self.bound {
+            Some(head) => {
+                let mut dims = z.dims();
+                let width = dims[D - 1];
+                let y = head.forward(z.reshape([dims[..D - 1].iter().product(), width]));
+                dims[D - 1] = y.dims()[1];
+                y.reshape(dims)
+            }
+            None => {
+                if let Some(p) = &self.input_proj {
+                    z = p.forward(z);
+                }
+                for block in &self.blocks {
+                    z = block.forward(z);
+                }
+                self.lm_head.forward(z)
+            }
+        };
         if !self.config.tied_lm_head {
             return out;
         }
@@ -211,9 +278,14 @@ impl<B: KernelBackend> Drafter<B> {
         }
     }
 
-    /// Takes the LLM head's rows for a tied drafter's draft vocabulary once, so that draft steps
-    /// do not select them per product. Beam search binds on first use; a no-op otherwise.
+    /// Prepares the drafter for draft steps, once: its head's layers as [`BoundHead`] (f16 blocks
+    /// on host backends when exact), and a tied drafter's draft-vocabulary rows of the LLM head,
+    /// so that draft steps do not select them per product. Beam search binds on first use. Bind
+    /// after any change to the weights (training does not bind).
     pub fn bind(&mut self, llm: &Llama<B>) -> Result<(), DrafterError> {
+        if self.bound.is_none() {
+            self.bound = Some(BoundHead::of(self));
+        }
         if !self.config.tied_lm_head {
             return Ok(());
         }
