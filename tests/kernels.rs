@@ -9,7 +9,7 @@ use redrafter_io::GgmlType;
 use redrafter::tree::PackedTree;
 use redrafter_kernels::block_matmul::Activations;
 use redrafter_kernels::warp_top_k::{LOG_ZERO, WARP_TOP_K};
-use redrafter_kernels::{BlockMatrix, beam_merge, bits, block_matmul, kv_relocate, skinny_matmul, tree_attention, tree_build, warp_top_k};
+use redrafter_kernels::{BlockMatrix, beam_merge, bits, block_matmul, kv_relocate, rotary, skinny_matmul, swiglu, tree_attention, tree_build, warp_top_k};
 use redrafter_tests::{Rng, TF32_REL, assert_close, backend_tests, tf32_matmul, to_vec};
 
 /// One tree-attention problem. `mask` is [b, t, t]; committed slots `0..lens[r]` of row r.
@@ -315,6 +315,64 @@ fn block_matmul_against_its_reference<B: KernelBackend>(device: B::Device) {
     }
 }
 
+/// Rotary embedding at explicit positions: the op against its reference (the same bits: on Flex
+/// a host pass with the reference's products and sums, elsewhere the reference itself) and
+/// against a host loop, on contiguous input and on the [B, T, H, D] → [B, H, T, D] view the model
+/// passes, with tree-like repeated and out-of-order positions.
+fn rotary_against_its_reference<B: KernelBackend>(device: B::Device) {
+    let mut rng = Rng(21);
+    for &(b, h, t, d, p) in &[(1, 9, 1, 64, 300), (2, 3, 5, 16, 40), (3, 4, 7, 8, 7)] {
+        let half = d / 2;
+        let x = rng.floats(b * t * h * d);
+        let (cos, sin) = (rng.floats(p * half), rng.floats(p * half));
+        let pos: Vec<i64> = (0..b * t).map(|_| rng.below(p) as i64).collect();
+        let tab = |v: &[f32]| Tensor::<B, 2>::from_data(TensorData::new(v.to_vec(), [p, half]), &device);
+        let pt = Tensor::<B, 2, Int>::from_data(TensorData::new(pos.clone(), [b, t]), &device);
+        // x is stored [b, t, h, d]; the op reads it as [b, h, t, d].
+        let stored = Tensor::<B, 4>::from_data(TensorData::new(x.clone(), [b, t, h, d]), &device);
+        let host: Vec<f32> = (0..b * h * t * d)
+            .map(|o| {
+                let (bi, hi, ti, i) = (o / (h * t * d), o / (t * d) % h, o / d % t, o % d);
+                let row = &x[((bi * t + ti) * h + hi) * d..][..d];
+                let pr = pos[bi * t + ti] as usize * half;
+                let (c, s) = (cos[pr + i % half], sin[pr + i % half]);
+                if i < half { row[i] * c - row[i + half] * s } else { row[i] * c + row[i - half] * s }
+            })
+            .collect();
+        let permuted: Vec<f32> = (0..b * h * t * d)
+            .map(|o| x[((o / (h * t * d) * t + o / d % t) * h + o / (t * d) % h) * d + o % d])
+            .collect();
+        let contiguous = Tensor::<B, 4>::from_data(TensorData::new(permuted, [b, h, t, d]), &device);
+        for (layout, xt) in [("strided", stored.swap_dims(1, 2)), ("contiguous", contiguous)] {
+            let what = format!("b {b} h {h} t {t} d {d} ({layout})");
+            let got = to_vec(rotary(xt.clone(), tab(&cos), tab(&sin), pt.clone()));
+            let want = to_vec(redrafter_kernels::rotary::reference::rotary(xt, tab(&cos), tab(&sin), pt.clone()));
+            assert_eq!(got, want, "{what}: op vs reference");
+            assert_close(&got, &host, 1e-6, &format!("{what}: op vs host"));
+        }
+    }
+}
+
+/// The MLP's gated activation: the op against its reference and an f64 host loop, over gates
+/// from −90 to 90 (both ends of the vector `exp`'s clamp), row lengths with and without a tail
+/// of the 8-wide body, and a row alone against the same row inside a batch (the same bits).
+fn swiglu_against_its_reference<B: KernelBackend>(device: B::Device) {
+    let mut rng = Rng(23);
+    for &(rows, n) in &[(1, 1536), (3, 1536), (4, 13), (2, 1)] {
+        let gate: Vec<f32> = rng.floats(rows * n).iter().enumerate().map(|(i, g)| if i % 7 == 0 { g * 90.0 } else { g * 6.0 }).collect();
+        let up = rng.floats(rows * n);
+        let t = |v: &[f32], r: usize| Tensor::<B, 2>::from_data(TensorData::new(v.to_vec(), [r, n]), &device);
+        let what = format!("{rows} x {n}");
+        let got = to_vec(swiglu(t(&gate, rows), t(&up, rows)));
+        let want = to_vec(redrafter_kernels::swiglu::reference::swiglu(t(&gate, rows), t(&up, rows)));
+        let host: Vec<f32> = gate.iter().zip(&up).map(|(&g, &u)| (g as f64 / (1.0 + (-g as f64).exp()) * u as f64) as f32).collect();
+        assert_close(&got, &host, 1e-4, &format!("{what}: op vs host"));
+        assert_close(&got, &want, 1e-4, &format!("{what}: op vs reference"));
+        let one = to_vec(swiglu(t(&gate[..n], 1), t(&up[..n], 1)));
+        assert_eq!(one, got[..n], "{what}: row 0 alone");
+    }
+}
+
 /// The device tree build against the host build padded to the op's slot count, field by field.
 /// The kernel pads to W·L, the reference to the longest row. `beams` is [rows, W, L];
 /// `transposed` feeds the op a strided view instead of a contiguous tensor.
@@ -530,6 +588,8 @@ backend_tests!(
     tree_attention_on_causal_blocks,
     tree_attention_in_half_precision,
     kv_relocate_of_accepted_paths,
+    rotary_against_its_reference,
+    swiglu_against_its_reference,
     skinny_matmul_on_both_layouts,
     block_matmul_against_its_reference,
     tree_build_against_the_host_build,
