@@ -117,6 +117,12 @@ pub fn tf32_matmul<B: burn::tensor::backend::Backend>(device: &B::Device) -> boo
     B::name(device).contains("cuda")
 }
 
+/// Whether `B` runs on wgpu: in CI that is lavapipe, which executes every kernel launch on the
+/// CPU, so the longest property tests run a smaller sample there (each says how much).
+pub fn on_wgpu<B: burn::tensor::backend::Backend>(device: &B::Device) -> bool {
+    B::name(device).contains("wgpu")
+}
+
 /// TF32 keeps 10 explicit mantissa bits, so a product of two rounded inputs is off by at most
 /// 2⁻¹⁰ of |x||w|, and a dot product by at most `TF32_REL · Σ|x||w|` (plus f32 accumulation).
 pub const TF32_REL: f32 = 1.0 / 1024.0;
