@@ -163,6 +163,39 @@ fn bad_training_data_is_refused<B: KernelBackend>(_device: B::Device) {
     assert!(read_corpus(&dir.join("missing.json")).unwrap_err().to_string().contains("missing.json"));
 }
 
+/// `distill-data` lines carry the answer's generated ids: they are the targets verbatim (no
+/// round trip through text), after the same prompt tokens a plain conversation gets; a file that
+/// mixes the two kinds, or ids without a final assistant turn, is refused.
+fn answered_lines_train_on_the_generated_ids<B: KernelBackend>(device: B::Device) {
+    use redrafter_train::data::{Corpus, tokenize_answered, tokenize_conversation};
+    let m = tiny_gguf_model::<B>(3, GgmlType::F32, &device);
+    let (tok, tpl) = (&m.tokenizer, m.tokenizer.chat_template.as_ref().expect("tiny model has a chat template"));
+    let dir = temp_dir("answered");
+    let p = dir.join("distill.jsonl");
+    // Ids a text round trip would not produce: "he" (one merged token as text) in two pieces.
+    let (t, h) = (tok.encode("h").unwrap()[0], tok.encode("e").unwrap()[0]);
+    assert_eq!(tok.encode("he").unwrap().len(), 1, "the tiny vocabulary merges h e");
+    let eos = tok.eos[0];
+    let line = serde_json::json!({"id": 0, "messages": [{"role": "user", "content": "the weather"}, {"role": "assistant", "content": "he"}],
+        "answer_ids": [t, h, eos], "finish": "eos"});
+    std::fs::write(&p, format!("{line}\n")).unwrap();
+    let Corpus::Answered(a) = read_corpus(&p).unwrap() else { panic!("an answered corpus") };
+    let ex = tokenize_answered(tok, tpl, &a[0], 512).unwrap();
+    let plain = tokenize_conversation(tok, tpl, &a[0].messages, 512).unwrap();
+    let prompt = plain.target.iter().position(|&m| m).expect("the plain conversation has targets");
+    assert_eq!(ex.tokens[..prompt], plain.tokens[..prompt], "the same prompt tokens");
+    assert_eq!(ex.tokens[prompt..], [t, h, eos], "the generated ids, nothing re-tokenized or added");
+    assert_eq!(ex.target, [vec![false; prompt], vec![true; 3]].concat());
+    assert_ne!(plain.tokens[prompt..], ex.tokens[prompt..], "the text round trip would have changed the ids");
+    assert_eq!(tokenize_answered(tok, tpl, &a[0], prompt + 1).unwrap().tokens.len(), prompt + 1, "max_len cuts");
+
+    let plain_line = r#"{"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]}"#;
+    std::fs::write(&p, format!("{line}\n{plain_line}\n")).unwrap();
+    assert!(read_corpus(&p).unwrap_err().to_string().contains("mixes"));
+    std::fs::write(&p, r#"{"messages": [{"role": "user", "content": "a"}], "answer_ids": [5]}"#).unwrap();
+    assert!(read_corpus(&p).unwrap_err().to_string().contains("line 1: answer_ids without a final assistant turn"));
+}
+
 fn hidden_cache_gives_the_same_training<B: KernelBackend>(device: B::Device) {
     let m = tiny_gguf_model::<Autodiff<B>>(54, GgmlType::F32, &device);
     let llm = m.model.no_grad();
@@ -309,6 +342,7 @@ backend_tests!(
     resume_is_exact_and_foreign_checkpoints_are_refused,
     fine_tuning_starts_from_the_given_drafter,
     bad_training_data_is_refused,
+    answered_lines_train_on_the_generated_ids,
     hidden_cache_gives_the_same_training,
     training_over_a_draft_vocabulary
 );

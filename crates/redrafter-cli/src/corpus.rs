@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use redrafter_io::fetch::{MT_BENCH_QUESTIONS, SHAREGPT, fetch};
 use redrafter_io::{TextTokenizer, load_mt_bench};
 use redrafter_train::Example;
-use redrafter_train::data::{Corpus, hold_out, read_corpus, tokenize_conversation, tokenize_text};
+use redrafter_train::data::{Corpus, hold_out, read_corpus, tokenize_answered, tokenize_conversation, tokenize_text};
 
 type BoxError = Box<dyn std::error::Error>;
 
@@ -42,6 +42,16 @@ pub fn load_examples(tok: &TextTokenizer, data: &Path, max_examples: usize, max_
                 }
             }
             Ok(out)
+        }
+        Corpus::Answered(mut answered) => {
+            if holdout {
+                let q = load_mt_bench(&fetch(&MT_BENCH_QUESTIONS, &mut |_, _, _| {})?)?;
+                let dropped = hold_out(&mut answered, &q.iter().flat_map(|q| q.turns.clone()).collect::<Vec<_>>());
+                eprintln!("held out {dropped} conversations that start with an MT-Bench question");
+            }
+            answered.truncate(max_examples);
+            let tpl = tok.chat_template.as_ref().ok_or("the model has no chat template for conversation data")?;
+            Ok(answered.iter().map(|a| tokenize_answered(tok, tpl, a, max_len)).collect::<Result<_, _>>()?)
         }
         Corpus::Text(mut docs) => {
             docs.truncate(max_examples);

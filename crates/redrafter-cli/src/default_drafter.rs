@@ -6,7 +6,6 @@
 use std::path::PathBuf;
 
 use redrafter_io::fetch::cache_dir;
-use sha2::{Digest, Sha256};
 
 const CONFIG: &[u8] = include_bytes!("../../../models/drafters/smollm2-135m-instruct/config.json");
 const WEIGHTS: &[u8] = include_bytes!("../../../models/drafters/smollm2-135m-instruct/model.safetensors");
@@ -14,7 +13,7 @@ const WEIGHTS: &[u8] = include_bytes!("../../../models/drafters/smollm2-135m-ins
 /// The directory of the bundled drafter, written on first use. The directory name carries the
 /// weights' digest, so a new build with other weights never reads an old copy.
 pub fn path() -> Result<PathBuf, Box<dyn std::error::Error>> {
-    let digest: String = Sha256::digest(WEIGHTS).iter().take(8).map(|b| format!("{b:02x}")).collect();
+    let digest = crate::model_path::sha256_hex(WEIGHTS)[..16].to_string();
     let root = cache_dir().join("drafters");
     let dir = root.join(format!("smollm2-135m-instruct-{digest}"));
     if dir.join("model.safetensors").is_file() {

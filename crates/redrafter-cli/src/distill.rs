@@ -3,6 +3,14 @@
 //! `redrafter train --data` reads like any conversation file, so the drafter learns the LLM's own
 //! continuations. Generation is batched and resumable: finished ids are read back from the output
 //! and skipped, and every batch is appended and flushed as soon as it is done.
+//!
+//! Without `--out` the file lives in the cache dir under a content address of what decides its
+//! answers (model bytes, weight format, prompt source, length limits, hold-out), so rerunning the
+//! same command resumes it and a lost cache is rebuilt by it. Prompts are answered shortest
+//! first within windows of 32 batches: a batch's prefill is right-padded to its longest prompt,
+//! and on ShareGPT's ragged first turns corpus order spent most of the time on padding. Each line also keeps the answer's token
+//! ids as generated (`answer_ids`) and why it ended (`finish`): decoding the text and tokenizing
+//! it again need not give the same ids.
 
 use std::collections::HashSet;
 use std::io::Write;
@@ -24,9 +32,10 @@ pub struct DistillArgs {
     /// Conversations whose first user turn becomes a prompt (`sharegpt` = the pinned download).
     #[arg(long, default_value = "sharegpt")]
     data: PathBuf,
-    /// Output JSONL; an existing file is resumed.
+    /// Output JSONL; an existing file is resumed. Default: the cache dir's
+    /// `distill/<content address>.jsonl` (printed), so the same command resumes it.
     #[arg(long)]
-    out: PathBuf,
+    out: Option<PathBuf>,
     #[arg(long)]
     model: Option<PathBuf>,
     #[arg(long)]
@@ -74,24 +83,36 @@ impl BackendTask for Task {
     type Output = Result<(), BoxError>;
 
     fn run<B: KernelBackend>(self, device: B::Device) -> Self::Output {
-        let Task { args, model } = self;
+        let Task { mut args, model } = self;
         let loaded = redrafter_llama::load_with::<B>(&model, &device, args.weights)?;
         let tok = &loaded.tokenizer;
         let tpl = tok.chat_template.as_ref().ok_or("the model has no chat template")?;
         let data = crate::corpus::resolve(&args.data)?;
-        let Corpus::Conversations(mut convs) = read_corpus(&data)? else {
-            return Err(format!("{}: distillation needs conversations, not plain text", data.display()).into());
+        let mut convs = match read_corpus(&data)? {
+            Corpus::Conversations(c) => c,
+            Corpus::Answered(a) => a.into_iter().map(|a| a.messages).collect(),
+            Corpus::Text(_) => return Err(format!("{}: distillation needs conversations, not plain text", data.display()).into()),
         };
         if !args.no_holdout {
             let q = load_mt_bench(&fetch(&MT_BENCH_QUESTIONS, &mut |_, _, _| {})?)?;
             hold_out(&mut convs, &q.iter().flat_map(|q| q.turns.clone()).collect::<Vec<_>>());
         }
         convs.truncate(args.max_examples);
+        let out_path = match args.out.take() {
+            Some(p) => p,
+            None => {
+                let dir = redrafter_io::fetch::cache_dir().join("distill");
+                std::fs::create_dir_all(&dir)?;
+                dir.join(format!("{}.jsonl", &content_address(&args, &model, &data)?[..16]))
+            }
+        };
+        eprintln!("answers: {}", out_path.display());
+        args.out = Some(out_path.clone());
 
         let mut done = HashSet::new();
-        if args.out.exists() {
-            for (i, line) in std::fs::read_to_string(&args.out)?.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-                let d: Done = serde_json::from_str(line).map_err(|e| format!("{}: line {}: {e}", args.out.display(), i + 1))?;
+        if out_path.exists() {
+            for (i, line) in std::fs::read_to_string(&out_path)?.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+                let d: Done = serde_json::from_str(line).map_err(|e| format!("{}: line {}: {e}", out_path.display(), i + 1))?;
                 done.insert(d.id);
             }
         }
@@ -104,32 +125,63 @@ impl BackendTask for Task {
                 todo.push((id, user.content.clone(), ids));
             }
         }
+        // Within windows of 32 batches, shortest first (stable): similar lengths share a batch,
+        // so the padded prefill wastes little, while a run stopped early still holds a sample of
+        // the whole length range in corpus order rather than only the shortest prompts.
+        for window in todo.chunks_mut(32 * args.batch_size) {
+            window.sort_by_key(|(_, _, ids)| ids.len());
+        }
         eprintln!("{} prompts answered already, {} to go", done.len(), todo.len());
-        let mut out = std::fs::OpenOptions::new().create(true).append(true).open(&args.out)?;
+        let mut out = std::fs::OpenOptions::new().create(true).append(true).open(&out_path)?;
         let bar = ProgressBar::new(todo.len() as u64).with_style(
             ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} prompts (eta {eta}) {msg}").expect("template").progress_chars("=> "),
         );
         let generator = Generator::new(&loaded.model, Some(tok));
         let config = GenerationConfig { max_new_tokens: args.max_new_tokens, eos_ids: tok.eos.clone(), ..Default::default() };
         let (mut tokens, t0) = (0usize, std::time::Instant::now());
+        let (mut prefill_s, mut decode_s) = (0f64, 0f64);
         for batch in todo.chunks(args.batch_size) {
             let prompts: Vec<Vec<u32>> = batch.iter().map(|(_, _, ids)| ids.clone()).collect();
             let result = generator.generate(&mut Autoregressive, &prompts, &config, None)?;
             for ((id, user, _), row) in batch.iter().zip(&result.rows) {
                 let messages = [Message::new("user", user), Message::new("assistant", &row.text)];
-                writeln!(out, "{}", serde_json::json!({ "id": id, "messages": messages }))?;
+                let line = serde_json::json!({ "id": id, "messages": messages, "answer_ids": row.tokens, "finish": row.finish });
+                writeln!(out, "{line}")?;
                 tokens += row.tokens.len();
             }
             out.flush()?;
+            (prefill_s, decode_s) = (prefill_s + result.stats.prefill_seconds, decode_s + result.stats.decode_seconds);
             bar.inc(batch.len() as u64);
             let rate = tokens as f64 / t0.elapsed().as_secs_f64();
-            bar.set_message(format!("{rate:.1} tok/s"));
+            let msg = format!("{tokens} tokens | {rate:.1} tok/s | prefill {:.0}% of the time", 100.0 * prefill_s / (prefill_s + decode_s).max(1e-9));
+            bar.set_message(msg.clone());
             if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-                eprintln!("{} / {} prompts | {rate:.1} tok/s", bar.position(), todo.len());
+                eprintln!("{} / {} prompts | {msg}", bar.position(), todo.len());
             }
         }
         bar.finish();
-        eprintln!("wrote {} ({} new answers, {tokens} tokens)", args.out.display(), todo.len());
+        eprintln!("wrote {} new answers, {tokens} tokens", todo.len());
+        println!("{}", out_path.display());
         Ok(())
     }
+}
+
+/// sha256 (hex) over everything that decides the answers: the model's bytes, the weight format,
+/// the prompt source, the length limits and the hold-out. `--max-examples` and `--batch-size` are
+/// left out: answers do not depend on them, and a larger `--max-examples` extends the same file.
+fn content_address(args: &DistillArgs, model: &std::path::Path, data: &std::path::Path) -> Result<String, BoxError> {
+    let data_id = if args.data.as_os_str() == "sharegpt" {
+        redrafter_io::fetch::SHAREGPT.member_sha256.to_string()
+    } else {
+        crate::model_path::identity(data)?
+    };
+    let spec = format!(
+        "redrafter-distill-v1\nmodel {}\nweights {:?}\ndata {data_id}\nmax_new_tokens {}\nmax_prompt_tokens {}\nholdout {}\ngreedy\n",
+        crate::model_path::identity(model)?,
+        args.weights,
+        args.max_new_tokens,
+        args.max_prompt_tokens,
+        !args.no_holdout
+    );
+    Ok(crate::model_path::sha256_hex(spec.as_bytes()))
 }

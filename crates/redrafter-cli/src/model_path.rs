@@ -29,6 +29,12 @@ pub fn resolve(model: Option<PathBuf>) -> Result<PathBuf, Box<dyn std::error::Er
     Ok(path)
 }
 
+/// Lower-case hex of the sha256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// A content identity of the model at `path` for caches of what it computes: the sha256 of the
 /// file, or of each regular file of a directory (sorted by name).
 pub fn identity(path: &std::path::Path) -> Result<String, Box<dyn std::error::Error>> {

@@ -177,6 +177,13 @@ fn distill_data_is_batched_and_resumes() {
                 let j: serde_json::Value = serde_json::from_str(l).unwrap();
                 assert_eq!(j["messages"][0]["content"].as_str().unwrap(), format!("the weather {}", j["id"]));
                 assert_eq!(j["messages"][1]["role"], "assistant");
+                // The generated ids are kept; a row stops at end-of-turn or after 4 tokens.
+                let n = j["answer_ids"].as_array().expect("answer_ids").len();
+                match j["finish"].as_str().unwrap() {
+                    "max_new_tokens" => assert_eq!(n, 4),
+                    "eos" => assert!((1..=4).contains(&n)),
+                    other => panic!("finish {other}"),
+                }
                 j["id"].as_u64().unwrap()
             })
             .collect();
@@ -194,6 +201,27 @@ fn distill_data_is_batched_and_resumes() {
     assert_eq!(code, 0, "{stderr}");
     assert!(stderr.contains("2 prompts answered already, 3 to go"), "{stderr}");
     assert_eq!(ids(), vec![0, 1, 2, 3, 4]);
+
+    // Without --out: a content-addressed file in the cache dir, printed; the same command resumes
+    // it, and an option that changes the answers gets another file.
+    let cache = dir.join("cache");
+    let no_out: Vec<&str> = args.iter().enumerate().filter(|(i, _)| !(3..5).contains(i)).map(|(_, a)| *a).collect();
+    assert_eq!(args[3], "--out");
+    let run_cached = |extra: &[&str]| {
+        let all: Vec<&str> = no_out.iter().chain(extra).copied().collect();
+        let out = Command::new(env!("CARGO_BIN_EXE_redrafter")).args(&all).env("REDRAFTER_CACHE", &cache).output().unwrap();
+        let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout).to_string(), String::from_utf8_lossy(&out.stderr).to_string());
+        assert!(out.status.success(), "{stderr}");
+        (std::path::PathBuf::from(stdout.trim()), stderr)
+    };
+    let (first, _) = run_cached(&[]);
+    assert!(first.starts_with(cache.join("distill")) && first.extension().is_some_and(|e| e == "jsonl"), "{first:?}");
+    assert_eq!(std::fs::read_to_string(&first).unwrap().lines().count(), 5);
+    let (again, stderr) = run_cached(&[]);
+    assert_eq!(again, first);
+    assert!(stderr.contains("5 prompts answered already, 0 to go"), "{stderr}");
+    let (longer, _) = run_cached(&["--max-prompt-tokens", "200"]);
+    assert_ne!(longer, first, "another prompt limit is another file");
 
     std::fs::write(dir.join("text.txt"), "plain text, no conversations").unwrap();
     let (code, _, stderr) = run(&["distill-data", "--data", dir.join("text.txt").to_str().unwrap(), "--out", dir.join("x.jsonl").to_str().unwrap(), "--model", m.to_str().unwrap(), "--no-holdout"]);

@@ -78,9 +78,26 @@ pub fn parse_sharegpt(text: &str, path: &Path) -> Result<(Vec<Conversation>, usi
     Ok((out, skipped))
 }
 
+/// A conversation whose last (assistant) turn is also given as the token ids the LLM generated:
+/// `distill-data`'s lines. Decoding those ids to text and tokenizing the text again need not give
+/// the same ids, and the drafter should learn the ids the LLM produced.
+#[derive(Debug, Deserialize)]
+pub struct Answered {
+    pub messages: Conversation,
+    pub answer_ids: Vec<u32>,
+}
+
+impl AsRef<[Message]> for Answered {
+    fn as_ref(&self) -> &[Message] {
+        &self.messages
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(untagged)]
 enum JsonlLine {
+    // First: an untagged `Messages` would also match these lines (unknown fields are ignored).
+    Answered(Answered),
     Messages { messages: Vec<Message> },
     ShareGpt(ShareGptRecord),
     Text { text: String },
@@ -90,6 +107,8 @@ enum JsonlLine {
 #[derive(Debug)]
 pub enum Corpus {
     Conversations(Vec<Conversation>),
+    /// Conversations with the generated ids of their last turn (`distill-data` output).
+    Answered(Vec<Answered>),
     Text(Vec<String>),
 }
 
@@ -97,6 +116,7 @@ impl Corpus {
     pub fn len(&self) -> usize {
         match self {
             Corpus::Conversations(c) => c.len(),
+            Corpus::Answered(a) => a.len(),
             Corpus::Text(t) => t.len(),
         }
     }
@@ -115,19 +135,26 @@ pub fn read_corpus(path: &Path) -> Result<Corpus, TrainError> {
     match ext {
         "json" => Ok(Corpus::Conversations(parse_sharegpt(&text, path)?.0)),
         "jsonl" => {
-            let (mut convs, mut docs) = (vec![], vec![]);
+            let (mut convs, mut answered, mut docs) = (vec![], vec![], vec![]);
             for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
                 match serde_json::from_str::<JsonlLine>(line).map_err(|e| bad(format!("line {}: {e}", i + 1)))? {
+                    JsonlLine::Answered(a) => {
+                        if a.messages.last().is_none_or(|m| m.role != "assistant") {
+                            return Err(bad(format!("line {}: answer_ids without a final assistant turn", i + 1)));
+                        }
+                        answered.push(a)
+                    }
                     JsonlLine::Messages { messages } => convs.push(messages),
                     JsonlLine::ShareGpt(r) => convs.extend(from_sharegpt(r)),
                     JsonlLine::Text { text } => docs.push(text),
                 }
             }
-            match (convs.is_empty(), docs.is_empty()) {
-                (false, true) => Ok(Corpus::Conversations(convs)),
-                (true, false) => Ok(Corpus::Text(docs)),
-                (true, true) => Err(bad("no conversations or texts".into())),
-                (false, false) => Err(bad("mixes conversations and plain texts".into())),
+            match (convs.is_empty(), answered.is_empty(), docs.is_empty()) {
+                (false, true, true) => Ok(Corpus::Conversations(convs)),
+                (true, false, true) => Ok(Corpus::Answered(answered)),
+                (true, true, false) => Ok(Corpus::Text(docs)),
+                (true, true, true) => Err(bad("no conversations or texts".into())),
+                _ => Err(bad("mixes conversations with and without answer_ids, or conversations and plain texts".into())),
             }
         }
         _ => {
@@ -157,6 +184,22 @@ pub fn tokenize_conversation(
     conv: &[Message],
     max_len: usize,
 ) -> Result<Example, TrainError> {
+    tokenize_turns(tok, template, conv, None, max_len)
+}
+
+/// As [`tokenize_conversation`], but the last turn's target tokens are the ids the LLM generated
+/// (its end-of-turn id included when it stopped there; nothing is added after them).
+pub fn tokenize_answered(tok: &TextTokenizer, template: &ChatTemplate, a: &Answered, max_len: usize) -> Result<Example, TrainError> {
+    tokenize_turns(tok, template, &a.messages, Some(&a.answer_ids), max_len)
+}
+
+fn tokenize_turns(
+    tok: &TextTokenizer,
+    template: &ChatTemplate,
+    conv: &[Message],
+    last_ids: Option<&[u32]>,
+    max_len: usize,
+) -> Result<Example, TrainError> {
     let mut ex = Example { tokens: vec![], target: vec![] };
     let mut rendered = String::new();
     for i in 0..conv.len() {
@@ -170,7 +213,13 @@ pub fn tokenize_conversation(
         } else {
             full.strip_prefix(rendered.as_str()).unwrap_or(&full).to_string()
         };
-        push(tok, &mut ex, &piece, conv[i].role == "assistant")?;
+        match last_ids {
+            Some(ids) if i + 1 == conv.len() => {
+                ex.tokens.extend_from_slice(ids);
+                ex.target.extend(std::iter::repeat_n(true, ids.len()));
+            }
+            _ => push(tok, &mut ex, &piece, conv[i].role == "assistant")?,
+        }
         rendered = full;
         if ex.tokens.len() >= max_len {
             break;
@@ -197,11 +246,11 @@ pub fn tokenize_text(tok: &TextTokenizer, text: &str, max_len: usize) -> Result<
 
 /// Drops conversations whose first user turn is one of `held_out` (MT-Bench questions are the
 /// benchmark and never train). Returns how many were dropped.
-pub fn hold_out(convs: &mut Vec<Conversation>, held_out: &[String]) -> usize {
+pub fn hold_out<C: AsRef<[Message]>>(convs: &mut Vec<C>, held_out: &[String]) -> usize {
     let before = convs.len();
     let norm = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
     let held: std::collections::HashSet<String> = held_out.iter().map(|s| norm(s)).collect();
-    convs.retain(|c| c.first().is_none_or(|m| !held.contains(&norm(&m.content))));
+    convs.retain(|c| c.as_ref().first().is_none_or(|m| !held.contains(&norm(&m.content))));
     before - convs.len()
 }
 
