@@ -206,7 +206,7 @@ fn hidden_cache_gives_the_same_training<B: KernelBackend>(device: B::Device) {
     let cache_dir = temp_dir("train-hidden-cache");
     let open = |ex: &[Example]| {
         let max_len = ex.iter().map(|e| e.tokens.len()).max().unwrap();
-        let meta = CacheMeta { format: 1, key: "test".into(), hidden_size: lc.hidden_size, max_len, slots: ex.len() };
+        let meta = CacheMeta::new("test".into(), lc.hidden_size, max_len, ex.len());
         HiddenCache::open(&cache_dir, meta).unwrap()
     };
     let run = |ex: &[Example], cache: Option<HiddenCache>, name: &str| {

@@ -164,13 +164,18 @@ impl BackendTask for Task {
         let hidden_cache = match args.hidden_cache.as_deref() {
             Some(p) if p.as_os_str() == "off" => None,
             given => {
-                let key = cache_key(&format!("{}\nf32", crate::model_path::identity(&model)?), lc.hidden_size, &examples);
+                // Keyed by the data source, not its examples (each slot names its tokens): a data
+                // file that grows keeps the states already computed for its first examples.
+                let data_id = if args.data.as_os_str() == "sharegpt" {
+                    format!("sharegpt {}", redrafter_io::fetch::SHAREGPT.member_sha256)
+                } else {
+                    std::fs::canonicalize(&args.data).unwrap_or_else(|_| args.data.clone()).display().to_string()
+                };
+                let key = cache_key(&format!("{}\nf32", crate::model_path::identity(&model)?), lc.hidden_size, args.max_len, &data_id);
                 let dir = given.map(PathBuf::from).unwrap_or_else(|| redrafter_io::fetch::cache_dir().join("hidden").join(&key[..16]));
-                let max_len = examples.iter().map(|e| e.tokens.len()).max().unwrap_or(1);
-                let meta = CacheMeta { format: 1, key, hidden_size: lc.hidden_size, max_len, slots: examples.len() };
-                let cache = HiddenCache::open(&dir, meta)?;
+                let cache = HiddenCache::open(&dir, CacheMeta::new(key, lc.hidden_size, args.max_len, examples.len()))?;
                 eprintln!(
-                    "hidden-state cache {}: {} of {} examples filled (at most {:.2} GB when full)",
+                    "hidden-state cache {}: {} slots filled, {} training examples (at most {:.2} GB when full)",
                     dir.display(),
                     cache.filled(),
                     examples.len(),

@@ -6,6 +6,11 @@
 //! time a micro-batch touches it, so later epochs (and reruns, and other runs over the same data
 //! and model) read them back instead: multi-epoch training costs one LLM pass.
 //!
+//! The cache is addressed by the model, the sizes and the data source, not by the examples: each
+//! slot records which tokens it holds, so a slot whose example changed is recomputed, and a data
+//! file that grows (as `distill-data`'s does, run after run) keeps the slots already filled and
+//! only computes the new ones.
+//!
 //! States are always rounded to f16, cached or not, so that a batch gives the same numbers (and
 //! the same loss) whether its states were computed now or read back, and a resumed run stays
 //! exact whatever the cache held. See docs/training.md, "Hidden-state cache".
@@ -22,32 +27,40 @@ use crate::TrainError;
 use crate::data::Example;
 use crate::trainer::io;
 
-/// Bumped when the file layout changes; a cache of another version is rebuilt.
-const FORMAT: u32 = 1;
+/// Bumped when the file layout or the key changes; a cache of another version is rebuilt.
+pub const FORMAT: u32 = 2;
 
 /// What a cache holds: it is only read back for the same values.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CacheMeta {
     pub format: u32,
-    /// sha256 over the model's identity, the sizes and every example's tokens (see [`cache_key`]).
+    /// sha256 over the model's identity, the sizes and the data source (see [`cache_key`]).
     pub key: String,
     pub hidden_size: usize,
-    /// Rows per slot: the longest sequence.
+    /// Rows per slot: the longest sequence training may give (its `--max-len`).
     pub max_len: usize,
-    /// One slot per training example, by its index.
+    /// One slot per training example, by its index. Reopening with more slots grows the cache
+    /// and keeps what it holds; with fewer, the extra slots stay.
     pub slots: usize,
 }
 
-/// The content address of the states of `examples` under the model `model_id` (e.g. the sha256
-/// of its weights file and the weight format): the cache directory's name.
-pub fn cache_key(model_id: &str, hidden_size: usize, examples: &[Example]) -> String {
-    let mut h = Sha256::new();
-    h.update(format!("redrafter-hidden-v{FORMAT}\n{model_id}\n{hidden_size}\n{}\n", examples.len()));
-    for e in examples {
-        h.update((e.tokens.len() as u64).to_le_bytes());
-        e.tokens.iter().for_each(|t| h.update(t.to_le_bytes()));
+impl CacheMeta {
+    pub fn new(key: String, hidden_size: usize, max_len: usize, slots: usize) -> Self {
+        Self { format: FORMAT, key, hidden_size, max_len, slots }
     }
-    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+
+    /// Whether a cache made for `self` may serve `other`: everything but the slot count.
+    fn serves(&self, other: &CacheMeta) -> bool {
+        (self.format, &self.key, self.hidden_size, self.max_len) == (other.format, &other.key, other.hidden_size, other.max_len)
+    }
+}
+
+/// The cache directory's name for states of the model `model_id` (e.g. the sha256 of its
+/// weights file and the weight format) over the examples of the data source `data_id`, cut at
+/// `max_len` tokens. The examples themselves are not in the key: each slot names its tokens.
+pub fn cache_key(model_id: &str, hidden_size: usize, max_len: usize, data_id: &str) -> String {
+    let h = Sha256::digest(format!("redrafter-hidden-v{FORMAT}\n{model_id}\n{hidden_size}\n{max_len}\n{data_id}\n"));
+    h.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A non-zero digest of one sequence, stored per slot so a slot is only used for its tokens.
@@ -80,29 +93,37 @@ fn map_file(path: &Path, bytes: u64, fresh: bool) -> Result<MmapMut, TrainError>
 }
 
 impl HiddenCache {
-    /// Opens (or creates) the cache in `dir` for `meta`. A directory holding another layout or
-    /// key is emptied and rebuilt, never read.
-    pub fn open(dir: &Path, meta: CacheMeta) -> Result<Self, TrainError> {
-        let slot_bytes = Self::slot_elems(&meta)?.checked_mul(2);
-        let total = slot_bytes
-            .and_then(|b| b.checked_mul(meta.slots))
-            .ok_or_else(|| TrainError::Config(format!("hidden-state cache: {} slots of {} × {} overflow", meta.slots, meta.max_len, meta.hidden_size)))?;
+    /// Opens (or creates) the cache in `dir` for `meta`. A directory made for another layout,
+    /// key or size is emptied and rebuilt, never read; one made for the same but fewer slots
+    /// grows (the new slots empty) and keeps what it holds.
+    pub fn open(dir: &Path, mut meta: CacheMeta) -> Result<Self, TrainError> {
+        let states_bytes = |m: &CacheMeta| {
+            Self::slot_elems(m)?.checked_mul(2).and_then(|b| b.checked_mul(m.slots)).map(|b| b as u64).ok_or_else(|| {
+                TrainError::Config(format!("hidden-state cache: {} slots of {} × {} overflow", m.slots, m.max_len, m.hidden_size))
+            })
+        };
+        states_bytes(&meta)?;
         std::fs::create_dir_all(dir).map_err(io(dir))?;
         let meta_path = dir.join("meta.json");
         let old: Option<CacheMeta> = std::fs::read_to_string(&meta_path).ok().and_then(|t| serde_json::from_str(&t).ok());
         let size = |name: &str| std::fs::metadata(dir.join(name)).map(|m| m.len()).ok();
-        let intact = size("states.f16") == Some(total as u64) && size("index.u64") == Some(meta.slots as u64 * 8);
-        let fresh = old.as_ref() != Some(&meta) || !intact;
-        if fresh && old.is_some() {
+        let reusable = old.as_ref().filter(|o| {
+            o.serves(&meta) && states_bytes(o).ok() == size("states.f16") && size("index.u64") == Some(o.slots as u64 * 8)
+        });
+        let fresh = reusable.is_none();
+        if let Some(o) = reusable {
+            meta.slots = meta.slots.max(o.slots);
+        } else if old.is_some() {
             eprintln!("hidden-state cache {}: made for other data or another model, or incomplete; rebuilding it", dir.display());
         }
-        if fresh {
-            // The meta is written last, after both files were reset to empty.
+        let changed = old.as_ref() != Some(&meta);
+        if changed {
+            // The meta is written last, after both files were reset to empty or grown.
             let _ = std::fs::remove_file(&meta_path);
         }
-        let states = map_file(&dir.join("states.f16"), total as u64, fresh)?;
+        let states = map_file(&dir.join("states.f16"), states_bytes(&meta)?, fresh)?;
         let index = map_file(&dir.join("index.u64"), meta.slots as u64 * 8, fresh)?;
-        if fresh {
+        if changed {
             std::fs::write(&meta_path, serde_json::to_string_pretty(&meta).expect("meta serializes")).map_err(io(&meta_path))?;
         }
         Ok(Self { dir: dir.to_path_buf(), meta, states, index })
@@ -231,7 +252,7 @@ mod tests {
     use super::*;
 
     fn meta(key: &str) -> CacheMeta {
-        CacheMeta { format: FORMAT, key: key.into(), hidden_size: 3, max_len: 4, slots: 5 }
+        CacheMeta::new(key.into(), 3, 4, 5)
     }
 
     fn temp(name: &str) -> PathBuf {
@@ -277,11 +298,31 @@ mod tests {
     }
 
     #[test]
-    fn keys_follow_the_tokens() {
-        let ex = |t: Vec<u32>| Example { target: vec![true; t.len()], tokens: t };
-        let a = cache_key("m", 3, &[ex(vec![1, 2]), ex(vec![3])]);
-        assert_eq!(a, cache_key("m", 3, &[ex(vec![1, 2]), ex(vec![3])]));
-        assert_ne!(a, cache_key("m", 3, &[ex(vec![1]), ex(vec![2, 3])]));
-        assert_ne!(a, cache_key("n", 3, &[ex(vec![1, 2]), ex(vec![3])]));
+    fn keys_follow_the_model_sizes_and_data() {
+        let a = cache_key("m", 3, 256, "d");
+        assert_eq!(a, cache_key("m", 3, 256, "d"));
+        for other in [cache_key("n", 3, 256, "d"), cache_key("m", 4, 256, "d"), cache_key("m", 3, 128, "d"), cache_key("m", 3, 256, "e")] {
+            assert_ne!(a, other);
+        }
+    }
+
+    #[test]
+    fn a_cache_grows_and_keeps_its_slots() {
+        let dir = temp("grow");
+        let states = vec![0.5f32, 1.5, -2.0];
+        HiddenCache::open(&dir, meta("k")).unwrap().put(4, &[7], &states).unwrap();
+        // More examples (a data file that grew): the old slot survives, the new ones are empty.
+        let mut c = HiddenCache::open(&dir, CacheMeta { slots: 9, ..meta("k") }).unwrap();
+        assert_eq!((c.meta().slots, c.filled()), (9, 1));
+        assert_eq!(c.get(4, &[7]).unwrap(), states);
+        c.put(8, &[1, 2], &[0.25; 6]).unwrap();
+        // Fewer examples: nothing is dropped.
+        let c = HiddenCache::open(&dir, CacheMeta { slots: 2, ..meta("k") }).unwrap();
+        assert_eq!((c.meta().slots, c.filled()), (9, 2));
+        assert_eq!(c.get(8, &[1, 2]).unwrap(), vec![0.25; 6]);
+        // Another max_len is another layout: rebuilt.
+        let c = HiddenCache::open(&dir, CacheMeta { max_len: 8, ..meta("k") }).unwrap();
+        assert_eq!((c.meta().slots, c.filled()), (5, 0));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
