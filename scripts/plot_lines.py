@@ -26,7 +26,8 @@ def main(src, dst):
     for i in range(6):
         y = y1 * i / 5
         out.append(f'<line x1="{L - 4}" y1="{sy(y):.1f}" x2="{W - R}" y2="{sy(y):.1f}" stroke="#ddd"/>')
-        out.append(f'<text x="{L - 8}" y="{sy(y) + 4:.1f}" text-anchor="end">{y:.0f}</text>' if y1 >= 10 else f'<text x="{L - 8}" y="{sy(y) + 4:.1f}" text-anchor="end">{y:.2f}</text>')
+        label = f"{y:.0f}" if y1 >= 10 else f"{y:.2f}"
+        out.append(f'<text x="{L - 8}" y="{sy(y) + 4:.1f}" text-anchor="end">{label}</text>')
     for x in sorted({p[0] for p in pts}):
         out.append(f'<text x="{sx(x):.1f}" y="{H - B + 16}" text-anchor="middle">{x:g}</text>')
     for k, s in enumerate(d["series"]):

@@ -8,9 +8,9 @@
 //! answers (model bytes, weight format, prompt source, length limits, hold-out), so rerunning the
 //! same command resumes it and a lost cache is rebuilt by it. Prompts are answered shortest
 //! first within windows of 32 batches: a batch's prefill is right-padded to its longest prompt,
-//! and on ShareGPT's ragged first turns corpus order spent most of the time on padding. Each line also keeps the answer's token
-//! ids as generated (`answer_ids`) and why it ended (`finish`): decoding the text and tokenizing
-//! it again need not give the same ids.
+//! and on ShareGPT's ragged first turns corpus order spent most of the time on padding. Each
+//! line also keeps the answer's token ids as generated (`answer_ids`) and why it ended
+//! (`finish`): decoding the text and tokenizing it again need not give the same ids.
 
 use std::collections::HashSet;
 use std::io::Write;
@@ -21,8 +21,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use redrafter::KernelBackend;
 use redrafter::backends::{BackendKind, BackendTask, run_on};
 use redrafter::{Autoregressive, GenerationConfig, Generator};
-use redrafter_io::fetch::{MT_BENCH_QUESTIONS, fetch};
-use redrafter_io::{Message, load_mt_bench};
+use redrafter_io::Message;
 use redrafter_train::data::{Corpus, hold_out, read_corpus};
 
 type BoxError = Box<dyn std::error::Error>;
@@ -83,7 +82,7 @@ impl BackendTask for Task {
     type Output = Result<(), BoxError>;
 
     fn run<B: KernelBackend>(self, device: B::Device) -> Self::Output {
-        let Task { mut args, model } = self;
+        let Task { args, model } = self;
         let loaded = redrafter_llama::load_with::<B>(&model, &device, args.weights)?;
         let tok = &loaded.tokenizer;
         let tpl = tok.chat_template.as_ref().ok_or("the model has no chat template")?;
@@ -94,12 +93,11 @@ impl BackendTask for Task {
             Corpus::Text(_) => return Err(format!("{}: distillation needs conversations, not plain text", data.display()).into()),
         };
         if !args.no_holdout {
-            let q = load_mt_bench(&fetch(&MT_BENCH_QUESTIONS, &mut |_, _, _| {})?)?;
-            hold_out(&mut convs, &q.iter().flat_map(|q| q.turns.clone()).collect::<Vec<_>>());
+            hold_out(&mut convs, &crate::corpus::mt_bench_turns()?);
         }
         convs.truncate(args.max_examples);
-        let out_path = match args.out.take() {
-            Some(p) => p,
+        let out_path = match &args.out {
+            Some(p) => p.clone(),
             None => {
                 let dir = redrafter_io::fetch::cache_dir().join("distill");
                 std::fs::create_dir_all(&dir)?;
@@ -107,7 +105,6 @@ impl BackendTask for Task {
             }
         };
         eprintln!("answers: {}", out_path.display());
-        args.out = Some(out_path.clone());
 
         let mut done = HashSet::new();
         if out_path.exists() {
@@ -170,6 +167,8 @@ impl BackendTask for Task {
 /// the prompt source, the length limits and the hold-out. `--max-examples` and `--batch-size` are
 /// left out: answers do not depend on them, and a larger `--max-examples` extends the same file.
 fn content_address(args: &DistillArgs, model: &std::path::Path, data: &std::path::Path) -> Result<String, BoxError> {
+    // The pinned download by its sha, a local file by its bytes: the answers follow the prompts'
+    // contents, not a path (unlike the hidden-state cache's `corpus::source_id`).
     let data_id = if args.data.as_os_str() == "sharegpt" {
         redrafter_io::fetch::SHAREGPT.member_sha256.to_string()
     } else {

@@ -166,11 +166,7 @@ impl BackendTask for Task {
             given => {
                 // Keyed by the data source, not its examples (each slot names its tokens): a data
                 // file that grows keeps the states already computed for its first examples.
-                let data_id = if args.data.as_os_str() == "sharegpt" {
-                    format!("sharegpt {}", redrafter_io::fetch::SHAREGPT.member_sha256)
-                } else {
-                    std::fs::canonicalize(&args.data).unwrap_or_else(|_| args.data.clone()).display().to_string()
-                };
+                let data_id = crate::corpus::source_id(&args.data);
                 let key = cache_key(&format!("{}\nf32", crate::model_path::identity(&model)?), lc.hidden_size, args.max_len, &data_id);
                 let dir = given.map(PathBuf::from).unwrap_or_else(|| redrafter_io::fetch::cache_dir().join("hidden").join(&key[..16]));
                 let cache = HiddenCache::open(&dir, CacheMeta::new(key, lc.hidden_size, args.max_len, examples.len()))?;

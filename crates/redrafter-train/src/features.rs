@@ -28,7 +28,7 @@ use crate::data::Example;
 use crate::trainer::io;
 
 /// Bumped when the file layout or the key changes; a cache of another version is rebuilt.
-pub const FORMAT: u32 = 2;
+const FORMAT: u32 = 2;
 
 /// What a cache holds: it is only read back for the same values.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
