@@ -143,8 +143,7 @@ pub fn matmul_paths(m: usize, x: &[f32], w: &BlockMatrix, y: &mut [f32], simd: b
                 by_tiles(m, n, k, &IntTiles { xq: &xq, w, simd }, out);
             }
             Activations::F32 => {
-                let rows = super::widen::WideRows::new(w.ty(), m, k, x);
-                by_tiles(m, n, k, &super::widen::WideTiles { rows: &rows, w, simd, avx512 }, out);
+                by_tiles(m, n, k, &super::widen::WideTiles { x, k, w, simd, avx512 }, out);
             }
         },
         other => unreachable!("BlockMatrix::new refuses {other:?}"),
@@ -174,13 +173,25 @@ pub(super) fn block_params(ty: GgmlType, blk: &[u8]) -> (f32, f32, usize) {
 pub(super) trait Tiles: Sync {
     fn tile<const J: usize, const R: usize>(&self, j: usize, i: usize) -> [[f32; R]; J];
 
-    /// Whether 4 × 4 tiles fit the registers (AVX-512's 32), so that rows beyond two also take
-    /// 4 weight rows per pass.
-    fn quad(&self) -> bool {
-        false
+    /// Which tiles the body's registers hold ([`block_cols`]).
+    fn shape(&self) -> Shape {
+        Shape::Pairs
     }
 }
 
+/// The tile shapes a body takes. Every (row, column) is its own accumulator chain whatever tile
+/// holds it, so the shape changes speed only, never bits.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(super) enum Shape {
+    /// One x row against 4 weight rows (four independent chains), 2 against 4, and 3 or more
+    /// against 2 weight rows (each unpacked block serves 4 x rows): the integer tiles.
+    Pairs,
+    /// 4 weight rows against up to 4 x rows (AVX-512's 32 registers hold the 16 accumulators).
+    Quad,
+    /// At most 4 accumulators of two registers each (AVX2's 16 registers): 4 weight rows against
+    /// one x row, 2 against 2, and one against up to 4.
+    Narrow,
+}
 /// `y [m, n]` (at `out`) in tiles, its columns split between threads.
 fn by_tiles<T: Tiles>(m: usize, n: usize, k: usize, tiles: &T, out: SyncPtr) {
     split_columns(m * n * k, n, &|lo, hi| {
@@ -189,19 +200,23 @@ fn by_tiles<T: Tiles>(m: usize, n: usize, k: usize, tiles: &T, out: SyncPtr) {
     });
 }
 
-/// Columns `lo..hi` of `y [m, n]` in tiles: one x row against 4 weight rows (decode), up to 4
-/// x rows against 2 weight rows (trees, batches: each unpacked block serves 4 rows; 4 weight rows
-/// where [`Tiles::quad`] says the registers hold them), 2 rows
-/// against 4, and single weight rows at the end of the range.
+/// Columns `lo..hi` of `y [m, n]` in tiles of the body's [`Shape`]: each pass over the rows takes
+/// one column step (the tiles' weight rows), then single weight rows at the end of the range.
 ///
 /// # Safety
 /// `y` points at `m × n` floats, and no other task writes columns `lo..hi`.
 unsafe fn block_cols<T: Tiles>(m: usize, n: usize, tiles: &T, y: *mut f32, lo: usize, hi: usize) {
+    let shape = tiles.shape();
+    let wide = match shape {
+        Shape::Pairs if m <= 2 => 4,
+        Shape::Pairs => 2,
+        Shape::Quad => 4,
+        Shape::Narrow => [4, 2, 1][m.min(3) - 1],
+    };
     let mut j = lo;
     while j < hi {
-        let left = hi - j;
+        let step = if hi - j >= wide { wide } else { 1 };
         let mut i = 0;
-        let mut step = 1;
         while i < m {
             macro_rules! tile {
                 ($J:literal, $R:literal) => {{
@@ -212,24 +227,23 @@ unsafe fn block_cols<T: Tiles>(m: usize, n: usize, tiles: &T, y: *mut f32, lo: u
                             unsafe { *y.add((i + r) * n + j + t) = out[t][r] };
                         }
                     }
-                    step = $J;
                     $R
                 }};
             }
-            // Every (row, column) is its own accumulator chain whatever tile holds it, so the
-            // tile shape is free to follow m; one column step per pass over the rows.
-            let wide = if m <= 2 || tiles.quad() { 4 } else { 2 };
-            i += match (left >= wide, wide, m - i) {
-                (true, 4, 1) => tile!(4, 1),
-                (true, 4, 2) => tile!(4, 2),
-                (true, 4, 3) => tile!(4, 3),
-                (true, 4, _) => tile!(4, 4),
-                (true, _, r) if r >= 4 => tile!(2, 4),
-                (true, _, 3) => tile!(2, 3),
-                (true, _, 2) => tile!(2, 2),
-                (true, _, _) => tile!(2, 1),
-                (false, _, r) if r >= 2 => tile!(1, 2),
-                (false, _, _) => tile!(1, 1),
+            i += match (step, m - i) {
+                (4, 1) => tile!(4, 1),
+                (4, 2) => tile!(4, 2),
+                (4, 3) => tile!(4, 3),
+                (4, _) => tile!(4, 4),
+                (2, 1) => tile!(2, 1),
+                (2, 2) => tile!(2, 2),
+                (2, 3) => tile!(2, 3),
+                (2, _) => tile!(2, 4),
+                (_, 1) => tile!(1, 1),
+                (_, r) if r >= 2 && shape == Shape::Pairs => tile!(1, 2),
+                (_, 2) => tile!(1, 2),
+                (_, 3) => tile!(1, 3),
+                (_, _) => tile!(1, 4),
             };
         }
         j += step;

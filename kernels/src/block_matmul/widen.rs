@@ -1,87 +1,60 @@
 //! Q8_0, Q4_0 and Q4_1 against f32 activations ([`Activations::F32`](super::Activations)):
-//! the packed values are widened to f32 in registers and meet the unrounded x in FMAs. Per block
-//! and x row, `t = Σ q·x` over the block's 32 values (four 8-lane groups), then
-//! `acc += d · t`, and the minimum (Q4_1's `m`, Q4_0's `−8d`) enters as `m · Σx` in a scalar
-//! accumulator. That is the dequantized weight times x with the rounding moved, so it changes no
-//! answer that widening at load would not, while it reads the blocks as stored.
+//! each block is **dequantized in registers** to its 32 f32 weights (`w = d·q + m`, in the
+//! block's own order) and meets the unrounded x in FMAs. `d·q` is exact in f32 (an f16 scale
+//! times an integer of at most 8 bits), so `w` is exactly the weight that widening at load
+//! produces ([`dequantize`](redrafter_io::gguf::dequantize)): the product is an f32 dot product
+//! with the file's weights, only summed in another order than the dense path's.
 //!
-//! **The 4-bit unpack stays in 128-bit lanes.** The 16 packed bytes are broadcast to both halves
-//! of a register; a variable shift puts the high nibbles in the upper half, and group `g` is
-//! `(v >> 8g) & 0xf` per 32-bit lane. So lane `l` of group `g` holds weight
-//! `4(l mod 4) + g + 16⌊l/4⌋` ([`nibble_at`]), and x is permuted once per call to match
-//! ([`WideRows`]). Widening with `pmovzx` instead cost a cross-lane shuffle per group and was
-//! slower (docs/skinny-matmul.md). Q8_0's bytes widen in order (`pmovsx` from memory).
+//! **The arithmetic, the same in every body.** Each output element has one 16-lane f32
+//! accumulator. Per block, lane `l` takes `w[l]·x[l]`, then `w[16 + l]·x[16 + l]`, each as an FMA;
+//! at the end lanes `l` and `l + 8` are added and [`reduce8`] sums the eight. The AVX-512 body
+//! holds the accumulator in one register ([`widen_avx512`](super::widen_avx512)); the AVX2 body
+//! in two (lanes 0–7 and 8–15); the portable body in an array. The bits are therefore those of
+//! the portable body whatever the CPU, the tile or the batch, and a token verified inside a
+//! tree gets the same projections as decoded alone.
 //!
-//! Same bits whatever the batch, as the integer path: every output element has one 8-lane
-//! accumulator and one scalar, filled block by block in a fixed order, then reduced by the
-//! fixed tree of [`reduce8`]. The portable body does the same arithmetic lane for lane
-//! (`mul_add` where the AVX2 body has an FMA).
-
-use std::borrow::Cow;
+//! **Why per block and not per row** (docs/skinny-matmul.md, "Dequantize in registers"): the
+//! scale and minimum are applied once per block, shared by every x row of a tile, so each x row
+//! pays only its FMAs, which is what the cost of verifying a tree or decoding a batch grows
+//! with. The AVX-512 body makes the 4-bit unpack a table lookup (the block's 16 possible weights
+//! in one register, `vpermps` by nibble), cheaper than the shifts, masks and conversions of
+//! the earlier in-lane unpack, which it replaces.
 
 use redrafter_io::gguf::{GgmlType, QK};
 
 use super::BlockMatrix;
-use super::host::{Tiles, block_params};
+use super::host::{Shape, Tiles, block_params};
 #[cfg(target_arch = "x86_64")]
 use super::host::{Q4_0, Q4_1, Q8_0, check_rows};
 #[cfg(target_arch = "x86_64")]
 use crate::skinny_matmul::host::hsum;
 use crate::skinny_matmul::host::reduce8;
 
-/// x rows prepared for the f32 tiles: for the 4-bit formats each 32-value block permuted to the
-/// order the unpack produces ([`nibble_at`]), and per block `Σx` (what the minimum multiplies).
-/// Q8_0 widens in order, so its rows are borrowed as given.
-pub(super) struct WideRows<'a> {
-    k: usize,
-    x: Cow<'a, [f32]>,
-    sx: Vec<f32>,
-}
-
-impl<'a> WideRows<'a> {
-    pub fn new(ty: GgmlType, m: usize, k: usize, x: &'a [f32]) -> Self {
-        assert!(k % QK == 0 && x.len() == m * k, "f32 block rows: k must be whole blocks");
-        let sx = x.chunks_exact(QK).map(|b| b.iter().fold(0f32, |a, v| a + v)).collect();
-        let x = match ty {
-            GgmlType::Q8_0 => Cow::Borrowed(x),
-            _ => Cow::Owned(x.chunks_exact(QK).flat_map(|b| (0..QK).map(move |i| b[nibble_at(i / 8, i % 8)])).collect()),
-        };
-        Self { k, x, sx }
-    }
-
-    fn row(&self, i: usize) -> (&[f32], &[f32]) {
-        let kb = self.k / QK;
-        (&self.x[i * self.k..][..self.k], &self.sx[i * kb..][..kb])
-    }
-}
-
-/// Which of a 4-bit block's 32 weights lane `l` of group `g` holds after the in-lane unpack.
-#[inline(always)]
-fn nibble_at(g: usize, l: usize) -> usize {
-    4 * (l % 4) + g + 16 * (l / 4)
-}
-
-/// The f32-activation tiles.
+/// The f32-activation tiles: `x` is `[m, k]` row-major, taken as given (the weights are
+/// dequantized in their own order, so x needs no permutation).
 pub(super) struct WideTiles<'a> {
-    pub rows: &'a WideRows<'a>,
+    pub x: &'a [f32],
+    pub k: usize,
     pub w: &'a BlockMatrix,
     pub simd: bool,
-    /// Tiles of an even number of weight rows take the AVX-512 body (same bits as AVX2).
+    /// The AVX-512 body serves (same bits as AVX2 and portable).
     pub avx512: bool,
 }
 
 impl Tiles for WideTiles<'_> {
-    fn quad(&self) -> bool {
-        self.simd && self.avx512
+    fn shape(&self) -> Shape {
+        // AVX-512 has 32 registers: 4 weight rows × 4 x rows of accumulators fit. The AVX2 body's
+        // accumulators take two of its 16 registers each, so its tiles stay at 4 or fewer.
+        if self.simd && self.avx512 { Shape::Quad } else { Shape::Narrow }
     }
 
     #[inline(always)]
     fn tile<const J: usize, const R: usize>(&self, j: usize, i: usize) -> [[f32; R]; J] {
         let rows: [&[u8]; J] = std::array::from_fn(|t| self.w.row(j + t));
-        let xs: [(&[f32], &[f32]); R] = std::array::from_fn(|r| self.rows.row(i + r));
+        let xs: [&[f32]; R] = std::array::from_fn(|r| &self.x[(i + r) * self.k..][..self.k]);
         #[cfg(target_arch = "x86_64")]
         if self.simd {
-            if self.avx512 && J % 2 == 0 {
+            if self.avx512 {
                 // SAFETY: `avx512` is only true where AVX-512 F/DQ/VL and the AVX2 set were detected.
                 return unsafe { super::widen_avx512::wide_tile_avx512::<J, R>(self.w.ty(), rows, xs) };
             }
@@ -92,51 +65,47 @@ impl Tiles for WideTiles<'_> {
     }
 }
 
-/// Lane `l` of group `g` of a block's packed values `qs`, as the unpack orders them.
+/// A block's 32 weights in f32, in the block's order: `d·q` for Q8_0, `d·q + m` for the 4-bit
+/// formats (Q4_0's `m` is `−8d`; weights 0–15 are the low nibbles of the 16 packed bytes, 16–31
+/// the high ones), exactly as the SIMD bodies compute them.
 #[inline(always)]
-fn q_at(ty: GgmlType, qs: &[u8], g: usize, l: usize) -> f32 {
-    match ty {
-        GgmlType::Q8_0 => qs[8 * g + l] as i8 as f32,
+fn dequantize_block(ty: GgmlType, blk: &[u8]) -> [f32; QK] {
+    let (d, m, off) = block_params(ty, blk);
+    let qs = &blk[off..];
+    std::array::from_fn(|i| match ty {
+        GgmlType::Q8_0 => d * qs[i] as i8 as f32,
         _ => {
-            let i = nibble_at(g, l);
-            if i < QK / 2 { (qs[i] & 0x0f) as f32 } else { (qs[i - QK / 2] >> 4) as f32 }
+            let q = if i < QK / 2 { qs[i] & 0x0f } else { qs[i - QK / 2] >> 4 };
+            d.mul_add(q as f32, m)
         }
-    }
+    })
 }
 
-fn wide_tile_portable<const J: usize, const R: usize>(ty: GgmlType, rows: [&[u8]; J], xs: [(&[f32], &[f32]); R]) -> [[f32; R]; J] {
+/// The 16 accumulator lanes summed: lanes `l` and `l + 8` first, then [`reduce8`].
+#[inline(always)]
+fn reduce16(a: &[f32; 16]) -> f32 {
+    reduce8(std::array::from_fn(|l| a[l] + a[l + 8]))
+}
+
+fn wide_tile_portable<const J: usize, const R: usize>(ty: GgmlType, rows: [&[u8]; J], xs: [&[f32]; R]) -> [[f32; R]; J] {
     let bsz = ty.block().expect("block type").1;
-    let kb = xs[0].1.len();
+    let kb = xs[0].len() / QK;
     let mut out = [[0f32; R]; J];
     for t in 0..J {
-        let mut acc = [[0f32; 8]; R];
-        let mut min = [0f32; R];
+        let mut acc = [[0f32; 16]; R];
         for b in 0..kb {
-            let blk = &rows[t][b * bsz..][..bsz];
-            let (d, mw, off) = block_params(ty, blk);
-            let qs = &blk[off..];
-            let q: [[f32; 8]; 4] = std::array::from_fn(|g| std::array::from_fn(|l| q_at(ty, qs, g, l)));
+            let w = dequantize_block(ty, &rows[t][b * bsz..][..bsz]);
             for r in 0..R {
-                let xb = &xs[r].0[b * QK..][..QK];
-                let mut s = [0f32; 8];
-                for l in 0..8 {
-                    s[l] = q[0][l] * xb[l];
-                }
-                for g in 1..4 {
-                    for l in 0..8 {
-                        s[l] = q[g][l].mul_add(xb[8 * g + l], s[l]);
+                let xb = &xs[r][b * QK..][..QK];
+                for h in 0..2 {
+                    for l in 0..16 {
+                        acc[r][l] = w[16 * h + l].mul_add(xb[16 * h + l], acc[r][l]);
                     }
-                }
-                for l in 0..8 {
-                    acc[r][l] = d.mul_add(s[l], acc[r][l]);
-                }
-                if ty != GgmlType::Q8_0 {
-                    min[r] = mw.mul_add(xs[r].1[b], min[r]);
                 }
             }
         }
         for r in 0..R {
-            out[t][r] = reduce8(acc[r]) + min[r];
+            out[t][r] = reduce16(&acc[r]);
         }
     }
     out
@@ -144,11 +113,11 @@ fn wide_tile_portable<const J: usize, const R: usize>(ty: GgmlType, rows: [&[u8]
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn wide_tile_avx2<const J: usize, const R: usize>(ty: GgmlType, rows: [&[u8]; J], xs: [(&[f32], &[f32]); R]) -> [[f32; R]; J] {
-    let kb = xs[0].1.len();
+unsafe fn wide_tile_avx2<const J: usize, const R: usize>(ty: GgmlType, rows: [&[u8]; J], xs: [&[f32]; R]) -> [[f32; R]; J] {
+    let kb = xs[0].len() / QK;
     check_rows(ty, &rows, kb);
     for r in 0..R {
-        assert!(xs[r].0.len() >= kb * QK && xs[r].1.len() >= kb, "x row length");
+        assert!(xs[r].len() >= kb * QK, "x row length");
     }
     // SAFETY: the lengths were checked above; the caller checked the target features.
     unsafe {
@@ -160,60 +129,56 @@ unsafe fn wide_tile_avx2<const J: usize, const R: usize>(ty: GgmlType, rows: [&[
     }
 }
 
-/// One tile's blocks in order: per block, each of the J weight rows is widened once to four
-/// 8-lane f32 groups and multiplied with each of the R x rows; `F` is the format, `BS` its
-/// block size in bytes.
+/// One tile's blocks in order: per block, each of the J weight rows is dequantized once to four
+/// 8-lane groups (weights 0–7, 8–15, 16–23, 24–31) and multiplied with each of the R x rows;
+/// groups 0 and 2 go to the accumulator's low register, 1 and 3 to its high one. `F` is the
+/// format, `BS` its block size in bytes.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-unsafe fn wide_loop<const J: usize, const R: usize, const F: u8, const BS: usize>(rows: [&[u8]; J], xs: [(&[f32], &[f32]); R], kb: usize) -> [[f32; R]; J] {
+unsafe fn wide_loop<const J: usize, const R: usize, const F: u8, const BS: usize>(rows: [&[u8]; J], xs: [&[f32]; R], kb: usize) -> [[f32; R]; J] {
     use std::arch::x86_64::*;
     unsafe {
         let low = _mm256_set1_epi32(0x0f);
-        let high_half = _mm256_setr_epi32(0, 0, 0, 0, 4, 4, 4, 4);
-        let mut acc = [[_mm256_setzero_ps(); R]; J];
-        let mut min = [[0f32; R]; J];
+        let mut acc = [[[_mm256_setzero_ps(); 2]; R]; J];
         let wp: [*const u8; J] = std::array::from_fn(|t| rows[t].as_ptr());
         for b in 0..kb {
             for t in 0..J {
                 let blk = wp[t].add(b * BS);
                 // Ahead of use: the next tile's rows start right after this one's.
                 _mm_prefetch::<_MM_HINT_T0>(blk.wrapping_add(J * BS * kb) as *const i8);
-                let (d, mw, q): (f32, f32, [__m256; 4]) = if F == Q8_0 {
-                    let d = _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(std::ptr::read_unaligned(blk as *const u16) as i32)));
-                    let q = std::array::from_fn(|g| _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(blk.add(2 + 8 * g) as *const __m128i))));
-                    (d, 0.0, q)
+                let w: [__m256; 4] = if F == Q8_0 {
+                    let d = _mm256_set1_ps(_mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(std::ptr::read_unaligned(blk as *const u16) as i32))));
+                    std::array::from_fn(|g| _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(blk.add(2 + 8 * g) as *const __m128i)))))
                 } else {
-                    let dm = _mm_cvtph_ps(_mm_cvtsi32_si128(std::ptr::read_unaligned(blk as *const u32) as i32));
-                    let d = _mm_cvtss_f32(dm);
-                    let mw = if F == Q4_1 { _mm_cvtss_f32(_mm_shuffle_ps::<1>(dm, dm)) } else { -8.0 * d };
-                    let v = _mm256_srlv_epi32(_mm256_broadcastsi128_si256(_mm_loadu_si128(blk.add(BS - QK / 2) as *const __m128i)), high_half);
-                    let q = [
-                        _mm256_cvtepi32_ps(_mm256_and_si256(v, low)),
-                        _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srli_epi32::<8>(v), low)),
-                        _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srli_epi32::<16>(v), low)),
-                        _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srli_epi32::<24>(v), low)),
-                    ];
-                    (d, mw, q)
+                    let dm = _mm_cvtph_ps(_mm_cvtsi32_si128(std::ptr::read_unaligned(blk as *const i32)));
+                    let d = _mm256_broadcastss_ps(dm);
+                    let m = if F == Q4_1 { _mm256_broadcastss_ps(_mm_movehdup_ps(dm)) } else { _mm256_mul_ps(_mm256_set1_ps(-8.0), d) };
+                    let qs = blk.add(BS - QK / 2);
+                    let lo = _mm256_cvtepu8_epi32(_mm_loadl_epi64(qs as *const __m128i));
+                    let hi = _mm256_cvtepu8_epi32(_mm_loadl_epi64(qs.add(8) as *const __m128i));
+                    [
+                        _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(_mm256_and_si256(lo, low)), m),
+                        _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(_mm256_and_si256(hi, low)), m),
+                        _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(_mm256_srli_epi32::<4>(lo)), m),
+                        _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(_mm256_srli_epi32::<4>(hi)), m),
+                    ]
                 };
-                let dv = _mm256_set1_ps(d);
                 for r in 0..R {
-                    let xp = xs[r].0.as_ptr().add(b * QK);
-                    let mut s = _mm256_mul_ps(q[0], _mm256_loadu_ps(xp));
-                    s = _mm256_fmadd_ps(q[1], _mm256_loadu_ps(xp.add(8)), s);
-                    s = _mm256_fmadd_ps(q[2], _mm256_loadu_ps(xp.add(16)), s);
-                    s = _mm256_fmadd_ps(q[3], _mm256_loadu_ps(xp.add(24)), s);
-                    acc[t][r] = _mm256_fmadd_ps(dv, s, acc[t][r]);
-                    if F != Q8_0 {
-                        min[t][r] = mw.mul_add(*xs[r].1.get_unchecked(b), min[t][r]);
-                    }
+                    let xp = xs[r].as_ptr().add(b * QK);
+                    let [mut a0, mut a1] = acc[t][r];
+                    a0 = _mm256_fmadd_ps(w[0], _mm256_loadu_ps(xp), a0);
+                    a1 = _mm256_fmadd_ps(w[1], _mm256_loadu_ps(xp.add(8)), a1);
+                    a0 = _mm256_fmadd_ps(w[2], _mm256_loadu_ps(xp.add(16)), a0);
+                    a1 = _mm256_fmadd_ps(w[3], _mm256_loadu_ps(xp.add(24)), a1);
+                    acc[t][r] = [a0, a1];
                 }
             }
         }
         let mut out = [[0f32; R]; J];
         for t in 0..J {
             for r in 0..R {
-                out[t][r] = hsum(acc[t][r]) + min[t][r];
+                out[t][r] = hsum(_mm256_add_ps(acc[t][r][0], acc[t][r][1]));
             }
         }
         out

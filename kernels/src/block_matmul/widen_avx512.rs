@@ -1,12 +1,12 @@
-//! The f32-activation tiles of [`widen`](super::widen) on AVX-512: **two weight rows per
-//! 512-bit register**. Lanes 0–7 carry weight row t and lanes 8–15 row t + 1, each exactly the
-//! 8-lane group the AVX2 body holds for that row, and x is the same 8 values broadcast to both
-//! halves. Every lane then runs the AVX2 body's operations in the same order (`s = q0·x0`, three
-//! FMAs, `acc = d·s + acc`, the scalar minimum, [`hsum`] of each half), so the outputs are
-//! bit-identical to the AVX2 and portable bodies, whatever the tile; only twice as many of them
-//! are computed per instruction, and the widening of two rows shares its shifts, masks and
-//! conversions. Why it matters: with f32 activations the block kernels are compute-bound, not
-//! bandwidth-bound, on this CPU (docs/skinny-matmul.md).
+//! The f32-activation tiles of [`widen`](super::widen) on AVX-512: **one weight row's block
+//! in two 16-lane registers**. Per block and weight row, the block's 16 possible weights
+//! (`d·i + m` for i = 0..15, one FMA) sit in one register and `vpermps` looks up all 16 low
+//! nibbles, then all 16 high ones, in order; Q8_0 widens its 32 bytes in two conversions. Each
+//! x row then meets the row in two FMAs into its 16-lane accumulator (the arithmetic of the
+//! portable body, so the same bits). A 4-bit block thus costs one zero-extension, one shift,
+//! one FMA and two permutes per weight row, and two FMAs per x row: with f32 activations the
+//! block kernels are compute-bound, not bandwidth-bound, on the CPUs measured
+//! (docs/skinny-matmul.md), so these counts are the speed.
 
 #[cfg(target_arch = "x86_64")]
 use redrafter_io::gguf::{GgmlType, QK};
@@ -16,111 +16,71 @@ use super::host::{Q4_0, Q4_1, Q8_0, check_rows};
 #[cfg(target_arch = "x86_64")]
 use crate::skinny_matmul::host::hsum;
 
-/// `J` (even) weight rows against `R` x rows; see the module docs.
+/// `J` weight rows against `R` x rows; see the module docs.
 ///
 /// # Safety
 /// The CPU must support AVX-512 F, DQ and VL, AVX2, FMA and F16C.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512dq,avx512vl,avx2,fma,f16c")]
-pub(super) unsafe fn wide_tile_avx512<const J: usize, const R: usize>(ty: GgmlType, rows: [&[u8]; J], xs: [(&[f32], &[f32]); R]) -> [[f32; R]; J] {
-    assert!(J % 2 == 0, "pairs of weight rows");
-    let kb = xs[0].1.len();
+pub(super) unsafe fn wide_tile_avx512<const J: usize, const R: usize>(ty: GgmlType, rows: [&[u8]; J], xs: [&[f32]; R]) -> [[f32; R]; J] {
+    let kb = xs[0].len() / QK;
     check_rows(ty, &rows, kb);
     for r in 0..R {
-        assert!(xs[r].0.len() >= kb * QK && xs[r].1.len() >= kb, "x row length");
+        assert!(xs[r].len() >= kb * QK, "x row length");
     }
     // SAFETY: the lengths were checked above; the caller checked the target features.
     unsafe {
         match ty {
-            GgmlType::Q8_0 => pair_loop::<J, R, Q8_0, 34>(rows, xs, kb),
-            GgmlType::Q4_0 => pair_loop::<J, R, Q4_0, 18>(rows, xs, kb),
-            _ => pair_loop::<J, R, Q4_1, 20>(rows, xs, kb),
+            GgmlType::Q8_0 => row_loop::<J, R, Q8_0, 34>(rows, xs, kb),
+            GgmlType::Q4_0 => row_loop::<J, R, Q4_0, 18>(rows, xs, kb),
+            _ => row_loop::<J, R, Q4_1, 20>(rows, xs, kb),
         }
     }
 }
 
-/// A block's scale (and Q4_1's minimum) as f32, exactly as the AVX2 body reads them.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma,f16c")]
-#[inline]
-unsafe fn scales<const F: u8>(blk: *const u8) -> (f32, f32) {
-    use std::arch::x86_64::*;
-    unsafe {
-        if F == Q8_0 {
-            (_mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(std::ptr::read_unaligned(blk as *const u16) as i32))), 0.0)
-        } else {
-            let dm = _mm_cvtph_ps(_mm_cvtsi32_si128(std::ptr::read_unaligned(blk as *const u32) as i32));
-            let d = _mm_cvtss_f32(dm);
-            (d, if F == Q4_1 { _mm_cvtss_f32(_mm_shuffle_ps::<1>(dm, dm)) } else { -8.0 * d })
-        }
-    }
-}
-
+/// One tile's blocks in order: per block, each of the J weight rows is dequantized once, then
+/// each x row meets all of them (x is read once per block and row). `F` is the format, `BS` its
+/// block size in bytes.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512dq,avx512vl,avx2,fma,f16c")]
 #[inline]
-unsafe fn pair_loop<const J: usize, const R: usize, const F: u8, const BS: usize>(rows: [&[u8]; J], xs: [(&[f32], &[f32]); R], kb: usize) -> [[f32; R]; J] {
+unsafe fn row_loop<const J: usize, const R: usize, const F: u8, const BS: usize>(rows: [&[u8]; J], xs: [&[f32]; R], kb: usize) -> [[f32; R]; J] {
     use std::arch::x86_64::*;
     unsafe {
-        let low = _mm512_set1_epi32(0x0f);
-        let high_half = _mm512_setr_epi32(0, 0, 0, 0, 4, 4, 4, 4, 0, 0, 0, 0, 4, 4, 4, 4);
-        // acc[p][r]: pair p (rows 2p, 2p + 1) against x row r. Only the first J / 2 are used.
+        let iota = _mm512_setr_ps(0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 11.0, 12.0, 13.0, 14.0, 15.0);
         let mut acc = [[_mm512_setzero_ps(); R]; J];
-        let mut min = [[0f32; R]; J];
         let wp: [*const u8; J] = std::array::from_fn(|t| rows[t].as_ptr());
         for b in 0..kb {
-            // Widen every pair of the tile first, then let each x row meet all of them, so x is
-            // read once per block and row (32 registers hold 4 rows × 4 x rows of accumulators).
-            let mut q = [[_mm512_setzero_ps(); 4]; J];
-            let mut dv = [_mm512_setzero_ps(); J];
-            let mut mins = [(0f32, 0f32); J];
-            for p in 0..J / 2 {
-                let (b0, b1) = (wp[2 * p].add(b * BS), wp[2 * p + 1].add(b * BS));
-                _mm_prefetch::<_MM_HINT_T0>(b0.wrapping_add(J * BS * kb) as *const i8);
-                _mm_prefetch::<_MM_HINT_T0>(b1.wrapping_add(J * BS * kb) as *const i8);
-                let ((d0, m0), (d1, m1)) = (scales::<F>(b0), scales::<F>(b1));
-                q[p] = if F == Q8_0 {
-                    std::array::from_fn(|g| {
-                        let lo = _mm_loadl_epi64(b0.add(2 + 8 * g) as *const __m128i);
-                        let hi = _mm_loadl_epi64(b1.add(2 + 8 * g) as *const __m128i);
-                        _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_unpacklo_epi64(lo, hi)))
-                    })
+            let mut w = [[_mm512_setzero_ps(); 2]; J];
+            for t in 0..J {
+                let blk = wp[t].add(b * BS);
+                _mm_prefetch::<_MM_HINT_T0>(blk.wrapping_add(J * BS * kb) as *const i8);
+                w[t] = if F == Q8_0 {
+                    let d = _mm512_broadcastss_ps(_mm_cvtph_ps(_mm_cvtsi32_si128(std::ptr::read_unaligned(blk as *const u16) as i32)));
+                    std::array::from_fn(|h| _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(blk.add(2 + 16 * h) as *const __m128i)))))
                 } else {
-                    let v0 = _mm256_broadcastsi128_si256(_mm_loadu_si128(b0.add(BS - QK / 2) as *const __m128i));
-                    let v1 = _mm256_broadcastsi128_si256(_mm_loadu_si128(b1.add(BS - QK / 2) as *const __m128i));
-                    let v = _mm512_srlv_epi32(_mm512_inserti64x4::<1>(_mm512_castsi256_si512(v0), v1), high_half);
-                    [
-                        _mm512_cvtepi32_ps(_mm512_and_si512(v, low)),
-                        _mm512_cvtepi32_ps(_mm512_and_si512(_mm512_srli_epi32::<8>(v), low)),
-                        _mm512_cvtepi32_ps(_mm512_and_si512(_mm512_srli_epi32::<16>(v), low)),
-                        _mm512_cvtepi32_ps(_mm512_and_si512(_mm512_srli_epi32::<24>(v), low)),
-                    ]
+                    let dm = _mm_cvtph_ps(_mm_cvtsi32_si128(std::ptr::read_unaligned(blk as *const i32)));
+                    let d = _mm512_broadcastss_ps(dm);
+                    let m = if F == Q4_1 { _mm512_broadcastss_ps(_mm_movehdup_ps(dm)) } else { _mm512_mul_ps(_mm512_set1_ps(-8.0), d) };
+                    // The block's 16 possible weights, looked up by nibble: vpermps reads the
+                    // low four bits of each index lane, so the low nibbles need no mask.
+                    let table = _mm512_fmadd_ps(d, iota, m);
+                    let bytes = _mm512_cvtepu8_epi32(_mm_loadu_si128(blk.add(BS - QK / 2) as *const __m128i));
+                    [_mm512_permutexvar_ps(bytes, table), _mm512_permutexvar_ps(_mm512_srli_epi32::<4>(bytes), table)]
                 };
-                dv[p] = _mm512_mask_blend_ps(0xff00, _mm512_set1_ps(d0), _mm512_set1_ps(d1));
-                mins[p] = (m0, m1);
             }
             for r in 0..R {
-                let xp = xs[r].0.as_ptr().add(b * QK);
-                let x: [__m512; 4] = std::array::from_fn(|g| _mm512_broadcast_f32x8(_mm256_loadu_ps(xp.add(8 * g))));
-                let sx = *xs[r].1.get_unchecked(b);
-                for p in 0..J / 2 {
-                    let mut s = _mm512_mul_ps(q[p][0], x[0]);
-                    s = _mm512_fmadd_ps(q[p][1], x[1], s);
-                    s = _mm512_fmadd_ps(q[p][2], x[2], s);
-                    s = _mm512_fmadd_ps(q[p][3], x[3], s);
-                    acc[p][r] = _mm512_fmadd_ps(dv[p], s, acc[p][r]);
-                    if F != Q8_0 {
-                        min[2 * p][r] = mins[p].0.mul_add(sx, min[2 * p][r]);
-                        min[2 * p + 1][r] = mins[p].1.mul_add(sx, min[2 * p + 1][r]);
-                    }
+                let xp = xs[r].as_ptr().add(b * QK);
+                let (x0, x1) = (_mm512_loadu_ps(xp), _mm512_loadu_ps(xp.add(16)));
+                for t in 0..J {
+                    acc[t][r] = _mm512_fmadd_ps(w[t][1], x1, _mm512_fmadd_ps(w[t][0], x0, acc[t][r]));
                 }
             }
         }
         let mut out = [[0f32; R]; J];
-        for p in 0..J / 2 {
+        for t in 0..J {
             for r in 0..R {
-                out[2 * p][r] = hsum(_mm512_castps512_ps256(acc[p][r])) + min[2 * p][r];
-                out[2 * p + 1][r] = hsum(_mm512_extractf32x8_ps::<1>(acc[p][r])) + min[2 * p + 1][r];
+                out[t][r] = hsum(_mm256_add_ps(_mm512_castps512_ps256(acc[t][r]), _mm512_extractf32x8_ps::<1>(acc[t][r])));
             }
         }
         out

@@ -1,0 +1,220 @@
+//! The block kernels' cost per extra token row, on one thread: the weight products of one
+//! SmolLM2-135M forward (30 layers of q, k, v, o, gate, up, down in one format, and the tied
+//! vocabulary head in Q8_0) for m = 1, 2, 3, … token rows, with each x86 body.
+//!
+//!     RAYON_NUM_THREADS=1 taskset -c 1 cargo run --release -p redrafter-kernels --features flex \
+//!         --example block_tiles -- [--format q4_1] [--rows 1,2,3,4,5,8,16,32] [--reps 5]
+//!
+//! Why: a decode step is one row, verifying a tree of t tokens is t rows, a batch of b rows is b
+//! rows; how the time of a pass grows with m is what the verification and batched-decoding costs
+//! come down to on the CPU (docs/skinny-matmul.md). Each layer has its own weights (about 70 MB
+//! of Q4_1 in all), so the blocks stream from memory as in a real step instead of sitting in cache.
+//! Prints the median ms per pass of `--reps` passes, its ratio to one row, and the fastest pass
+//! (on a shared or virtual machine the minimum is the steadier estimate), per body; then the
+//! roofline of this core: its measured FMA rate (independent register chains) and read
+//! bandwidth (a sum over 512 MB), and what they allow a pass of m rows.
+
+use std::time::Instant;
+
+use redrafter_io::gguf::GgmlType;
+use redrafter_kernels::block_matmul::{BlockMatrix, host};
+
+const HIDDEN: usize = 576;
+const INTER: usize = 1536;
+const KV: usize = 192;
+const LAYERS: usize = 30;
+const VOCAB: usize = 49152;
+
+fn values(len: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            (s >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+        })
+        .collect()
+}
+
+/// Multiply-adds per second of one core in f32 FMAs (16 independent 512-bit chains where the
+/// CPU has AVX-512, else 8-lane AVX2), from registers only.
+fn fma_rate() -> f64 {
+    let iters = 50_000_000u64;
+    let t0 = Instant::now();
+    let lanes = fma_chains(iters);
+    iters as f64 * 16.0 * lanes as f64 / t0.elapsed().as_secs_f64()
+}
+
+#[cfg(target_arch = "x86_64")]
+fn fma_chains(iters: u64) -> usize {
+    if host::avx512() {
+        // SAFETY: AVX-512 F was detected.
+        unsafe { fma_chains_avx512(iters) };
+        16
+    } else if host::simd() {
+        // SAFETY: AVX2 and FMA were detected.
+        unsafe { fma_chains_avx2(iters) };
+        8
+    } else {
+        0
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn fma_chains(_: u64) -> usize {
+    0
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn fma_chains_avx512(iters: u64) {
+    use std::arch::x86_64::*;
+    let (a, b) = (_mm512_set1_ps(0.999_999), _mm512_set1_ps(1e-7));
+    let mut acc = [_mm512_set1_ps(1.0); 16];
+    for _ in 0..iters {
+        for v in acc.iter_mut() {
+            *v = _mm512_fmadd_ps(*v, a, b);
+        }
+    }
+    std::hint::black_box(acc);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn fma_chains_avx2(iters: u64) {
+    use std::arch::x86_64::*;
+    let (a, b) = (_mm256_set1_ps(0.999_999), _mm256_set1_ps(1e-7));
+    let mut acc = [_mm256_set1_ps(1.0); 16];
+    for _ in 0..iters {
+        for v in acc.iter_mut() {
+            *v = _mm256_fmadd_ps(*v, a, b);
+        }
+    }
+    std::hint::black_box(acc);
+}
+
+/// Bytes per second one core reads from memory: the median of 3 sums over 512 MB.
+fn read_rate() -> f64 {
+    let v = vec![1u64; 64 << 20];
+    let mut rates: Vec<f64> = (0..3)
+        .map(|_| {
+            let t0 = Instant::now();
+            let s = v.chunks_exact(8).fold([0u64; 8], |mut a, c| {
+                for i in 0..8 {
+                    a[i] = a[i].wrapping_add(c[i]);
+                }
+                a
+            });
+            std::hint::black_box(s);
+            (v.len() * 8) as f64 / t0.elapsed().as_secs_f64()
+        })
+        .collect();
+    rates.sort_by(f64::total_cmp);
+    rates[1]
+}
+
+fn arg<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
+    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).map(String::as_str)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let format = match arg(&args, "--format").unwrap_or("q4_1") {
+        "q4_0" => GgmlType::Q4_0,
+        "q4_1" => GgmlType::Q4_1,
+        "q8_0" => GgmlType::Q8_0,
+        other => {
+            eprintln!("error: --format must be q4_0, q4_1 or q8_0, not {other:?}");
+            std::process::exit(2);
+        }
+    };
+    let rows: Vec<usize> = match arg(&args, "--rows").unwrap_or("1,2,3,4,5,8,16,32").split(',').map(str::parse).collect() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: --rows takes comma-separated row counts: {e}");
+            std::process::exit(2);
+        }
+    };
+    let reps: usize = arg(&args, "--reps").map_or(Ok(5), str::parse).unwrap_or_else(|e| {
+        eprintln!("error: --reps: {e}");
+        std::process::exit(2);
+    });
+    if rows.iter().any(|&m| m == 0 || m > 256) || reps == 0 {
+        eprintln!("error: rows must be 1..=256 and --reps at least 1");
+        std::process::exit(2);
+    }
+
+    // (rows n, cols k) of each projection, in the order a layer runs them.
+    let shapes = [(HIDDEN, HIDDEN), (KV, HIDDEN), (KV, HIDDEN), (HIDDEN, HIDDEN), (INTER, HIDDEN), (INTER, HIDDEN), (HIDDEN, INTER)];
+    eprintln!("quantizing {LAYERS} layers of {} and a {VOCAB}x{HIDDEN} Q8_0 head ...", format.name());
+    let layers: Vec<Vec<BlockMatrix>> = (0..LAYERS)
+        .map(|l| {
+            shapes
+                .iter()
+                .enumerate()
+                .map(|(i, &(n, k))| BlockMatrix::from_f32(format, n, k, &values(n * k, (l * 16 + i) as u64)).expect("whole blocks"))
+                .collect()
+        })
+        .collect();
+    let head = BlockMatrix::from_f32(GgmlType::Q8_0, VOCAB, HIDDEN, &values(VOCAB * HIDDEN, 999)).expect("whole blocks");
+
+    let bodies: Vec<(&str, bool, bool)> = [("avx512", true, true), ("avx2", true, false)]
+        .into_iter()
+        .filter(|(_, _, wide)| !*wide || host::avx512())
+        .filter(|_| host::simd())
+        .collect();
+    println!("| body | rows | layers ms | head ms | pass ms | pass / 1 row | min pass ms | min / 1 row |");
+    println!("|---|---|---|---|---|---|---|---|");
+    for (name, simd, avx512) in bodies {
+        let (mut one, mut one_min) = (None, None);
+        for &m in &rows {
+            let x_hidden = values(m * HIDDEN, 7);
+            let x_inter = values(m * INTER, 8);
+            let mut y = vec![0f32; m * VOCAB.max(INTER)];
+            let mut times = Vec::with_capacity(reps);
+            for _ in 0..reps + 1 {
+                let t0 = Instant::now();
+                for layer in &layers {
+                    for w in layer {
+                        let x = if w.cols() == HIDDEN { &x_hidden } else { &x_inter };
+                        host::matmul_paths(m, x, w, &mut y[..m * w.rows()], simd, avx512);
+                    }
+                }
+                let t1 = Instant::now();
+                host::matmul_paths(m, &x_hidden, &head, &mut y[..m * VOCAB], simd, avx512);
+                let t2 = Instant::now();
+                times.push(((t1 - t0).as_secs_f64() * 1e3, (t2 - t1).as_secs_f64() * 1e3));
+            }
+            times.remove(0); // the first pass warms the pages
+            let med = |f: fn(&(f64, f64)) -> f64| {
+                let mut v: Vec<f64> = times.iter().map(f).collect();
+                v.sort_by(f64::total_cmp);
+                v[v.len() / 2]
+            };
+            let (lay, hd) = (med(|t| t.0), med(|t| t.1));
+            let pass = med(|t| t.0 + t.1);
+            let min = times.iter().map(|t| t.0 + t.1).fold(f64::INFINITY, f64::min);
+            let (base, base_min) = (*one.get_or_insert(pass), *one_min.get_or_insert(min));
+            println!("| {name} | {m} | {lay:.2} | {hd:.2} | {pass:.2} | {:.2} | {min:.2} | {:.2} |", pass / base, min / base_min);
+        }
+    }
+
+    let macs = (LAYERS * shapes.iter().map(|(n, k)| n * k).sum::<usize>() + VOCAB * HIDDEN) as f64;
+    let bytes = (layers.iter().flatten().map(BlockMatrix::byte_len).sum::<usize>() + head.byte_len()) as f64;
+    let (fma, read) = (fma_rate(), read_rate());
+    println!();
+    println!(
+        "roofline: {:.1} GMAC/s of f32 FMAs, {:.1} GB/s read; a pass is {:.1} M multiply-adds per row over {:.1} MB of blocks",
+        fma / 1e9,
+        read / 1e9,
+        macs / 1e6,
+        bytes / 1e6
+    );
+    println!("| rows | FMA floor ms | read floor ms | floor ms |");
+    println!("|---|---|---|---|");
+    for &m in &rows {
+        let (f, r) = (m as f64 * macs / fma * 1e3, bytes / read * 1e3);
+        println!("| {m} | {f:.2} | {r:.2} | {:.2} |", f.max(r));
+    }
+}
