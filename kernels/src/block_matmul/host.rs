@@ -143,7 +143,7 @@ pub fn matmul_paths(m: usize, x: &[f32], w: &BlockMatrix, y: &mut [f32], simd: b
                 by_tiles(m, n, k, &IntTiles { xq: &xq, w, simd }, out);
             }
             Activations::F32 => {
-                by_tiles(m, n, k, &super::widen::WideTiles { x, k, w, simd, avx512 }, out);
+                by_tiles(m, n, k, &super::widen::WideTiles { x, w, simd, avx512 }, out);
             }
         },
         other => unreachable!("BlockMatrix::new refuses {other:?}"),
@@ -206,8 +206,7 @@ fn by_tiles<T: Tiles>(m: usize, n: usize, k: usize, tiles: &T, out: SyncPtr) {
 /// # Safety
 /// `y` points at `m × n` floats, and no other task writes columns `lo..hi`.
 unsafe fn block_cols<T: Tiles>(m: usize, n: usize, tiles: &T, y: *mut f32, lo: usize, hi: usize) {
-    let shape = tiles.shape();
-    let wide = match shape {
+    let wide = match tiles.shape() {
         Shape::Pairs if m <= 2 => 4,
         Shape::Pairs => 2,
         Shape::Quad => 4,
@@ -240,7 +239,6 @@ unsafe fn block_cols<T: Tiles>(m: usize, n: usize, tiles: &T, y: *mut f32, lo: u
                 (2, 3) => tile!(2, 3),
                 (2, _) => tile!(2, 4),
                 (_, 1) => tile!(1, 1),
-                (_, r) if r >= 2 && shape == Shape::Pairs => tile!(1, 2),
                 (_, 2) => tile!(1, 2),
                 (_, 3) => tile!(1, 3),
                 (_, _) => tile!(1, 4),

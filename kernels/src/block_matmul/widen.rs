@@ -30,11 +30,10 @@ use super::host::{Q4_0, Q4_1, Q8_0, check_rows};
 use crate::skinny_matmul::host::hsum;
 use crate::skinny_matmul::host::reduce8;
 
-/// The f32-activation tiles: `x` is `[m, k]` row-major, taken as given (the weights are
-/// dequantized in their own order, so x needs no permutation).
+/// The f32-activation tiles: `x` is `[m, k]` row-major (k = the weight's columns), taken as
+/// given (the weights are dequantized in their own order, so x needs no permutation).
 pub(super) struct WideTiles<'a> {
     pub x: &'a [f32],
-    pub k: usize,
     pub w: &'a BlockMatrix,
     pub simd: bool,
     /// The AVX-512 body serves (same bits as AVX2 and portable).
@@ -51,7 +50,8 @@ impl Tiles for WideTiles<'_> {
     #[inline(always)]
     fn tile<const J: usize, const R: usize>(&self, j: usize, i: usize) -> [[f32; R]; J] {
         let rows: [&[u8]; J] = std::array::from_fn(|t| self.w.row(j + t));
-        let xs: [&[f32]; R] = std::array::from_fn(|r| &self.x[(i + r) * self.k..][..self.k]);
+        let k = self.w.cols();
+        let xs: [&[f32]; R] = std::array::from_fn(|r| &self.x[(i + r) * k..][..k]);
         #[cfg(target_arch = "x86_64")]
         if self.simd {
             if self.avx512 {
