@@ -4,7 +4,7 @@
 
 use redrafter::KernelBackend;
 use redrafter::{
-    Autoregressive, BeamConfig, DecodeError, Drafter, DrafterConfig, FinishReason, GenerationConfig, GenerationOutput, Generator,
+    Autoregressive, BeamConfig, DecodeError, Drafter, DrafterConfig, FinishReason, GenerationConfig, LoopStop, GenerationOutput, Generator,
     ReDrafter, SamplingConfig, Strategy,
 };
 use redrafter_io::GgmlType;
@@ -165,6 +165,8 @@ fn option_validation_property() {
         let max_new_tokens: usize = pick!([1, 3, 7, usize::MAX], [0]);
         let context_limit: Option<usize> = pick!([None, Some(20), Some(usize::MAX)], [Some(0), Some(1), Some(6)]);
         let stop_strings: Vec<String> = pick!([vec![], vec!["e".to_string()]], [vec![String::new()], vec!["zz".to_string(), String::new()]]);
+        let rule = |ngram, window, max_repeats| Some(LoopStop { ngram, window, max_repeats });
+        let stop_loops: Option<LoopStop> = pick!([None, rule(4, 32, 16), rule(1, 2, 1)], [rule(0, 8, 2), rule(2, 0, 0), rule(2, 4, 4)]);
         let prompt_len: usize = pick!([1, 4, 12], [0, 19, model_max]);
         let rows = 1 + rng.below(3);
         let (width, length): (usize, usize) = (pick!([1, 3], [0, 100_000]), pick!([2, 4], [0, 1]));
@@ -177,6 +179,7 @@ fn option_validation_property() {
             eos_ids: vec![],
             context_limit,
             sync_phases: false,
+            stop_loops,
         };
         let limit = context_limit.map_or(model_max, |c| c.min(model_max));
         let beams_valid = width >= 1 && length >= 2;
@@ -186,12 +189,13 @@ fn option_validation_property() {
             && top_p <= 1.0
             && max_new_tokens >= 1
             && !stop_strings.iter().any(String::is_empty)
+            && stop_loops.is_none_or(|r| r.ngram >= 1 && r.window >= 1 && r.max_repeats < r.window)
             && prompt_len >= 1
             && prompt_len < limit
             && (!redrafter || (beams_valid && width < 100_000));
         let what = format!(
             "case {case}: T {temperature} top-p {top_p} top-k {top_k} max {max_new_tokens} ctx {context_limit:?} stop {stop_strings:?} \
-             prompt {prompt_len} rows {rows} redrafter {redrafter} W {width} L {length}"
+             loops {stop_loops:?} prompt {prompt_len} rows {rows} redrafter {redrafter} W {width} L {length}"
         );
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             budget::scoped(1 << 30, || {
@@ -216,6 +220,10 @@ fn option_validation_property() {
                     assert!(prompt_len + row.tokens.len() <= limit, "{what}: row {r} leaves the context");
                     if row.finish == FinishReason::MaxNewTokens {
                         assert_eq!(row.tokens.len(), max_new_tokens, "{what}: row {r}");
+                    }
+                    assert_eq!(row.finish == FinishReason::Loop, row.loop_start.is_some(), "{what}: row {r}");
+                    if row.finish == FinishReason::Loop {
+                        assert!(stop_loops.is_some() && row.loop_start < Some(row.tokens.len()), "{what}: row {r}");
                     }
                 }
             }

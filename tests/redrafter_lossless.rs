@@ -4,7 +4,7 @@
 use redrafter::KernelBackend;
 use redrafter::{
     Autoregressive, BeamConfig, DraftSource, Drafter, DrafterConfig, FinishReason, GenerationConfig, GenerationOutput,
-    Generator, ReDrafter,
+    Generator, LoopStop, ReDrafter,
 };
 use redrafter_io::GgmlType;
 use redrafter_llama::{BlockInput, Llama};
@@ -255,6 +255,42 @@ fn finish_reasons_and_stats_are_reported<B: KernelBackend>(device: B::Device) {
     assert_eq!(phases, ["draft", "tree", "verify", "accept"]);
 }
 
+/// The loop stop ends a row at the same token whatever the strategy: autoregressive decoding and
+/// a drafter whose steps accept 4 tokens at once (so the stop falls inside a step); tokens, finish
+/// reason and loop start all equal the rule applied to the free output.
+fn loop_stop_ends_every_strategy_at_the_same_token<B: KernelBackend>(device: B::Device) {
+    let m = tiny_gguf_model::<B>(37, GgmlType::F32, &device);
+    let g = Generator::new(&m.model, None);
+    // Prompts of 3 tokens (AlwaysTruth's bookkeeping assumes it).
+    let prompts: Vec<Vec<u32>> = (0..6u32).map(|i| vec![5 + 7 * i, 6 + 11 * i, 7 + 13 * i]).collect();
+    let free_cfg = GenerationConfig { max_new_tokens: 80, ..Default::default() };
+    let free = g.generate(&mut Autoregressive, &prompts, &free_cfg, None).unwrap();
+    let rule = LoopStop { ngram: 2, window: 8, max_repeats: 3 };
+    let expected: Vec<Option<(usize, usize)>> = free.rows.iter().map(|r| redrafter::decode::find_loop(&r.tokens, rule)).collect();
+    assert!(expected.iter().any(Option::is_some), "no row of the tiny model loops: the test would prove nothing");
+    let cfg = GenerationConfig { stop_loops: Some(rule), ..free_cfg.clone() };
+    let check = |out: &GenerationOutput, what: &str| {
+        for (r, row) in out.rows.iter().enumerate() {
+            match expected[r] {
+                Some((stop, start)) => {
+                    assert_eq!(row.tokens, free.rows[r].tokens[..stop], "{what} row {r}");
+                    assert_eq!((row.finish, row.loop_start), (FinishReason::Loop, Some(start)), "{what} row {r}");
+                }
+                None => {
+                    assert_eq!(row.tokens, free.rows[r].tokens, "{what} row {r}");
+                    assert_eq!((row.finish, row.loop_start), (free.rows[r].finish, None), "{what} row {r}");
+                }
+            }
+        }
+    };
+    check(&g.generate(&mut Autoregressive, &prompts, &cfg, None).unwrap(), "autoregressive");
+    let truth: Vec<Vec<u32>> = free.rows.iter().map(|r| r.tokens.clone()).collect();
+    let mut s = ReDrafter::new(AlwaysTruth(truth), BeamConfig { width: 1, length: 5 }).unwrap();
+    check(&g.generate(&mut s, &prompts, &cfg, None).unwrap(), "full acceptance");
+    let bad = GenerationConfig { stop_loops: Some(LoopStop { window: 4, max_repeats: 4, ngram: 2 }), ..free_cfg.clone() };
+    assert!(g.generate(&mut Autoregressive, &prompts, &bad, None).is_err(), "a rule that can never trip is refused");
+}
+
 struct AlwaysTruth(Vec<Vec<u32>>);
 
 impl<B: KernelBackend> DraftSource<B> for AlwaysTruth {
@@ -320,4 +356,5 @@ backend_tests!(
     finish_reasons_and_stats_are_reported,
     sampling_mode_runs_and_is_reproducible,
     invalid_beam_options_are_rejected,
+    loop_stop_ends_every_strategy_at_the_same_token,
 );

@@ -10,7 +10,9 @@
 //! first within windows of 32 batches: a batch's prefill is right-padded to its longest prompt,
 //! and on ShareGPT's ragged first turns corpus order spent most of the time on padding. Each
 //! line also keeps the answer's token ids as generated (`answer_ids`) and why it ended
-//! (`finish`): decoding the text and tokenizing it again need not give the same ids.
+//! (`finish`): decoding the text and tokenizing it again need not give the same ids. An answer
+//! that falls into a repetition loop stops there (`finish: "loop"`, unless `--keep-loops`) and is
+//! stored up to the loop's start; `generated` counts the tokens it took to find the loop.
 
 use std::collections::HashSet;
 use std::io::Write;
@@ -57,6 +59,18 @@ pub struct DistillArgs {
     /// model a user runs with this choice.
     #[arg(long, default_value = "native")]
     weights: redrafter_llama::WeightFormat,
+    /// Keep generating answers that fall into a repetition loop (until EOS or the token limit).
+    /// By default an answer stops once it loops (`generate --stop-loops`'s rule) and is stored
+    /// up to where the loop starts: most of a small greedy model's long answers end in one, and
+    /// loop tokens cost a decode step each while teaching the drafter little.
+    #[arg(long)]
+    keep_loops: bool,
+}
+
+impl DistillArgs {
+    fn stop_loops(&self) -> Option<redrafter::LoopStop> {
+        (!self.keep_loops).then(redrafter::LoopStop::default)
+    }
 }
 
 pub fn run(args: DistillArgs) -> Result<(), BoxError> {
@@ -134,30 +148,44 @@ impl BackendTask for Task {
             ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} prompts (eta {eta}) {msg}").expect("template").progress_chars("=> "),
         );
         let generator = Generator::new(&loaded.model, Some(tok));
-        let config = GenerationConfig { max_new_tokens: args.max_new_tokens, eos_ids: tok.eos.clone(), ..Default::default() };
-        let (mut tokens, t0) = (0usize, std::time::Instant::now());
+        let config = GenerationConfig {
+            max_new_tokens: args.max_new_tokens,
+            eos_ids: tok.eos.clone(),
+            stop_loops: args.stop_loops(),
+            ..Default::default()
+        };
+        let (mut tokens, mut generated, t0) = (0usize, 0usize, std::time::Instant::now());
         let (mut prefill_s, mut decode_s) = (0f64, 0f64);
         for batch in todo.chunks(args.batch_size) {
             let prompts: Vec<Vec<u32>> = batch.iter().map(|(_, _, ids)| ids.clone()).collect();
             let result = generator.generate(&mut Autoregressive, &prompts, &config, None)?;
             for ((id, user, _), row) in batch.iter().zip(&result.rows) {
-                let messages = [Message::new("user", user), Message::new("assistant", &row.text)];
-                let line = serde_json::json!({ "id": id, "messages": messages, "answer_ids": row.tokens, "finish": row.finish });
+                // A looping answer is kept up to where its loop starts: the ids before it are still
+                // exactly the LLM's own continuation, and its text is decoded from them.
+                let (ids, text) = match row.loop_start {
+                    Some(start) => (&row.tokens[..start], tok.decode(&row.tokens[..start])?),
+                    None => (&row.tokens[..], row.text.clone()),
+                };
+                let messages = [Message::new("user", user), Message::new("assistant", &text)];
+                let line = serde_json::json!({
+                    "id": id, "messages": messages, "answer_ids": ids, "finish": row.finish, "generated": row.tokens.len()
+                });
                 writeln!(out, "{line}")?;
-                tokens += row.tokens.len();
+                tokens += ids.len();
+                generated += row.tokens.len();
             }
             out.flush()?;
             (prefill_s, decode_s) = (prefill_s + result.stats.prefill_seconds, decode_s + result.stats.decode_seconds);
             bar.inc(batch.len() as u64);
-            let rate = tokens as f64 / t0.elapsed().as_secs_f64();
-            let msg = format!("{tokens} tokens | {rate:.1} tok/s | prefill {:.0}% of the time", 100.0 * prefill_s / (prefill_s + decode_s).max(1e-9));
+            let rate = generated as f64 / t0.elapsed().as_secs_f64();
+            let msg = format!("{tokens} tokens kept of {generated} generated | {rate:.1} tok/s | prefill {:.0}% of the time", 100.0 * prefill_s / (prefill_s + decode_s).max(1e-9));
             bar.set_message(msg.clone());
             if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
                 eprintln!("{} / {} prompts | {msg}", bar.position(), todo.len());
             }
         }
         bar.finish();
-        eprintln!("wrote {} new answers, {tokens} tokens", todo.len());
+        eprintln!("wrote {} new answers, {tokens} tokens kept of {generated} generated", todo.len());
         println!("{}", out_path.display());
         Ok(())
     }
@@ -174,7 +202,7 @@ fn content_address(args: &DistillArgs, model: &std::path::Path, data: &std::path
     } else {
         crate::model_path::identity(data)?
     };
-    let spec = format!(
+    let mut spec = format!(
         "redrafter-distill-v1\nmodel {}\nweights {:?}\ndata {data_id}\nmax_new_tokens {}\nmax_prompt_tokens {}\nholdout {}\ngreedy\n",
         crate::model_path::identity(model)?,
         args.weights,
@@ -182,5 +210,9 @@ fn content_address(args: &DistillArgs, model: &std::path::Path, data: &std::path
         args.max_prompt_tokens,
         !args.no_holdout
     );
+    // Added only when on, so that `--keep-loops` keeps the address (and file) of the runs before it.
+    if let Some(r) = args.stop_loops() {
+        spec.push_str(&format!("stop_loops ngram {} window {} max_repeats {}\n", r.ngram, r.window, r.max_repeats));
+    }
     Ok(crate::model_path::sha256_hex(spec.as_bytes()))
 }

@@ -48,6 +48,10 @@ pub struct GenerateArgs {
     /// Stop when the output contains this text (repeatable).
     #[arg(long)]
     stop: Vec<String>,
+    /// Stop once the output falls into a repetition loop: more than 16 of the last 32 tokens
+    /// close a 4-gram seen before in the output (finish reason `loop`).
+    #[arg(long)]
+    stop_loops: bool,
     /// Cap on prompt + generated tokens (default: the model's context length).
     #[arg(long)]
     context_limit: Option<usize>,
@@ -153,6 +157,7 @@ impl BackendTask for Task {
             eos_ids: tok.eos.clone(),
             context_limit: args.context_limit,
             sync_phases: args.sync_phases,
+            stop_loops: args.stop_loops.then(redrafter::LoopStop::default),
         };
         let generator = Generator::new(&loaded.model, Some(tok));
         let mut stdout = std::io::stdout();
@@ -169,6 +174,7 @@ impl BackendTask for Task {
                 "tokens": row.tokens,
                 "text": row.text,
                 "finish_reason": row.finish,
+                "loop_start": row.loop_start,
                 "prompt_tokens": row.prompt_tokens,
                 "backend": kind.name(),
                 "model": loaded.source,

@@ -9,6 +9,7 @@
 mod autoregressive;
 pub mod memory;
 mod redrafter;
+mod loops;
 mod row;
 mod stats;
 
@@ -22,6 +23,7 @@ use redrafter_llama::{BlockInput, KernelBackend, KvCache, Llama};
 pub use autoregressive::Autoregressive;
 pub use redrafter::{BeamConfig, DraftSource, Drafts, ReDrafter};
 pub use memory::StepShape;
+pub use loops::{LoopStop, LoopTracker, find_loop};
 pub use row::{FinishReason, RowOutput};
 pub use stats::GenerationStats;
 
@@ -43,6 +45,8 @@ pub struct GenerationConfig {
     /// stats are the device's. Off, they are host times: on an asynchronous backend (wgpu, CUDA)
     /// a step's device work then shows up in the phase that reads results back.
     pub sync_phases: bool,
+    /// Stop a row once its output falls into a repetition loop (see [`LoopStop`]); off by default.
+    pub stop_loops: Option<LoopStop>,
 }
 
 impl Default for GenerationConfig {
@@ -54,6 +58,7 @@ impl Default for GenerationConfig {
             eos_ids: vec![],
             context_limit: None,
             sync_phases: false,
+            stop_loops: None,
         }
     }
 }
@@ -148,6 +153,9 @@ impl<'a, B: KernelBackend> Generator<'a, B> {
         if config.stop_strings.iter().any(String::is_empty) {
             return Err(DecodeError::InvalidOption("a stop string must not be empty".into()));
         }
+        if let Some(rule) = &config.stop_loops {
+            rule.validate()?;
+        }
         let limit = self.context_limit(config);
         let vocab = self.model.config().vocab_size;
         for (row, p) in prompts.iter().enumerate() {
@@ -179,7 +187,7 @@ impl<'a, B: KernelBackend> Generator<'a, B> {
         stats.synced_phases = config.sync_phases;
         stats.prompt_tokens = prompts.iter().map(Vec::len).sum();
         let mut sampler = Sampler::new(config.sampling.clone(), prompts.len());
-        let mut rows: Vec<RowState> = prompts.iter().map(|p| RowState::new(p.len())).collect();
+        let mut rows: Vec<RowState> = prompts.iter().map(|p| RowState::new(p.len(), config.stop_loops)).collect();
 
         let start = Instant::now();
         let longest = prompts.iter().map(Vec::len).max().unwrap_or(0);

@@ -3,6 +3,7 @@
 use redrafter_io::TextTokenizer;
 use serde::Serialize;
 
+use super::loops::{LoopStop, LoopTracker};
 use super::{GenerationConfig, OnText};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -12,6 +13,8 @@ pub enum FinishReason {
     StopString,
     MaxNewTokens,
     ContextLimit,
+    /// The output fell into a repetition loop (`GenerationConfig::stop_loops`).
+    Loop,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -20,6 +23,9 @@ pub struct RowOutput {
     pub tokens: Vec<u32>,
     pub text: String,
     pub finish: FinishReason,
+    /// With `finish == Loop`: where in `tokens` the loop starts (the tokens from there on are the
+    /// loop that tripped the rule; they are kept, like every emitted token).
+    pub loop_start: Option<usize>,
 }
 
 pub(super) struct RowState {
@@ -28,11 +34,12 @@ pub(super) struct RowState {
     text: String,
     streamed: usize,
     pub(super) finish: Option<FinishReason>,
+    loops: Option<LoopTracker>,
 }
 
 impl RowState {
-    pub(super) fn new(prompt_len: usize) -> Self {
-        Self { prompt_len, tokens: vec![], text: String::new(), streamed: 0, finish: None }
+    pub(super) fn new(prompt_len: usize, stop_loops: Option<LoopStop>) -> Self {
+        Self { prompt_len, tokens: vec![], text: String::new(), streamed: 0, finish: None, loops: stop_loops.map(LoopTracker::new) }
     }
 
     /// Appends a step's tokens, stopping at the first stop condition; returns how many were kept.
@@ -66,6 +73,8 @@ impl RowState {
                     self.finish = Some(FinishReason::MaxNewTokens);
                 } else if self.prompt_len + self.tokens.len() >= limit {
                     self.finish = Some(FinishReason::ContextLimit);
+                } else if self.loops.as_mut().is_some_and(|l| l.push(tok)) {
+                    self.finish = Some(FinishReason::Loop);
                 }
             }
         }
@@ -112,6 +121,7 @@ impl RowState {
             tokens: self.tokens,
             text: self.text,
             finish: self.finish.unwrap_or(FinishReason::MaxNewTokens),
+            loop_start: self.loops.as_ref().and_then(LoopTracker::loop_start),
         }
     }
 }
