@@ -65,6 +65,20 @@ pub struct DistillArgs {
     /// loop tokens cost a decode step each while teaching the drafter little.
     #[arg(long)]
     keep_loops: bool,
+    /// `K/N`: answer only the prompts whose id is K modulo N, so that N processes (one per
+    /// core, or per machine) fill the same file together; the answers do not depend on it.
+    #[arg(long, value_parser = parse_shard)]
+    shard: Option<(usize, usize)>,
+}
+
+fn parse_shard(s: &str) -> Result<(usize, usize), String> {
+    let bad = || format!("--shard {s:?}: expected K/N with K < N, e.g. 0/2");
+    let (k, n) = s.split_once('/').ok_or_else(bad)?;
+    let (k, n): (usize, usize) = (k.trim().parse().map_err(|_| bad())?, n.trim().parse().map_err(|_| bad())?);
+    if k >= n {
+        return Err(bad());
+    }
+    Ok((k, n))
 }
 
 impl DistillArgs {
@@ -122,7 +136,18 @@ impl BackendTask for Task {
 
         let mut done = HashSet::new();
         if out_path.exists() {
-            for (i, line) in std::fs::read_to_string(&out_path)?.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+            let mut text = std::fs::read_to_string(&out_path)?;
+            // Only whole lines count. An unterminated tail is a batch another `--shard` process is
+            // writing right now, or one cut off when a run was killed: left alone in the first
+            // case; in the second (no shard) it is cut away, or the next batch would glue onto it.
+            if let Some(end) = text.rfind('\n').map(|i| i + 1).or(Some(0)).filter(|&e| e < text.len()) {
+                eprintln!("{}: ignoring an unfinished last line ({} bytes)", out_path.display(), text.len() - end);
+                text.truncate(end);
+                if args.shard.is_none() {
+                    std::fs::OpenOptions::new().write(true).open(&out_path)?.set_len(end as u64)?;
+                }
+            }
+            for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
                 let d: Done = serde_json::from_str(line).map_err(|e| format!("{}: line {}: {e}", out_path.display(), i + 1))?;
                 done.insert(d.id);
             }
@@ -130,9 +155,12 @@ impl BackendTask for Task {
         // (id, user text, prompt ids) still to answer.
         let mut todo = vec![];
         for (id, conv) in convs.iter().enumerate() {
+            if done.contains(&id) || args.shard.is_some_and(|(k, n)| id % n != k) {
+                continue;
+            }
             let Some(user) = conv.iter().find(|m| m.role == "user") else { continue };
             let ids = tok.encode(&tpl.render(std::slice::from_ref(user), true)?)?;
-            if !done.contains(&id) && ids.len() <= args.max_prompt_tokens {
+            if ids.len() <= args.max_prompt_tokens {
                 todo.push((id, user.content.clone(), ids));
             }
         }
@@ -159,6 +187,8 @@ impl BackendTask for Task {
         for batch in todo.chunks(args.batch_size) {
             let prompts: Vec<Vec<u32>> = batch.iter().map(|(_, _, ids)| ids.clone()).collect();
             let result = generator.generate(&mut Autoregressive, &prompts, &config, None)?;
+            // One write per batch: with `--shard`, several processes append to the same file.
+            let mut lines = String::new();
             for ((id, user, _), row) in batch.iter().zip(&result.rows) {
                 // A looping answer is kept up to where its loop starts: the ids before it are still
                 // exactly the LLM's own continuation, and its text is decoded from them.
@@ -170,10 +200,11 @@ impl BackendTask for Task {
                 let line = serde_json::json!({
                     "id": id, "messages": messages, "answer_ids": ids, "finish": row.finish, "generated": row.tokens.len()
                 });
-                writeln!(out, "{line}")?;
+                lines.push_str(&format!("{line}\n"));
                 tokens += ids.len();
                 generated += row.tokens.len();
             }
+            out.write_all(lines.as_bytes())?;
             out.flush()?;
             (prefill_s, decode_s) = (prefill_s + result.stats.prefill_seconds, decode_s + result.stats.decode_seconds);
             bar.inc(batch.len() as u64);

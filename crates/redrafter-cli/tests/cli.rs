@@ -182,6 +182,7 @@ fn distill_data_is_batched_and_resumes() {
                 match j["finish"].as_str().unwrap() {
                     "max_new_tokens" => assert_eq!(n, 4),
                     "eos" => assert!((1..=4).contains(&n)),
+                    // 4 tokens cannot trip the loop rule (more than 16 repeats in 32).
                     other => panic!("finish {other}"),
                 }
                 j["id"].as_u64().unwrap()
@@ -201,6 +202,28 @@ fn distill_data_is_batched_and_resumes() {
     assert_eq!(code, 0, "{stderr}");
     assert!(stderr.contains("2 prompts answered already, 3 to go"), "{stderr}");
     assert_eq!(ids(), vec![0, 1, 2, 3, 4]);
+    // Killed in the middle of writing the third line: the torn tail is cut away and answered again.
+    let lines: Vec<String> = std::fs::read_to_string(&out).unwrap().lines().map(|l| format!("{l}\n")).collect();
+    std::fs::write(&out, format!("{}{}", lines[..2].concat(), &lines[2][..lines[2].len() / 2])).unwrap();
+    let (code, _, stderr) = run(&args);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("ignoring an unfinished last line") && stderr.contains("2 prompts answered already, 3 to go"), "{stderr}");
+    assert_eq!(ids(), vec![0, 1, 2, 3, 4]);
+    // Two shards fill one file between them, each only its own ids.
+    std::fs::remove_file(&out).unwrap();
+    let sharded = |k: &str| {
+        let all: Vec<&str> = args.iter().copied().chain(["--shard", k]).collect();
+        let (code, _, stderr) = run(&all);
+        assert_eq!(code, 0, "{stderr}");
+    };
+    sharded("0/2");
+    assert_eq!(ids(), vec![0, 2, 4]);
+    sharded("1/2");
+    assert_eq!(ids(), vec![0, 1, 2, 3, 4]);
+    let bad: Vec<&str> = args.iter().copied().chain(["--shard", "2/2"]).collect();
+    let (code, _, stderr) = run(&bad);
+    assert_ne!(code, 0);
+    assert!(stderr.contains("--shard"), "{stderr}");
 
     // Without --out: a content-addressed file in the cache dir, printed; the same command resumes
     // it, and an option that changes the answers gets another file.
@@ -222,6 +245,8 @@ fn distill_data_is_batched_and_resumes() {
     assert!(stderr.contains("5 prompts answered already, 0 to go"), "{stderr}");
     let (longer, _) = run_cached(&["--max-prompt-tokens", "200"]);
     assert_ne!(longer, first, "another prompt limit is another file");
+    let (keep, _) = run_cached(&["--keep-loops"]);
+    assert_ne!(keep, first, "answers that run on through loops are another file");
 
     std::fs::write(dir.join("text.txt"), "plain text, no conversations").unwrap();
     let (code, _, stderr) = run(&["distill-data", "--data", dir.join("text.txt").to_str().unwrap(), "--out", dir.join("x.jsonl").to_str().unwrap(), "--model", m.to_str().unwrap(), "--no-holdout"]);
