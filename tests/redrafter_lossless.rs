@@ -4,7 +4,7 @@
 use redrafter::KernelBackend;
 use redrafter::{
     Autoregressive, BeamConfig, DraftSource, Drafter, DrafterConfig, FinishReason, GenerationConfig, GenerationOutput,
-    Generator, LoopStop, ReDrafter,
+    Generator, LoopStop, PromptLookup, ReDrafter,
 };
 use redrafter_io::GgmlType;
 use redrafter_llama::{BlockInput, Llama};
@@ -97,7 +97,7 @@ fn run_grid<B: KernelBackend>(
             for &w in widths {
                 for &l in lengths {
                     let src = source(seed, &prompts, &ar);
-                    let mut strategy = ReDrafter::new(BoxedSource(src), BeamConfig { width: w, length: l }).unwrap();
+                    let mut strategy = ReDrafter::new(src, BeamConfig { width: w, length: l }).unwrap();
                     let rd = g.generate(&mut strategy, &prompts, &cfg, None).unwrap();
                     let what = format!("seed {seed} batch {batch} W {w} L {l} cfg {cfg:?}");
                     ties += compare(m, &prompts, &ar, &rd, &what, device);
@@ -111,27 +111,6 @@ fn run_grid<B: KernelBackend>(
         }
     }
     (runs, ties, counts)
-}
-
-struct BoxedSource<B: KernelBackend>(Box<dyn DraftSource<B>>);
-
-impl<B: KernelBackend> DraftSource<B> for BoxedSource<B> {
-    fn name(&self) -> String {
-        self.0.name()
-    }
-    fn draft(
-        &mut self,
-        m: &Llama<B>,
-        s: &redrafter::decode::DecodeState<B>,
-        w: usize,
-        l: usize,
-        h: bool,
-    ) -> Result<redrafter::Drafts<B>, redrafter::DecodeError> {
-        self.0.draft(m, s, w, l, h)
-    }
-    fn retain_rows(&mut self, keep: &[usize]) {
-        self.0.retain_rows(keep)
-    }
 }
 
 fn greedy_is_lossless_with_oracle_drafts<B: KernelBackend>(device: B::Device) {
@@ -255,6 +234,28 @@ fn finish_reasons_and_stats_are_reported<B: KernelBackend>(device: B::Device) {
     assert_eq!(phases, ["draft", "tree", "verify", "accept"]);
 }
 
+/// Prompt lookup (drafts copied from the row's own context) through the same grid: lossless, and
+/// on a tiny model's looping output it accepts drafts, τ above one.
+fn greedy_is_lossless_with_prompt_lookup<B: KernelBackend>(device: B::Device) {
+    let m = tiny_gguf_model::<B>(38, GgmlType::F32, &device);
+    let seeds = if redrafter_tests::on_wgpu::<B>(&device) { 0..6 } else { 0..20 };
+    let mut lookup = |_: u64, _: &[Vec<u32>], _: &GenerationOutput| -> Box<dyn DraftSource<B>> { Box::new(PromptLookup::default()) };
+    let (runs, ties, _) = run_grid(&m.model, seeds, &[1, 3], &[2, 4], &[1, 3], &mut lookup, &device);
+    assert!(ties * 100 <= runs, "{ties} near-tie divergences in {runs} runs");
+
+    let g = Generator::new(&m.model, None);
+    let prompts: Vec<Vec<u32>> = (0..4u32).map(|i| vec![5 + i, 9 + 3 * i, 11, 5 + i]).collect();
+    let cfg = GenerationConfig { max_new_tokens: 64, ..Default::default() };
+    let ar = g.generate(&mut Autoregressive, &prompts, &cfg, None).unwrap();
+    let mut s = ReDrafter::new(PromptLookup::default(), BeamConfig { width: 2, length: 5 }).unwrap();
+    let rd = g.generate(&mut s, &prompts, &cfg, None).unwrap();
+    assert_eq!(compare(&m.model, &prompts, &ar, &rd, "prompt lookup, 64 tokens", &device), 0);
+    assert!(rd.stats.tau > 1.2, "a tiny model's output repeats itself, lookup should accept: τ {}", rd.stats.tau);
+    eprintln!("prompt lookup on the tiny model: τ {:.2} in {} steps ({} AR)", rd.stats.tau, rd.stats.steps, ar.stats.steps);
+    let bad = PromptLookup { max_ngram: 1, min_ngram: 2 };
+    assert!(g.generate(&mut ReDrafter::new(bad, BeamConfig { width: 1, length: 3 }).unwrap(), &prompts, &cfg, None).is_err());
+}
+
 /// The loop stop ends a row at the same token whatever the strategy: autoregressive decoding and
 /// a drafter whose steps accept 4 tokens at once (so the stop falls inside a step); tokens, finish
 /// reason and loop start all equal the rule applied to the free output.
@@ -357,4 +358,5 @@ backend_tests!(
     sampling_mode_runs_and_is_reproducible,
     invalid_beam_options_are_rejected,
     loop_stop_ends_every_strategy_at_the_same_token,
+    greedy_is_lossless_with_prompt_lookup,
 );

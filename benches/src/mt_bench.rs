@@ -5,6 +5,11 @@
 //!     RAYON_NUM_THREADS=1 mt_bench --drafter gt=runs/gt --drafter distill=runs/distill \
 //!         --grids 1x3,1x4,2x4,4x4 --prompts 80 --new-tokens 64 --out bench-out
 //!
+//! `--drafter NAME=prompt-lookup` drafts by prompt lookup instead (copies from the row's own
+//! context, no trained drafter; `redrafter::PromptLookup`). `--prompts-file FILE` replaces
+//! MT-Bench by a user's prompts (JSONL, one `{"prompt": ...}` per line), e.g. the code-editing set
+//! `benches/prompts/code_edit.jsonl`.
+//!
 //! Every ReDrafter output is checked token for token against the autoregressive one (greedy
 //! ReDrafter is lossless); a mismatch is reported. Writes `mt_bench.json` and `mt_bench.svg`.
 
@@ -14,7 +19,7 @@ use std::time::Instant;
 use clap::Parser;
 use redrafter::KernelBackend;
 use redrafter::backends::{BackendKind, BackendTask, run_on};
-use redrafter::{Autoregressive, BeamConfig, GenerationConfig, Generator, ReDrafter, load_drafter};
+use redrafter::{Autoregressive, BeamConfig, DraftSource, GenerationConfig, Generator, PromptLookup, ReDrafter, load_drafter};
 use redrafter_io::Message;
 use redrafter_io::fetch::{MT_BENCH_QUESTIONS, SMOLLM2_135M_INSTRUCT, fetch};
 use redrafter_io::mt_bench::load_mt_bench;
@@ -22,9 +27,12 @@ use redrafter_train::plot::{Series, line_chart};
 
 #[derive(Parser, Clone)]
 struct Args {
-    /// `name=dir` of a drafter (Apple's format); repeat to compare drafters.
+    /// `name=dir` of a drafter (Apple's format), or `name=prompt-lookup`; repeat to compare.
     #[arg(long, required = true)]
     drafter: Vec<String>,
+    /// Prompts from this JSONL file (`{"prompt": "..."}` per line) instead of MT-Bench.
+    #[arg(long)]
+    prompts_file: Option<PathBuf>,
     /// Beam grids W x L.
     #[arg(long, default_value = "1x3,1x4,2x4,4x4")]
     grids: String,
@@ -79,20 +87,38 @@ impl BackendTask for Bench {
         let m = redrafter_llama::load_with::<B>(&model, &device, a.weights).expect("load model");
         eprintln!("weights: {}", m.model.weight_formats());
         let tpl = m.tokenizer.chat_template.as_ref().expect("chat template");
-        let questions = load_mt_bench(&fetch(&MT_BENCH_QUESTIONS, &mut |_, _, _| {}).expect("fetch MT-Bench")).expect("MT-Bench");
-        let prompts: Vec<Vec<u32>> = questions
+        let texts: Vec<String> = match &a.prompts_file {
+            Some(path) => std::fs::read_to_string(path)
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .map(|l| {
+                    let v: serde_json::Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                    v["prompt"].as_str().unwrap_or_else(|| panic!("{}: a line without \"prompt\"", path.display())).to_string()
+                })
+                .collect(),
+            None => load_mt_bench(&fetch(&MT_BENCH_QUESTIONS, &mut |_, _, _| {}).expect("fetch MT-Bench"))
+                .expect("MT-Bench")
+                .into_iter()
+                .map(|q| q.turns[0].clone())
+                .collect(),
+        };
+        let prompts: Vec<Vec<u32>> = texts
             .iter()
             .take(a.prompts)
-            .map(|q| m.tokenizer.encode(&tpl.render(&[Message::new("user", &q.turns[0])], true).expect("render")).expect("encode"))
+            .map(|q| m.tokenizer.encode(&tpl.render(&[Message::new("user", q)], true).expect("render")).expect("encode"))
             .collect();
-        let drafters: Vec<(String, redrafter::Drafter<B>)> = a
+        let drafters: Vec<(String, Option<redrafter::Drafter<B>>)> = a
             .drafter
             .iter()
             .map(|spec| {
                 let (name, dir) = spec.split_once('=').expect("--drafter name=dir");
+                if dir == "prompt-lookup" {
+                    return (name.to_string(), None);
+                }
                 let mut d = load_drafter::<B>(dir.as_ref(), &device).expect("load drafter");
                 d.bind(&m.model).expect("bind the draft vocabulary");
-                (name.to_string(), d)
+                (name.to_string(), Some(d))
             })
             .collect();
         let grids: Vec<(usize, usize)> = a
@@ -121,7 +147,11 @@ impl BackendTask for Bench {
             ar_step_seconds += ar.stats.decode_seconds;
             ar_steps += ar.stats.steps;
             for (c, &(d, w, l)) in configs.iter().enumerate() {
-                let mut s = ReDrafter::new(drafters[d].1.clone(), BeamConfig { width: w, length: l }).expect("beam config");
+                let source: Box<dyn DraftSource<B>> = match &drafters[d].1 {
+                    Some(drafter) => Box::new(drafter.clone()),
+                    None => Box::new(PromptLookup::default()),
+                };
+                let mut s = ReDrafter::new(source, BeamConfig { width: w, length: l }).expect("beam config");
                 let t0 = Instant::now();
                 let out = g.generate(&mut s, std::slice::from_ref(p), &cfg, None).expect("redrafter");
                 let t = &mut totals[c];
@@ -189,7 +219,8 @@ fn main() {
         series.push(Series { name: format!("{name}: speedup"), points: pts(|r| r.speedup) });
         series.push(Series { name: format!("{name}: tau"), points: pts(|r| r.tau) });
     }
-    let title = format!("MT-Bench, {} prompts, greedy, {} ({})", args.prompts, args.backend, args.grids);
+    let set = args.prompts_file.as_ref().map_or("MT-Bench".to_string(), |p| p.display().to_string());
+    let title = format!("{set}, {} prompts, greedy, {} ({})", args.prompts, args.backend, args.grids);
     std::fs::write(args.out.join("mt_bench.svg"), line_chart(&title, "grid index (see --grids)", "speedup / tau", &series)).expect("write svg");
     println!("| drafter | W×L | τ | speedup | ReDrafter s | AR s | mismatches | acceptance by position | ms/step (AR ms/step) | break-even τ |");
     println!("|---|---|---|---|---|---|---|---|---|---|");

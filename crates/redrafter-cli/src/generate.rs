@@ -73,6 +73,11 @@ pub struct GenerateArgs {
     /// Plain autoregressive decoding even when a drafter is given (the baseline).
     #[arg(long)]
     autoregressive: bool,
+    /// Draft by prompt lookup instead of the drafter: the last tokens are looked up earlier in
+    /// the prompt and output, and what followed them is verified (no trained drafter needed;
+    /// pays off when the answer repeats its input, as in code editing).
+    #[arg(long, conflicts_with = "drafter")]
+    prompt_lookup: bool,
     /// Wait for the device at the end of every phase, so that the reported phase times are the
     /// device's (wgpu, CUDA; slower). Without it, a GPU step's work shows up in "verify".
     #[arg(long)]
@@ -140,6 +145,7 @@ impl BackendTask for Task {
         let ids = tok.encode(&text)?;
         let beams = BeamConfig { width: args.beam_width, length: args.beam_length };
         let mut strategy: Box<dyn Strategy<B>> = match (&drafter, args.autoregressive) {
+            (_, false) if args.prompt_lookup => Box::new(ReDrafter::new(redrafter::PromptLookup::default(), beams)?),
             (Some(path), false) => {
                 let drafter = load_drafter::<B>(path, &device)?;
                 drafter.check_compatible(loaded.model.config())?;

@@ -9,6 +9,7 @@
 mod autoregressive;
 pub mod memory;
 mod redrafter;
+mod lookup;
 mod loops;
 mod row;
 mod stats;
@@ -23,6 +24,7 @@ use redrafter_llama::{BlockInput, KernelBackend, KvCache, Llama};
 pub use autoregressive::Autoregressive;
 pub use redrafter::{BeamConfig, DraftSource, Drafts, ReDrafter};
 pub use memory::StepShape;
+pub use lookup::PromptLookup;
 pub use loops::{LoopStop, LoopTracker, find_loop};
 pub use row::{FinishReason, RowOutput};
 pub use stats::GenerationStats;
@@ -74,6 +76,9 @@ pub struct DecodeState<B: Backend> {
     pub hidden: Tensor<B, 2>,
     /// Context length: positions `0..limit` exist.
     pub limit: usize,
+    /// Per active row, every token so far: the prompt, then the output; the last is `pending`.
+    /// (Draft sources that read the context, such as [`PromptLookup`], draft from it.)
+    pub tokens: Vec<Vec<u32>>,
 }
 
 impl<B: Backend> DecodeState<B> {
@@ -87,6 +92,7 @@ impl<B: Backend> DecodeState<B> {
         self.cache.retain_rows(keep);
         self.rows = keep.iter().map(|&i| self.rows[i]).collect();
         self.pending = keep.iter().map(|&i| self.pending[i]).collect();
+        self.tokens = keep.iter().map(|&i| std::mem::take(&mut self.tokens[i])).collect();
         let idx: Vec<i64> = keep.iter().map(|&i| i as i64).collect();
         let idx = Tensor::<B, 1, Int>::from_data(TensorData::new(idx, [keep.len()]), &self.hidden.device());
         self.hidden = self.hidden.clone().select(0, idx);
@@ -197,7 +203,8 @@ impl<'a, B: KernelBackend> Generator<'a, B> {
         let mut cache = self.model.new_cache(prompts.len(), capacity, &device);
         let (pending, hidden) = self.prefill(prompts, &mut cache, &mut sampler)?;
         stats.prefill_seconds = start.elapsed().as_secs_f64();
-        let mut state = DecodeState { cache, rows: (0..prompts.len()).collect(), pending, hidden, limit };
+        let tokens = prompts.iter().zip(&pending).map(|(p, &t)| p.iter().copied().chain([t]).collect()).collect();
+        let mut state = DecodeState { cache, rows: (0..prompts.len()).collect(), pending, hidden, limit, tokens };
         for (i, &tok) in state.pending.iter().enumerate() {
             rows[i].push_tokens(&[tok], config, self.tokenizer, limit, on_text, i);
         }
@@ -222,6 +229,7 @@ impl<'a, B: KernelBackend> Generator<'a, B> {
             for (i, toks) in committed.iter().enumerate() {
                 let r = state.rows[i];
                 stats.committed_in_steps += toks.len();
+                state.tokens[i].extend(toks);
                 stats.new_tokens += rows[r].push_tokens(toks, config, self.tokenizer, limit, on_text, r);
             }
         }

@@ -46,6 +46,22 @@ pub trait DraftSource<B: Backend> {
     fn retain_rows(&mut self, _keep: &[usize]) {}
 }
 
+/// A boxed source drafts as the source in it (to pick a source at run time).
+impl<B: Backend> DraftSource<B> for Box<dyn DraftSource<B>> {
+    fn name(&self) -> String {
+        self.as_ref().name()
+    }
+
+    fn draft(&mut self, model: &Llama<B>, state: &DecodeState<B>, width: usize, len: usize, keep_hist: bool)
+    -> Result<Drafts<B>, DecodeError> {
+        self.as_mut().draft(model, state, width, len, keep_hist)
+    }
+
+    fn retain_rows(&mut self, keep: &[usize]) {
+        self.as_mut().retain_rows(keep)
+    }
+}
+
 impl<B: KernelBackend> DraftSource<B> for Drafter<B> {
     fn name(&self) -> String {
         "drafter".into()
