@@ -66,7 +66,8 @@ pub struct DistillArgs {
     #[arg(long)]
     keep_loops: bool,
     /// `K/N`: answer only the prompts whose id is K modulo N, so that N processes (one per
-    /// core, or per machine) fill the same file together; the answers do not depend on it.
+    /// core) fill the same file together, taking turns by a file lock; the answers do not
+    /// depend on it.
     #[arg(long, value_parser = parse_shard)]
     shard: Option<(usize, usize)>,
 }
@@ -134,23 +135,22 @@ impl BackendTask for Task {
         };
         eprintln!("answers: {}", out_path.display());
 
+        // Every process holds the file's lock while it reads it or appends a batch, so a reader
+        // never sees another's batch half written. An unterminated last line is then a batch cut
+        // off when a run was killed: it is ignored here and cut away before the next append.
+        let mut out = std::fs::OpenOptions::new().create(true).read(true).append(true).open(&out_path)?;
         let mut done = HashSet::new();
-        if out_path.exists() {
-            let mut text = std::fs::read_to_string(&out_path)?;
-            // Only whole lines count. An unterminated tail is a batch another `--shard` process is
-            // writing right now, or one cut off when a run was killed: left alone in the first
-            // case; in the second (no shard) it is cut away, or the next batch would glue onto it.
-            if let Some(end) = text.rfind('\n').map(|i| i + 1).or(Some(0)).filter(|&e| e < text.len()) {
-                eprintln!("{}: ignoring an unfinished last line ({} bytes)", out_path.display(), text.len() - end);
-                text.truncate(end);
-                if args.shard.is_none() {
-                    std::fs::OpenOptions::new().write(true).open(&out_path)?.set_len(end as u64)?;
-                }
-            }
-            for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-                let d: Done = serde_json::from_str(line).map_err(|e| format!("{}: line {}: {e}", out_path.display(), i + 1))?;
-                done.insert(d.id);
-            }
+        out.lock_shared()?;
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut out, &mut text)?;
+        out.unlock()?;
+        if let Some(end) = text.rfind('\n').map(|i| i + 1).or(Some(0)).filter(|&e| e < text.len()) {
+            eprintln!("{}: ignoring an unfinished last line ({} bytes)", out_path.display(), text.len() - end);
+            text.truncate(end);
+        }
+        for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+            let d: Done = serde_json::from_str(line).map_err(|e| format!("{}: line {}: {e}", out_path.display(), i + 1))?;
+            done.insert(d.id);
         }
         // (id, user text, prompt ids) still to answer.
         let mut todo = vec![];
@@ -171,7 +171,6 @@ impl BackendTask for Task {
             window.sort_by_key(|(_, _, ids)| ids.len());
         }
         eprintln!("{} prompts answered already, {} to go", done.len(), todo.len());
-        let mut out = std::fs::OpenOptions::new().create(true).append(true).open(&out_path)?;
         let bar = ProgressBar::new(todo.len() as u64).with_style(
             ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} prompts (eta {eta}) {msg}").expect("template").progress_chars("=> "),
         );
@@ -187,7 +186,8 @@ impl BackendTask for Task {
         for batch in todo.chunks(args.batch_size) {
             let prompts: Vec<Vec<u32>> = batch.iter().map(|(_, _, ids)| ids.clone()).collect();
             let result = generator.generate(&mut Autoregressive, &prompts, &config, None)?;
-            // One write per batch: with `--shard`, several processes append to the same file.
+            // One append per batch, under the file's lock: with `--shard`, several processes
+            // append to the same file.
             let mut lines = String::new();
             for ((id, user, _), row) in batch.iter().zip(&result.rows) {
                 // A looping answer is kept up to where its loop starts: the ids before it are still
@@ -204,8 +204,7 @@ impl BackendTask for Task {
                 tokens += ids.len();
                 generated += row.tokens.len();
             }
-            out.write_all(lines.as_bytes())?;
-            out.flush()?;
+            append_whole_lines(&mut out, lines.as_bytes())?;
             (prefill_s, decode_s) = (prefill_s + result.stats.prefill_seconds, decode_s + result.stats.decode_seconds);
             bar.inc(batch.len() as u64);
             let rate = generated as f64 / t0.elapsed().as_secs_f64();
@@ -246,4 +245,37 @@ fn content_address(args: &DistillArgs, model: &std::path::Path, data: &std::path
         spec.push_str(&format!("stop_loops ngram {} window {} max_repeats {}\n", r.ngram, r.window, r.max_repeats));
     }
     Ok(crate::model_path::sha256_hex(spec.as_bytes()))
+}
+
+/// Appends `lines` under the file's exclusive lock, first cutting an unterminated last line (a
+/// batch of a run that was killed while writing it: live writers hold the lock).
+fn append_whole_lines(out: &mut std::fs::File, lines: &[u8]) -> std::io::Result<()> {
+    use std::io::{Read, Seek, SeekFrom};
+    out.lock()?;
+    let result = (|| {
+        let len = out.metadata()?.len();
+        let mut end = len;
+        // Back to just after the last newline, a few KiB at a time.
+        let mut buf = vec![0u8; 4096];
+        while end > 0 {
+            let at = end.saturating_sub(buf.len() as u64);
+            let chunk = &mut buf[..(end - at) as usize];
+            out.seek(SeekFrom::Start(at))?;
+            out.read_exact(chunk)?;
+            match chunk.iter().rposition(|&b| b == b'\n') {
+                Some(i) => {
+                    end = at + i as u64 + 1;
+                    break;
+                }
+                None => end = at,
+            }
+        }
+        if end < len {
+            out.set_len(end)?;
+        }
+        out.write_all(lines)?;
+        out.flush()
+    })();
+    out.unlock()?;
+    result
 }

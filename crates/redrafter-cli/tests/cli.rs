@@ -218,6 +218,9 @@ fn distill_data_is_batched_and_resumes() {
     };
     sharded("0/2");
     assert_eq!(ids(), vec![0, 2, 4]);
+    // A shard killed mid-write leaves a torn line; the next shard's append cuts it first.
+    let whole = std::fs::read_to_string(&out).unwrap();
+    std::fs::write(&out, format!("{whole}{{\"id\": 1, \"messa")).unwrap();
     sharded("1/2");
     assert_eq!(ids(), vec![0, 1, 2, 3, 4]);
     let bad: Vec<&str> = args.iter().copied().chain(["--shard", "2/2"]).collect();
