@@ -141,13 +141,16 @@ impl BackendTask for Task {
         let mut out = std::fs::OpenOptions::new().create(true).read(true).append(true).open(&out_path)?;
         let mut done = HashSet::new();
         out.lock_shared()?;
-        let mut text = String::new();
-        std::io::Read::read_to_string(&mut out, &mut text)?;
+        let mut bytes = vec![];
+        std::io::Read::read_to_end(&mut out, &mut bytes)?;
         out.unlock()?;
-        if let Some(end) = text.rfind('\n').map(|i| i + 1).or(Some(0)).filter(|&e| e < text.len()) {
-            eprintln!("{}: ignoring an unfinished last line ({} bytes)", out_path.display(), text.len() - end);
-            text.truncate(end);
+        // Cut as bytes: a torn line may end inside a multi-byte character.
+        let end = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        if end < bytes.len() {
+            eprintln!("{}: ignoring an unfinished last line ({} bytes)", out_path.display(), bytes.len() - end);
+            bytes.truncate(end);
         }
+        let text = String::from_utf8(bytes).map_err(|e| format!("{}: not UTF-8: {e}", out_path.display()))?;
         for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
             let d: Done = serde_json::from_str(line).map_err(|e| format!("{}: line {}: {e}", out_path.display(), i + 1))?;
             done.insert(d.id);

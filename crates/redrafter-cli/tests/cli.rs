@@ -220,7 +220,8 @@ fn distill_data_is_batched_and_resumes() {
     assert_eq!(ids(), vec![0, 2, 4]);
     // A shard killed mid-write leaves a torn line; the next shard's append cuts it first.
     let whole = std::fs::read_to_string(&out).unwrap();
-    std::fs::write(&out, format!("{whole}{{\"id\": 1, \"messa")).unwrap();
+    // (It ends inside a two-byte character: the cut works on bytes.)
+    std::fs::write(&out, [whole.as_bytes(), b"{\"id\": 1, \"messages\": \"caf\xC3"].concat()).unwrap();
     sharded("1/2");
     assert_eq!(ids(), vec![0, 1, 2, 3, 4]);
     let bad: Vec<&str> = args.iter().copied().chain(["--shard", "2/2"]).collect();
