@@ -49,40 +49,40 @@ impl LoopStop {
     }
 }
 
-/// Incremental state of [`LoopStop`] for one row.
+/// Incremental state of [`LoopStop`] for one row. It reads the row's output rather than keeping
+/// a copy: [`push`](Self::push) gets the output so far, the new token last.
 #[derive(Debug, Clone)]
 pub struct LoopTracker {
     rule: LoopStop,
-    tokens: Vec<u32>,
     seen: HashSet<Vec<u32>>,
-    /// Whether each of the last `window` tokens repeated, with its index.
-    recent: VecDeque<(usize, bool)>,
+    /// Whether each of the output's last (at most `window`) tokens repeated, oldest first.
+    recent: VecDeque<bool>,
     repeats: usize,
     start: Option<usize>,
 }
 
 impl LoopTracker {
     pub fn new(rule: LoopStop) -> Self {
-        Self { rule, tokens: vec![], seen: HashSet::new(), recent: VecDeque::new(), repeats: 0, start: None }
+        Self { rule, seen: HashSet::new(), recent: VecDeque::new(), repeats: 0, start: None }
     }
 
-    /// Adds the next output token; returns true once the row loops (and from then on).
-    pub fn push(&mut self, tok: u32) -> bool {
+    /// Judges the newest token of `output` (the row's output so far, one token longer than at
+    /// the previous call); returns true once the row loops (and from then on).
+    pub fn push(&mut self, output: &[u32]) -> bool {
         if self.start.is_some() {
             return true;
         }
-        self.tokens.push(tok);
-        let n = self.rule.ngram;
-        let i = self.tokens.len() - 1;
-        let repeat = i + 1 >= n && !self.seen.insert(self.tokens[i + 1 - n..].to_vec());
-        self.recent.push_back((i, repeat));
+        let (n, len) = (self.rule.ngram, output.len());
+        let repeat = len >= n && !self.seen.insert(output[len - n..].to_vec());
+        self.recent.push_back(repeat);
         self.repeats += repeat as usize;
         if self.recent.len() > self.rule.window {
-            let (_, gone) = self.recent.pop_front().expect("window is non-empty");
+            let gone = self.recent.pop_front().expect("window is non-empty");
             self.repeats -= gone as usize;
         }
         if self.repeats > self.rule.max_repeats {
-            self.start = self.recent.iter().find(|(_, r)| *r).map(|(j, _)| *j);
+            // The window holds the output's last `recent.len()` tokens.
+            self.start = self.recent.iter().position(|&r| r).map(|k| len - self.recent.len() + k);
         }
         self.start.is_some()
     }
@@ -97,7 +97,7 @@ impl LoopTracker {
 /// or `None` when the output never loops.
 pub fn find_loop(tokens: &[u32], rule: LoopStop) -> Option<(usize, usize)> {
     let mut t = LoopTracker::new(rule);
-    tokens.iter().enumerate().find_map(|(i, &tok)| t.push(tok).then(|| (i + 1, t.loop_start().expect("looping"))))
+    (1..=tokens.len()).find_map(|len| t.push(&tokens[..len]).then(|| (len, t.loop_start().expect("looping"))))
 }
 
 #[cfg(test)]

@@ -73,7 +73,7 @@ impl RowState {
                     self.finish = Some(FinishReason::MaxNewTokens);
                 } else if self.prompt_len + self.tokens.len() >= limit {
                     self.finish = Some(FinishReason::ContextLimit);
-                } else if self.loops.as_mut().is_some_and(|l| l.push(tok)) {
+                } else if self.loops.as_mut().is_some_and(|l| l.push(&self.tokens)) {
                     self.finish = Some(FinishReason::Loop);
                 }
             }
