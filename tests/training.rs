@@ -9,7 +9,7 @@ use redrafter_io::GgmlType;
 use redrafter_tests::{backend_tests, temp_dir, tiny_gguf_model, to_vec};
 use redrafter_train::data::read_corpus;
 use redrafter_train::trainer::make_batch;
-use redrafter_train::{CacheMeta, Example, HiddenCache, Targets, TrainConfig, Trainer};
+use redrafter_train::{CacheMeta, Example, HiddenCache, Targets, TrainConfig, Trainer, fill_cache};
 
 /// Training text the LLM itself would write: its greedy continuations of short prompts, so that
 /// `llm-greedy` targets are learnable.
@@ -234,6 +234,54 @@ fn hidden_cache_gives_the_same_training<B: KernelBackend>(device: B::Device) {
     assert_ne!(loss_rev, loss_live, "the reversed order is another run");
 }
 
+/// `fill_cache` ahead of training, in two shards whose caches are open together (as two
+/// processes would hold them): every slot ends up holding its example's states (as a live
+/// forward gives them, up to the f16 rounding of a differently padded batch), a second fill
+/// computes nothing, and training then reads every state from the cache.
+fn filling_the_cache_ahead_in_shards<B: KernelBackend>(device: B::Device) {
+    let m = tiny_gguf_model::<Autodiff<B>>(55, GgmlType::F32, &device);
+    let llm = m.model.no_grad();
+    let inner = llm.valid();
+    let lc = llm.config().clone();
+    let mut examples = self_generated(&inner, 9);
+    // Unequal lengths, so the longest-first batches are padded.
+    for (i, e) in examples.iter_mut().enumerate() {
+        e.tokens.truncate(10 + 3 * i);
+        e.target.truncate(10 + 3 * i);
+    }
+    let cache_dir = temp_dir("train-fill-cache");
+    let max_len = examples.iter().map(|e| e.tokens.len()).max().unwrap();
+    let open = || HiddenCache::open(&cache_dir, CacheMeta::new("fill".into(), lc.hidden_size, max_len, examples.len())).unwrap();
+    let (mut a, mut b) = (open(), open());
+    let mut calls = vec![];
+    // 60 padded tokens a batch: two or three of these rows at a time.
+    assert_eq!(fill_cache(&inner, &examples, &mut a, (0, 2), 60, &mut |d, t, _| calls.push((d, t))).unwrap(), 5);
+    assert_eq!(calls.last(), Some(&(5, 5)));
+    assert!(calls.len() >= 2, "more than one batch: {calls:?}");
+    assert_eq!(fill_cache(&inner, &examples, &mut b, (1, 2), 60, &mut |_, _, _| {}).unwrap(), 4);
+    assert_eq!((a.filled(), b.filled()), (9, 9), "both mappings see both shards' slots");
+    drop((a, b));
+    let mut c = open();
+    assert_eq!(fill_cache(&inner, &examples, &mut c, (0, 1), 60, &mut |_, _, _| panic!("nothing to fill")).unwrap(), 0);
+    assert!(fill_cache(&inner, &examples, &mut c, (2, 2), 60, &mut |_, _, _| {}).is_err(), "shard K must be < N");
+    for (s, e) in examples.iter().enumerate() {
+        let cached = c.get(s, &e.tokens).expect("filled");
+        let live = &redrafter_train::features::live_states(&inner, &[e.tokens.as_slice()])[0];
+        assert_eq!(cached.len(), live.len());
+        for (x, y) in cached.iter().zip(live) {
+            assert!((x - y).abs() <= 1e-2 * y.abs().max(1.0), "slot {s}: cached {x} vs live {y}");
+        }
+    }
+    let cfg = TrainConfig { positions_per_sequence: 5, ..config(3, lc.vocab_size, lc.hidden_size) };
+    let mut t = Trainer { llm: &llm, examples: &examples, config: cfg.clone(), out_dir: temp_dir("train-fill-run"), stop_after: None, hidden_cache: Some(c) };
+    let (_, log) = t.run(&mut |_, _, _| {}).unwrap();
+    let mut live = Trainer { llm: &llm, examples: &examples, config: cfg, out_dir: temp_dir("train-fill-live"), stop_after: None, hidden_cache: None };
+    let (_, live_log) = live.run(&mut |_, _, _| {}).unwrap();
+    for (x, y) in log.iter().zip(&live_log) {
+        assert!((x.loss - y.loss).abs() <= 1e-3 * y.loss.abs(), "loss from the filled cache {} vs live {}", x.loss, y.loss);
+    }
+}
+
 fn to_ints<B: burn::tensor::backend::Backend>(t: burn::tensor::Tensor<B, 2, burn::tensor::Int>) -> Vec<i64> {
     t.into_data().iter::<i64>().collect()
 }
@@ -344,5 +392,6 @@ backend_tests!(
     bad_training_data_is_refused,
     answered_lines_train_on_the_generated_ids,
     hidden_cache_gives_the_same_training,
+    filling_the_cache_ahead_in_shards,
     training_over_a_draft_vocabulary
 );

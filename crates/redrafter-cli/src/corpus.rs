@@ -11,8 +11,14 @@ use redrafter_train::data::{Corpus, hold_out, read_corpus, tokenize_answered, to
 
 type BoxError = Box<dyn std::error::Error>;
 
-/// `data` as a local path: `sharegpt` is fetched (sha256-checked) on first use.
+/// `data` as a local path: `sharegpt` is fetched (sha256-checked) on first use; `mt-bench` is
+/// MT-Bench's 80 first turns as one-message conversations (a JSONL written to the cache dir from
+/// the sha256-checked questions), the prompts to answer when evaluating a drafter on the LLM's
+/// own answers to the benchmark (`distill-data --data mt-bench --no-holdout`).
 pub fn resolve(data: &Path) -> Result<PathBuf, BoxError> {
+    if data.as_os_str() == "mt-bench" {
+        return mt_bench_first_turns();
+    }
     if data.as_os_str() != "sharegpt" {
         return Ok(data.to_path_buf());
     }
@@ -28,6 +34,24 @@ pub fn source_id(data: &Path) -> String {
     } else {
         std::fs::canonicalize(data).unwrap_or_else(|_| data.to_path_buf()).display().to_string()
     }
+}
+
+fn mt_bench_first_turns() -> Result<PathBuf, BoxError> {
+    let q = load_mt_bench(&fetch(&MT_BENCH_QUESTIONS, &mut |_, _, _| {})?)?;
+    let mut text = String::new();
+    for turns in q.iter().filter_map(|q| q.turns.first()) {
+        let line = serde_json::json!({ "messages": [{ "role": "user", "content": turns }] });
+        text.push_str(&(line.to_string() + "\n"));
+    }
+    let path = redrafter_io::fetch::cache_dir().join("mt-bench").join("first_turns.jsonl");
+    // Rewritten only when it differs, so its bytes (the distillation file's address) stay put.
+    if std::fs::read_to_string(&path).ok().as_deref() != Some(text.as_str()) {
+        std::fs::create_dir_all(path.parent().expect("has a parent"))?;
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, &text)?;
+        std::fs::rename(&tmp, &path)?;
+    }
+    Ok(path)
 }
 
 /// Every turn of MT-Bench's questions (fetched, sha256-checked): the prompts held out of training.

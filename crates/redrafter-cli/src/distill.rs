@@ -30,7 +30,9 @@ type BoxError = Box<dyn std::error::Error>;
 
 #[derive(Args, Clone)]
 pub struct DistillArgs {
-    /// Conversations whose first user turn becomes a prompt (`sharegpt` = the pinned download).
+    /// Conversations whose first user turn becomes a prompt (`sharegpt` = the pinned download;
+    /// `mt-bench` = MT-Bench's first turns, with `--no-holdout`, to evaluate drafters on the
+    /// LLM's own answers to the benchmark: `train --eval-data`).
     #[arg(long, default_value = "sharegpt")]
     data: PathBuf,
     /// Output JSONL; an existing file is resumed. Default: the cache dir's
@@ -72,7 +74,7 @@ pub struct DistillArgs {
     shard: Option<(usize, usize)>,
 }
 
-fn parse_shard(s: &str) -> Result<(usize, usize), String> {
+pub(crate) fn parse_shard(s: &str) -> Result<(usize, usize), String> {
     let bad = || format!("--shard {s:?}: expected K/N with K < N, e.g. 0/2");
     let (k, n) = s.split_once('/').ok_or_else(bad)?;
     let (k, n): (usize, usize) = (k.trim().parse().map_err(|_| bad())?, n.trim().parse().map_err(|_| bad())?);
@@ -115,6 +117,9 @@ impl BackendTask for Task {
         let loaded = redrafter_llama::load_with::<B>(&model, &device, args.weights)?;
         let tok = &loaded.tokenizer;
         let tpl = tok.chat_template.as_ref().ok_or("the model has no chat template")?;
+        if args.data.as_os_str() == "mt-bench" && !args.no_holdout {
+            return Err("--data mt-bench: MT-Bench is what the hold-out removes; add --no-holdout to answer it (for evaluation, never for training)".into());
+        }
         let data = crate::corpus::resolve(&args.data)?;
         let mut convs = match read_corpus(&data)? {
             Corpus::Conversations(c) => c,
@@ -230,6 +235,7 @@ impl BackendTask for Task {
 fn content_address(args: &DistillArgs, model: &std::path::Path, data: &std::path::Path) -> Result<String, BoxError> {
     // The pinned download by its sha, a local file by its bytes: the answers follow the prompts'
     // contents, not a path (unlike the hidden-state cache's `corpus::source_id`).
+    // (`mt-bench` resolves to a file written from the sha-checked questions: its bytes.)
     let data_id = if args.data.as_os_str() == "sharegpt" {
         redrafter_io::fetch::SHAREGPT.member_sha256.to_string()
     } else {

@@ -15,6 +15,9 @@ use redrafter_train::{CacheMeta, Example, HiddenCache, Targets, TrainConfig, Tra
 
 type BoxError = Box<dyn std::error::Error>;
 
+/// Padded tokens per forward when the hidden-state cache is filled ahead of training.
+const FILL_BATCH_TOKENS: usize = 4096;
+
 #[derive(Args, Clone)]
 pub struct TrainArgs {
     /// Training data: `sharegpt` (the pinned ShareGPT V3 download), a ShareGPT JSON array (may be
@@ -30,7 +33,7 @@ pub struct TrainArgs {
     model: Option<PathBuf>,
     #[arg(long)]
     backend: Option<String>,
-    /// Optimizer steps.
+    /// Optimizer steps. 0 with `--init`: only measure that drafter's held-out accuracy.
     #[arg(long, default_value_t = 1000)]
     steps: usize,
     #[arg(long, default_value_t = 4)]
@@ -69,6 +72,12 @@ pub struct TrainArgs {
     /// Held-out examples for the final top-k accuracy.
     #[arg(long, default_value_t = 32)]
     eval_examples: usize,
+    /// Measure the final top-k accuracy on this data instead (all of it, no hold-out), and train
+    /// on every example of `--data`. `distill-data --data mt-bench --no-holdout` gives the LLM's
+    /// own answers to MT-Bench: the drafter's top-1 at draft step 1 on them tracks the
+    /// acceptance at draft position 1 that `mt_bench` measures (docs/training.md).
+    #[arg(long)]
+    eval_data: Option<PathBuf>,
     /// Do not remove MT-Bench questions from the data (they are the benchmark; keep them out).
     #[arg(long)]
     no_holdout: bool,
@@ -97,6 +106,12 @@ pub struct TrainArgs {
     /// dir; `off` runs the LLM for every micro-batch).
     #[arg(long)]
     hidden_cache: Option<PathBuf>,
+    /// `K/N`: fill only the hidden-state cache's slots K modulo N, then exit without training,
+    /// so that N processes (one per core) fill it together before the training run. Without it,
+    /// training fills the whole cache first (longest examples first, in batches of similar
+    /// length) and then trains.
+    #[arg(long, value_parser = crate::distill::parse_shard)]
+    fill_cache: Option<(usize, usize)>,
 }
 
 pub fn run(args: TrainArgs) -> Result<(), BoxError> {
@@ -106,6 +121,9 @@ pub fn run(args: TrainArgs) -> Result<(), BoxError> {
         "llm-greedy" => Targets::LlmGreedy,
         other => return Err(format!("unknown --targets `{other}` (ground-truth or llm-greedy)").into()),
     };
+    if args.steps == 0 && args.init.is_none() {
+        return Err("--steps 0 evaluates an existing drafter: give it with --init".into());
+    }
     let model = crate::model_path::resolve(args.model.clone())?;
     run_on(kind, Task { args, model, targets })?
 }
@@ -127,14 +145,32 @@ impl BackendTask for Task {
         let lc = llm.config().clone();
 
         let mut examples = crate::corpus::load_examples(tok, &args.data, args.max_examples.unwrap_or(usize::MAX), args.max_len, !args.no_holdout)?;
-        examples.retain(|e| e.tokens.len() >= args.draft_steps + 2 && e.target.iter().any(|&t| t));
-        if examples.len() <= args.eval_examples {
-            return Err(format!("{} usable examples: need more than --eval-examples {}", examples.len(), args.eval_examples).into());
-        }
-        let eval = examples.split_off(examples.len() - args.eval_examples);
+        let usable = |e: &Example| e.tokens.len() >= args.draft_steps + 2 && e.target.iter().any(|&t| t);
+        examples.retain(usable);
+        let eval = match &args.eval_data {
+            Some(path) => {
+                let mut eval = crate::corpus::load_examples(tok, path, usize::MAX, args.max_len, false)?;
+                eval.retain(usable);
+                if eval.is_empty() || examples.is_empty() {
+                    return Err(format!("{} usable training examples and {} for evaluation ({}): need some of each", examples.len(), eval.len(), path.display()).into());
+                }
+                eval
+            }
+            None => {
+                if examples.len() <= args.eval_examples {
+                    return Err(format!("{} usable examples: need more than --eval-examples {}", examples.len(), args.eval_examples).into());
+                }
+                examples.split_off(examples.len() - args.eval_examples)
+            }
+        };
         let tokens: usize = examples.iter().map(|e| e.target.iter().filter(|&&t| t).count()).sum();
         eprintln!("{} training examples ({tokens} target tokens), {} held out", examples.len(), eval.len());
 
+        if args.steps == 0 {
+            let init = args.init.as_ref().expect("checked in run");
+            let drafter = redrafter::load_drafter::<B>(init, &device)?;
+            return write_eval(&args, &drafter, &llm.valid(), &eval, serde_json::json!({ "init": init }));
+        }
         let mut dc = DrafterConfig::for_llm(lc.vocab_size, lc.hidden_size).with_tied_lm_head(!args.untied_head);
         dc.num_draft_layers = args.layers;
         dc.exit_dim = args.exit_dim.unwrap_or(2 * lc.hidden_size);
@@ -180,6 +216,27 @@ impl BackendTask for Task {
                 Some(cache)
             }
         };
+        let mut hidden_cache = hidden_cache;
+        match (&mut hidden_cache, args.fill_cache) {
+            (Some(cache), shard) => {
+                let shard = shard.unwrap_or((0, 1));
+                let start = std::time::Instant::now();
+                let mut last = 0.0;
+                let filled = redrafter_train::fill_cache(&llm.valid(), &examples, cache, shard, FILL_BATCH_TOKENS, &mut |done, total, tokens| {
+                    let secs = start.elapsed().as_secs_f64();
+                    if secs - last >= 30.0 || done == total {
+                        last = secs;
+                        eprintln!("hidden-state cache: {done}/{total} examples ({tokens} tokens, {:.0} tok/s)", tokens as f64 / secs.max(1e-9));
+                    }
+                })?;
+                if args.fill_cache.is_some() {
+                    eprintln!("hidden-state cache: shard {}/{} is full ({filled} examples computed now)", shard.0, shard.1);
+                    return Ok(());
+                }
+            }
+            (None, Some(_)) => return Err("--fill-cache needs the hidden-state cache (not --hidden-cache off)".into()),
+            (None, None) => {}
+        }
         let mut trainer = Trainer {
             llm: &llm,
             examples: &examples,
@@ -229,15 +286,24 @@ impl BackendTask for Task {
         let acc = curve(&|l, i| l.step_acc.get(i).copied().unwrap_or(f64::NAN), "top-1");
         std::fs::write(args.out.join("accuracy.svg"), line_chart("Drafter top-1 accuracy (training batches)", "optimizer step", "accuracy", &acc))?;
 
-        let topk = evaluate(&inner, &llm.valid(), &eval, config.draft_steps, args.batch_size);
-        let json = serde_json::json!({ "held_out_examples": eval.len(), "top_k_accuracy_per_step": topk, "config": config });
-        std::fs::write(args.out.join("eval.json"), serde_json::to_string_pretty(&json)?)?;
-        for (i, a) in topk.iter().enumerate() {
-            eprintln!("held-out draft step {}: top-1 {:.1}%, top-5 {:.1}%", i + 1, a[0] * 100.0, a[4] * 100.0);
-        }
+        write_eval(&args, &inner, &llm.valid(), &eval, serde_json::to_value(&config)?)?;
         eprintln!("drafter saved to {}", args.out.display());
         Ok(())
     }
+}
+
+/// The held-out top-k accuracy of `drafter` per draft step: printed and written to
+/// `out/eval.json` (with `config`, what made the drafter).
+fn write_eval<B: KernelBackend>(args: &TrainArgs, drafter: &redrafter::Drafter<B>, llm: &redrafter_llama::Llama<B>, eval: &[Example], config: serde_json::Value) -> Result<(), BoxError> {
+    let topk = evaluate(drafter, llm, eval, args.draft_steps, args.batch_size);
+    let source = args.eval_data.as_ref().map_or_else(|| format!("the last {} examples of --data", eval.len()), |p| p.display().to_string());
+    let json = serde_json::json!({ "held_out_examples": eval.len(), "held_out": source, "top_k_accuracy_per_step": topk, "config": config });
+    std::fs::create_dir_all(&args.out)?;
+    std::fs::write(args.out.join("eval.json"), serde_json::to_string_pretty(&json)?)?;
+    for (i, a) in topk.iter().enumerate() {
+        eprintln!("held-out draft step {}: top-1 {:.1}%, top-5 {:.1}%", i + 1, a[0] * 100.0, a[4] * 100.0);
+    }
+    Ok(())
 }
 
 /// The draft vocabulary to train over: `--init`'s own when it has one (a given

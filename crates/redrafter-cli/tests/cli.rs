@@ -148,6 +148,42 @@ fn train_writes_a_loadable_drafter_plots_and_metrics() {
     assert_eq!(code, 1);
     assert!(stderr.contains("another configuration"), "{stderr}");
 
+    // Evaluation only (--steps 0) of the trained drafter on other data (--eval-data).
+    let other_data = dir.join("other.jsonl");
+    std::fs::write(&other_data, "{\"text\": \"where there is a will there is the weather\"}\n").unwrap();
+    let eval_out = dir.join("eval-only");
+    let m_s = m.to_str().unwrap();
+    let eval_args = ["train", "--data", data.to_str().unwrap(), "--model", m_s, "--backend", "ndarray", "--max-len", "24", "--draft-steps", "2"];
+    let (code, _, stderr) = run(&[&eval_args[..], &["--steps", "0", "--init", out.to_str().unwrap(), "--eval-data", other_data.to_str().unwrap(), "--out", eval_out.to_str().unwrap()]].concat());
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("held-out draft step 2: top-1"), "{stderr}");
+    let eval: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(eval_out.join("eval.json")).unwrap()).unwrap();
+    assert_eq!((eval["held_out_examples"].as_u64(), eval["held_out"].as_str()), (Some(1), other_data.to_str()));
+    let (code, _, stderr) = run(&[&eval_args[..], &["--steps", "0", "--out", eval_out.to_str().unwrap()]].concat());
+    assert_eq!(code, 1);
+    assert!(stderr.contains("--steps 0 evaluates an existing drafter: give it with --init"), "{stderr}");
+
+    // The hidden-state cache filled ahead by two shards, then read whole by the training run.
+    let cache = dir.join("hidden");
+    let fill_out = dir.join("fill");
+    let mut fill_args = args.to_vec();
+    let at = fill_args.iter().position(|a| *a == "--out").unwrap() + 1;
+    fill_args[at] = fill_out.to_str().unwrap();
+    let fill = |shard: &str| run(&[&fill_args[..], &["--hidden-cache", cache.to_str().unwrap(), "--fill-cache", shard]].concat());
+    for shard in ["0/2", "1/2"] {
+        let (code, _, stderr) = fill(shard);
+        assert_eq!(code, 0, "{stderr}");
+        assert!(stderr.contains(&format!("shard {shard} is full (5 examples computed now)")), "{stderr}");
+    }
+    let (code, _, stderr) = fill("0/1");
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("10 slots filled") && stderr.contains("(0 examples computed now)"), "{stderr}");
+    let (code, _, stderr) = run(&[&args[..], &["--fill-cache", "2/2"]].concat());
+    assert_eq!(code, 2, "a bad shard is a usage error: {stderr}");
+    let (code, _, stderr) = run(&[&args[..], &["--hidden-cache", "off", "--fill-cache", "0/2"]].concat());
+    assert_eq!(code, 1);
+    assert!(stderr.contains("--fill-cache needs the hidden-state cache"), "{stderr}");
+
     std::fs::write(dir.join("empty.txt"), "").unwrap();
     let (code, _, stderr) = run(&["train", "--data", dir.join("empty.txt").to_str().unwrap(), "--out", dir.join("x").to_str().unwrap(), "--model", m.to_str().unwrap()]);
     assert_eq!(code, 1);
@@ -253,6 +289,9 @@ fn distill_data_is_batched_and_resumes() {
     assert_ne!(keep, first, "answers that run on through loops are another file");
 
     std::fs::write(dir.join("text.txt"), "plain text, no conversations").unwrap();
+    let (code, _, stderr) = run(&["distill-data", "--data", "mt-bench", "--out", dir.join("x.jsonl").to_str().unwrap(), "--model", m.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("--data mt-bench: MT-Bench is what the hold-out removes; add --no-holdout"), "{stderr}");
     let (code, _, stderr) = run(&["distill-data", "--data", dir.join("text.txt").to_str().unwrap(), "--out", dir.join("x.jsonl").to_str().unwrap(), "--model", m.to_str().unwrap(), "--no-holdout"]);
     assert_eq!(code, 1);
     assert!(stderr.contains("needs conversations"), "{stderr}");

@@ -76,7 +76,8 @@ fn tokens_digest(tokens: &[u32]) -> u64 {
 /// Per example, `max_len × H` f16 values in one memory-mapped file (sparse: only filled slots
 /// take disk), and one u64 per slot that names the tokens it holds (0 = empty). A slot's states
 /// are flushed before its index entry, so an interrupted run leaves no half-written slot marked
-/// full. One training run at a time per cache directory.
+/// full. One training run at a time per cache directory; several [`fill_cache`] processes with
+/// disjoint shards may share one (they write disjoint slots of the shared mappings).
 pub struct HiddenCache {
     dir: PathBuf,
     meta: CacheMeta,
@@ -87,8 +88,9 @@ pub struct HiddenCache {
 fn map_file(path: &Path, bytes: u64, fresh: bool) -> Result<MmapMut, TrainError> {
     let f = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(fresh).open(path).map_err(io(path))?;
     f.set_len(bytes).map_err(io(path))?;
-    // SAFETY: the file is this cache's own, sized above; one run uses a cache directory at a
-    // time (documented), so nothing truncates it while it is mapped.
+    // SAFETY: the file is this cache's own, sized above. Only `open` resizes it, under the
+    // directory's lock, and only to grow it (a fresh cache is only made when none was usable,
+    // i.e. no other process has it mapped); one training run uses a directory at a time.
     unsafe { MmapMut::map_mut(&f) }.map_err(io(path))
 }
 
@@ -104,6 +106,11 @@ impl HiddenCache {
         };
         states_bytes(&meta)?;
         std::fs::create_dir_all(dir).map_err(io(dir))?;
+        // Filling processes may open one cache together (`fill_cache` shards); the lock makes
+        // one of them create or grow it and the others find it made.
+        let lock_path = dir.join("lock");
+        let lock = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).map_err(io(&lock_path))?;
+        lock.lock().map_err(io(&lock_path))?;
         let meta_path = dir.join("meta.json");
         let old: Option<CacheMeta> = std::fs::read_to_string(&meta_path).ok().and_then(|t| serde_json::from_str(&t).ok());
         let size = |name: &str| std::fs::metadata(dir.join(name)).map(|m| m.len()).ok();
@@ -151,6 +158,11 @@ impl HiddenCache {
     /// Slots that hold states.
     pub fn filled(&self) -> usize {
         (0..self.meta.slots).filter(|&s| self.entry(s) != 0).count()
+    }
+
+    /// The digest of the tokens slot `slot` holds (None: empty or out of range).
+    fn get_digest(&self, slot: usize) -> Option<u64> {
+        (slot < self.meta.slots).then(|| self.entry(slot)).filter(|&d| d != 0)
     }
 
     fn entry(&self, slot: usize) -> u64 {
@@ -245,6 +257,48 @@ pub fn hidden_states<B: KernelBackend>(
         out[i] = Some(states);
     }
     Ok(out.into_iter().map(|s| s.expect("filled above")).collect())
+}
+
+/// Fills `cache` ahead of training: the slots of `examples` (slot = index) that are `shard.0`
+/// modulo `shard.1` and do not yet hold their tokens, longest first, in batches of up to
+/// `batch_tokens` padded tokens. Sorting by length is what makes this cheaper than the lazy fill
+/// of the first epoch, whose random micro-batches are padded to their longest member (about
+/// 1.8x the tokens on distilled answers). Several processes may fill one cache, each with its
+/// own shard: the slots are disjoint. `progress(done, total, tokens)` runs after each batch.
+/// Returns the number of slots filled.
+pub fn fill_cache<B: KernelBackend>(
+    llm: &Llama<B>,
+    examples: &[Example],
+    cache: &mut HiddenCache,
+    shard: (usize, usize),
+    batch_tokens: usize,
+    progress: &mut dyn FnMut(usize, usize, usize),
+) -> Result<usize, TrainError> {
+    let (k, n) = shard;
+    if n == 0 || k >= n {
+        return Err(TrainError::Config(format!("cache shard {k}/{n}: want K < N")));
+    }
+    let mut todo: Vec<usize> =
+        (0..examples.len()).filter(|&s| s % n == k && cache.get_digest(s) != Some(tokens_digest(&examples[s].tokens))).collect();
+    todo.sort_by_key(|&s| std::cmp::Reverse(examples[s].tokens.len()));
+    let total = todo.len();
+    let (mut done, mut tokens) = (0, 0);
+    let mut rest = &todo[..];
+    while !rest.is_empty() {
+        // Longest first: the first row sets the padded length of the batch.
+        let longest = examples[rest[0]].tokens.len().max(1);
+        let take = (batch_tokens / longest).clamp(1, rest.len());
+        let (batch, tail) = rest.split_at(take);
+        let rows: Vec<&[u32]> = batch.iter().map(|&s| examples[s].tokens.as_slice()).collect();
+        for (&s, states) in batch.iter().zip(live_states(llm, &rows)) {
+            cache.put(s, &examples[s].tokens, &states)?;
+        }
+        done += batch.len();
+        tokens += rows.iter().map(|r| r.len()).sum::<usize>();
+        progress(done, total, tokens);
+        rest = tail;
+    }
+    Ok(total)
 }
 
 #[cfg(test)]
