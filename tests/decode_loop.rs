@@ -80,7 +80,7 @@ fn seeded_sampling_is_reproducible_per_row<B: KernelBackend>(device: B::Device) 
     let g = Generator::new(&m.model, None);
     let cfg = |seed| GenerationConfig {
         max_new_tokens: 16,
-        sampling: SamplingConfig { temperature: 1.0, top_k: 40, top_p: 0.95, seed },
+        sampling: SamplingConfig { temperature: 1.0, top_k: 40, top_p: 0.95, seed, ..Default::default() },
         ..Default::default()
     };
     let a = g.generate(&mut Autoregressive, &[vec![1, 2, 3], vec![4, 5]], &cfg(1), None).unwrap();

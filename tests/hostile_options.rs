@@ -171,10 +171,11 @@ fn option_validation_property() {
         let rows = 1 + rng.below(3);
         let (width, length): (usize, usize) = (pick!([1, 3], [0, 100_000]), pick!([2, 4], [0, 1]));
         let redrafter = rng.below(2) == 1;
+        let acceptance = if rng.below(2) == 1 { redrafter::Acceptance::Apple } else { redrafter::Acceptance::Exact };
         let prompts: Vec<Vec<u32>> = (0..rows).map(|r| (0..prompt_len).map(|i| ((i * 7 + r) % 50) as u32 + 1).collect()).collect();
         let cfg = GenerationConfig {
             max_new_tokens,
-            sampling: SamplingConfig { temperature, top_k, top_p, seed: case },
+            sampling: SamplingConfig { temperature, top_k, top_p, seed: case, acceptance },
             stop_strings: stop_strings.clone(),
             eos_ids: vec![],
             context_limit,
@@ -195,7 +196,7 @@ fn option_validation_property() {
             && (!redrafter || (beams_valid && width < 100_000));
         let what = format!(
             "case {case}: T {temperature} top-p {top_p} top-k {top_k} max {max_new_tokens} ctx {context_limit:?} stop {stop_strings:?} \
-             loops {stop_loops:?} prompt {prompt_len} rows {rows} redrafter {redrafter} W {width} L {length}"
+             loops {stop_loops:?} prompt {prompt_len} rows {rows} redrafter {redrafter} W {width} L {length} {acceptance:?}"
         );
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             budget::scoped(1 << 30, || {

@@ -4,6 +4,7 @@ mod bad_input;
 mod beam_search;
 mod decode_loop;
 mod drafter_checkpoint;
+mod exact_sampling;
 mod fuzz_inputs;
 mod hostile_options;
 mod kernels;

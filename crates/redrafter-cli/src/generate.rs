@@ -39,6 +39,10 @@ pub struct GenerateArgs {
     top_p: f32,
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// How sampled ReDrafter steps accept drafts: `exact` (every token follows the LLM's
+    /// sampling distribution) or `apple` (the reference's approximate rule, to compare with it).
+    #[arg(long, default_value = "exact")]
+    acceptance: redrafter::Acceptance,
     /// Use the prompt as is, without the model's chat template.
     #[arg(long)]
     raw: bool,
@@ -158,7 +162,7 @@ impl BackendTask for Task {
         };
         let config = GenerationConfig {
             max_new_tokens: args.max_new_tokens,
-            sampling: SamplingConfig { temperature: args.temperature, top_k: args.top_k, top_p: args.top_p, seed: args.seed },
+            sampling: SamplingConfig { temperature: args.temperature, top_k: args.top_k, top_p: args.top_p, seed: args.seed, acceptance: args.acceptance },
             stop_strings: args.stop.clone(),
             eos_ids: tok.eos.clone(),
             context_limit: args.context_limit,

@@ -42,6 +42,71 @@ fn prob(dist: &[(u32, f32)], token: u32) -> f32 {
     dist.iter().find(|d| d.0 == token).map_or(0.0, |d| d.1)
 }
 
+/// Exact sampling-mode acceptance for a tree of deterministic drafts ([`Acceptance::Exact`]).
+///
+/// From the root, at each accepted node: its children (the next drafted token of every beam
+/// still holding the accepted prefix, each token once, in beam order) are tried in turn; child
+/// c is accepted with probability `r(c) / Σr`, where r starts as the LLM's distribution `p` at
+/// the node and loses each rejected child's mass. On acceptance the walk moves to that child;
+/// when every child is rejected, the bonus token is drawn from what is left of r. Either way
+/// the next committed token is distributed exactly as `p` at the node (child c first-accepted
+/// with probability p(c), any other token t emitted with probability p(t)), so every token of
+/// the output follows the LLM's sampling distribution, whatever the drafter proposed. The
+/// acceptance at a node is p's mass on its children. A node at the end of the beams gives its
+/// bonus from p itself. `p`, `sampler`, `request_row`: as in [`sampled`].
+///
+/// [`Acceptance::Exact`]: crate::sampling::Acceptance::Exact
+pub fn exact(tree: &TreeIndex, beams: &Beams, row: usize, p: &[Vec<(u32, f32)>], sampler: &mut Sampler, request_row: usize) -> Accepted {
+    let (w, l) = (tree.width, tree.len);
+    // The beams that hold the prefix accepted so far; they share its nodes.
+    let mut alive: Vec<usize> = (0..w).collect();
+    let mut drafted = 0;
+    loop {
+        let mut left: Vec<(u32, f32)> = p[tree.node(row, alive[0], drafted)].clone();
+        if drafted == l - 1 {
+            let bonus = sampler.sample_from(request_row, &left);
+            return Accepted { beam: alive[0], drafted, bonus };
+        }
+        let mut children: Vec<u32> = Vec::with_capacity(alive.len());
+        for &i in &alive {
+            let c = beams.beam(row, i)[drafted + 1];
+            if !children.contains(&c) {
+                children.push(c);
+            }
+        }
+        let mut taken = None;
+        for c in children {
+            let pc = prob(&left, c);
+            if pc > 0.0 {
+                let total: f32 = left.iter().map(|e| e.1).sum();
+                if sampler.uniform(request_row) * total < pc {
+                    taken = Some(c);
+                    break;
+                }
+                left.retain(|e| e.0 != c);
+            }
+        }
+        match taken {
+            Some(c) => {
+                alive.retain(|&i| beams.beam(row, i)[drafted + 1] == c);
+                drafted += 1;
+            }
+            None => {
+                let total: f32 = left.iter().map(|e| e.1).sum();
+                // Rejecting every child leaves mass behind (a child holding all that was left
+                // is always accepted); the guard only covers rounding.
+                let bonus = if total > 0.0 {
+                    left.iter_mut().for_each(|e| e.1 /= total);
+                    sampler.sample_from(request_row, &left)
+                } else {
+                    sampler.sample_from(request_row, &p[tree.node(row, alive[0], drafted)])
+                };
+                return Accepted { beam: alive[0], drafted, bonus };
+            }
+        }
+    }
+}
+
 /// Sampling-mode acceptance as Apple defines it (spec §4.3), approximate by construction: beam
 /// search is not sampling from the drafter, and the best of W tests is biased.
 ///
@@ -160,5 +225,94 @@ mod tests {
         }
         let rate = accepted as f64 / trials as f64;
         assert!((rate - 0.3).abs() < 0.02, "{rate}");
+    }
+
+    /// The LLM of the exactness test: a fixed distribution over 6 tokens for every prefix, some
+    /// tokens impossible at some prefixes.
+    fn model(prefix: &[u32]) -> Vec<(u32, f32)> {
+        let mut h = 0x9E37_79B9u32;
+        for &t in prefix {
+            h = (h ^ t).wrapping_mul(0x0100_0193).rotate_left(7);
+        }
+        let mut w: Vec<(u32, f32)> = (0..6u32).map(|t| (t, ((h >> (3 * t)) & 7) as f32)).collect();
+        w.retain(|e| e.1 > 0.0);
+        let total: f32 = w.iter().map(|e| e.1).sum();
+        w.iter_mut().for_each(|e| e.1 /= total);
+        w.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        w
+    }
+
+    /// Pearson's chi-square of the first two tokens a step commits (the second drawn from the
+    /// model when the step committed only one) against the model's own joint distribution.
+    fn first_two_tokens_chi_square(rule: fn(&TreeIndex, &Beams, usize, &[Vec<(u32, f32)>], &mut Sampler, usize) -> Accepted, trials: usize) -> f64 {
+        use rand::{Rng, SeedableRng};
+        // Beams sharing a first draft (1) and one apart (4), with the model's likely and
+        // unlikely tokens among them.
+        let tokens = vec![0, 1, 2, 0, 1, 3, 0, 4, 5];
+        let tree = TreeIndex::from(&crate::tree::PackedTree::build(&tokens, 1, 3, 3));
+        let beams = Beams { rows: 1, width: 3, len: 3, tokens: tokens.clone(), hist: None };
+        let mut p = vec![vec![]; tree.packed_len[0]];
+        for i in 0..3 {
+            for k in 0..3 {
+                p[tree.node(0, i, k)] = model(&tokens[i * 3..i * 3 + k + 1]);
+            }
+        }
+        let mut sampler = Sampler::new(SamplingConfig { temperature: 1.0, seed: 11, ..Default::default() }, 1);
+        let mut next = rand::rngs::StdRng::seed_from_u64(5);
+        let mut seen = [[0usize; 6]; 6];
+        for _ in 0..trials {
+            let a = rule(&tree, &beams, 0, &p, &mut sampler, 0);
+            let mut out: Vec<u32> = beams.beam(0, a.beam)[1..=a.drafted].to_vec();
+            out.push(a.bonus);
+            if out.len() == 1 {
+                let u: f32 = next.random();
+                let mut cum = 0.0;
+                let d = model(&[0, out[0]]);
+                out.push(d.iter().find(|e| { cum += e.1; u < cum }).unwrap_or(d.last().unwrap()).0);
+            }
+            seen[out[0] as usize][out[1] as usize] += 1;
+        }
+        let mut chi = 0.0;
+        for (t1, p1) in model(&[0]) {
+            for (t2, p2) in model(&[0, t1]) {
+                let expected = trials as f64 * (p1 * p2) as f64;
+                let o = std::mem::take(&mut seen[t1 as usize][t2 as usize]) as f64;
+                chi += (o - expected).powi(2) / expected;
+            }
+        }
+        assert!(seen.iter().flatten().all(|&o| o == 0), "a pair the model cannot emit: {seen:?}");
+        chi
+    }
+
+    #[test]
+    fn exact_acceptance_follows_the_model_and_apples_rule_does_not() {
+        // At most 36 cells (35 degrees of freedom): chi-square above 80 has probability ~2e-5
+        // for a rule that is exact.
+        let exact_chi = first_two_tokens_chi_square(exact, 200_000);
+        assert!(exact_chi < 80.0, "exact rule: chi-square {exact_chi:.1}");
+        // Two beams share the first draft, so Apple's two independent tests accept it more
+        // often than the model emits it.
+        let apple_chi = first_two_tokens_chi_square(sampled, 200_000);
+        assert!(apple_chi > 500.0, "Apple's rule should be measurably off here: chi-square {apple_chi:.1}");
+    }
+
+    #[test]
+    fn exact_acceptance_of_agreeing_drafts_walks_the_whole_beam() {
+        // A model certain of every drafted token accepts the full beam and samples the bonus.
+        let tokens = vec![0, 1, 2, 0, 3, 4];
+        let tree = TreeIndex::from(&crate::tree::PackedTree::build(&tokens, 1, 2, 3));
+        let beams = Beams { rows: 1, width: 2, len: 3, tokens, hist: None };
+        let mut p = vec![vec![]; tree.packed_len[0]];
+        p[tree.node(0, 0, 0)] = vec![(3, 1.0)];
+        p[tree.node(0, 1, 1)] = vec![(4, 1.0)];
+        p[tree.node(0, 1, 2)] = vec![(5, 0.5), (1, 0.5)];
+        p[tree.node(0, 0, 1)] = vec![(0, 1.0)];
+        p[tree.node(0, 0, 2)] = vec![(0, 1.0)];
+        let mut sampler = Sampler::new(SamplingConfig { temperature: 1.0, seed: 1, ..Default::default() }, 1);
+        for _ in 0..50 {
+            let a = exact(&tree, &beams, 0, &p, &mut sampler, 0);
+            assert_eq!((a.beam, a.drafted), (1, 2));
+            assert!(a.bonus == 5 || a.bonus == 1);
+        }
     }
 }

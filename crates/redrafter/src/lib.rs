@@ -17,4 +17,4 @@ pub use decode::{Autoregressive, BeamConfig, DraftSource, Drafts, ReDrafter, Fin
 pub use drafter::{Drafter, DrafterConfig, DrafterError, load_drafter, save_drafter};
 pub use error::DecodeError;
 pub use redrafter_llama::KernelBackend;
-pub use sampling::{SamplingConfig, Sampler};
+pub use sampling::{Acceptance, SamplingConfig, Sampler};

@@ -14,11 +14,38 @@ pub struct SamplingConfig {
     /// Keep the smallest set of tokens whose probability reaches p; 1.0 disables.
     pub top_p: f32,
     pub seed: u64,
+    /// How ReDrafter accepts drafted tokens when sampling (greedy decoding ignores it).
+    pub acceptance: Acceptance,
+}
+
+/// The acceptance rule of sampled ReDrafter steps (docs/sampling.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Acceptance {
+    /// Exact for trees of deterministic drafts: at an accepted node the children are tried in
+    /// order, each accepted with its probability under the LLM's residual distribution, which
+    /// loses each rejected child's mass; the bonus token comes from what is left. Every
+    /// committed token then follows the LLM's sampling distribution exactly.
+    #[default]
+    Exact,
+    /// Apple's reference rule (spec §4.3): an independent test per beam, the longest accepted
+    /// beam kept, the bonus from max(0, P − Q). Approximate; kept to compare with the reference.
+    Apple,
+}
+
+impl std::str::FromStr for Acceptance {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "exact" => Ok(Self::Exact),
+            "apple" => Ok(Self::Apple),
+            other => Err(format!("unknown acceptance rule `{other}` (exact or apple)")),
+        }
+    }
 }
 
 impl Default for SamplingConfig {
     fn default() -> Self {
-        Self { temperature: 0.0, top_k: 0, top_p: 1.0, seed: 0 }
+        Self { temperature: 0.0, top_k: 0, top_p: 1.0, seed: 0, acceptance: Acceptance::Exact }
     }
 }
 

@@ -19,7 +19,7 @@ use crate::accept::{self, Accepted};
 use crate::beam::{Beams, DeviceBeams, beam_search};
 use crate::drafter::Drafter;
 use crate::error::DecodeError;
-use crate::sampling::Sampler;
+use crate::sampling::{Acceptance, Sampler};
 use crate::tree::{TreeIndex, tree_build};
 
 /// What a draft source hands the verifier.
@@ -221,7 +221,10 @@ impl<B: KernelBackend, S: DraftSource<B>> Strategy<B> for ReDrafter<S> {
                     let dists: Vec<Vec<(u32, f32)>> = (0..tree.packed_len[r])
                         .map(|q| sampler.distribution(&host[(r * slots + q) * vocab..(r * slots + q + 1) * vocab]))
                         .collect();
-                    accept::sampled(&tree, &beams, r, &dists, sampler, state.rows[r])
+                    match sampler.config().acceptance {
+                        Acceptance::Exact => accept::exact(&tree, &beams, r, &dists, sampler, state.rows[r]),
+                        Acceptance::Apple => accept::sampled(&tree, &beams, r, &dists, sampler, state.rows[r]),
+                    }
                 })
                 .collect()
         };
