@@ -11,7 +11,9 @@
 //! `benches/prompts/code_edit.jsonl`.
 //!
 //! Every ReDrafter output is checked token for token against the autoregressive one (greedy
-//! ReDrafter is lossless); a mismatch is reported. Writes `mt_bench.json` and `mt_bench.svg`.
+//! ReDrafter is lossless); a mismatch is reported. τ is also reported per MT-Bench category.
+//! `--temperature T` (with `--top-k`, `--top-p`, `--acceptance exact|apple`) measures sampled
+//! decoding instead; its outputs are not compared. Writes `mt_bench.json` and `mt_bench.svg`.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -52,6 +54,20 @@ struct Args {
     /// (the same with 8-bit activations), f16 or f32.
     #[arg(long, default_value = "native")]
     weights: redrafter_llama::WeightFormat,
+    /// Sample at this temperature instead of greedy decoding (0). Sampled outputs are not
+    /// compared with autoregressive decoding's (they follow the same distribution, not the same
+    /// draws): the mismatch column is left empty.
+    #[arg(long, default_value_t = 0.0)]
+    temperature: f32,
+    #[arg(long, default_value_t = 0)]
+    top_k: usize,
+    #[arg(long, default_value_t = 1.0)]
+    top_p: f32,
+    /// How sampled drafts are accepted: exact or apple.
+    #[arg(long, default_value = "exact")]
+    acceptance: redrafter::Acceptance,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
 }
 
 #[derive(serde::Serialize, Clone)]
@@ -64,7 +80,8 @@ struct Result {
     ar_seconds: f64,
     speedup: f64,
     tokens: usize,
-    mismatches: usize,
+    /// Outputs that differ from autoregressive decoding's (greedy only; none when sampling).
+    mismatches: Option<usize>,
     acceptance_by_position: Vec<f64>,
     tree_compression: f64,
     /// Milliseconds per ReDrafter step in each phase (draft, tree, verify, accept).
@@ -74,6 +91,9 @@ struct Result {
     /// ReDrafter decode seconds per step over autoregressive decode seconds per step: the τ at
     /// which ReDrafter breaks even.
     break_even_tau: f64,
+    /// τ over the prompts of each MT-Bench category, in the order categories first appear
+    /// (one entry, "prompts-file", with `--prompts-file`).
+    tau_by_category: Vec<(String, f64)>,
 }
 
 struct Bench(Args);
@@ -87,26 +107,35 @@ impl BackendTask for Bench {
         let m = redrafter_llama::load_with::<B>(&model, &device, a.weights).expect("load model");
         eprintln!("weights: {}", m.model.weight_formats());
         let tpl = m.tokenizer.chat_template.as_ref().expect("chat template");
-        let texts: Vec<String> = match &a.prompts_file {
+        // (category, prompt text): the category lets τ be reported per kind of question.
+        let texts: Vec<(String, String)> = match &a.prompts_file {
             Some(path) => std::fs::read_to_string(path)
                 .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
                 .lines()
                 .filter(|l| !l.trim().is_empty())
                 .map(|l| {
                     let v: serde_json::Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-                    v["prompt"].as_str().unwrap_or_else(|| panic!("{}: a line without \"prompt\"", path.display())).to_string()
+                    let text = v["prompt"].as_str().unwrap_or_else(|| panic!("{}: a line without \"prompt\"", path.display()));
+                    ("prompts-file".to_string(), text.to_string())
                 })
                 .collect(),
             None => load_mt_bench(&fetch(&MT_BENCH_QUESTIONS, &mut |_, _, _| {}).expect("fetch MT-Bench"))
                 .expect("MT-Bench")
                 .into_iter()
-                .map(|q| q.turns[0].clone())
+                .map(|q| (q.category, q.turns[0].clone()))
                 .collect(),
         };
+        let texts = &texts[..a.prompts.min(texts.len())];
+        let mut categories: Vec<String> = vec![];
+        for (c, _) in texts {
+            if !categories.contains(c) {
+                categories.push(c.clone());
+            }
+        }
+        let category_of: Vec<usize> = texts.iter().map(|(c, _)| categories.iter().position(|x| x == c).unwrap()).collect();
         let prompts: Vec<Vec<u32>> = texts
             .iter()
-            .take(a.prompts)
-            .map(|q| m.tokenizer.encode(&tpl.render(&[Message::new("user", q)], true).expect("render")).expect("encode"))
+            .map(|(_, q)| m.tokenizer.encode(&tpl.render(&[Message::new("user", q)], true).expect("render")).expect("encode"))
             .collect();
         let drafters: Vec<(String, Option<redrafter::Drafter<B>>)> = a
             .drafter
@@ -127,7 +156,15 @@ impl BackendTask for Bench {
             .map(|g| g.split_once('x').map(|(w, l)| (w.parse().expect("W"), l.parse().expect("L"))).expect("grids are WxL"))
             .collect();
         let g = Generator::new(&m.model, None);
-        let cfg = GenerationConfig { max_new_tokens: a.new_tokens, ..Default::default() };
+        let sampling = redrafter::SamplingConfig {
+            temperature: a.temperature,
+            top_k: a.top_k,
+            top_p: a.top_p,
+            seed: a.seed,
+            acceptance: a.acceptance,
+        };
+        let greedy = sampling.is_greedy();
+        let cfg = GenerationConfig { max_new_tokens: a.new_tokens, sampling, ..Default::default() };
         // Warm-up (first-touch allocations, kernel compilation).
         g.generate(&mut Autoregressive, &prompts[..1], &GenerationConfig { max_new_tokens: 4, ..cfg.clone() }, None).expect("warm-up");
 
@@ -136,6 +173,8 @@ impl BackendTask for Bench {
         let mut totals = vec![(0.0f64, 0usize, 0usize, 0usize, vec![0.0; 8], 0.0f64); configs.len()];
         let mut phases: Vec<Vec<(String, f64)>> = vec![vec![]; configs.len()];
         let mut decode_seconds = vec![0.0f64; configs.len()];
+        // (committed, steps) per config and category.
+        let mut by_category = vec![vec![(0usize, 0usize); categories.len()]; configs.len()];
         let (mut ar_step_seconds, mut ar_steps) = (0.0, 0usize);
         let mut ar_seconds = 0.0;
         let mut tokens = 0;
@@ -158,6 +197,9 @@ impl BackendTask for Bench {
                 t.0 += t0.elapsed().as_secs_f64();
                 t.1 += out.stats.committed_in_steps;
                 t.2 += out.stats.steps;
+                let bc = &mut by_category[c][category_of[i]];
+                bc.0 += out.stats.committed_in_steps;
+                bc.1 += out.stats.steps;
                 t.3 += usize::from(out.rows[0].tokens != ar.rows[0].tokens);
                 for (k, x) in out.stats.acceptance_by_position.iter().enumerate().take(8) {
                     t.4[k] += x * out.stats.steps as f64;
@@ -179,7 +221,8 @@ impl BackendTask for Bench {
             .zip(totals)
             .zip(phases)
             .zip(decode_seconds)
-            .map(|(((&(d, w, l), (secs, committed, steps, mismatches, acc, comp)), phases), decode)| {
+            .zip(by_category)
+            .map(|((((&(d, w, l), (secs, committed, steps, mismatches, acc, comp)), phases), decode), by_cat)| {
                 let per_step: Vec<(String, f64)> = phases.into_iter().map(|(n, s)| (n, 1e3 * s / steps.max(1) as f64)).collect();
                 let step_ms = 1e3 * decode / steps.max(1) as f64;
                 Result {
@@ -191,12 +234,17 @@ impl BackendTask for Bench {
                 ar_seconds,
                 speedup: ar_seconds / secs,
                 tokens,
-                mismatches,
+                mismatches: greedy.then_some(mismatches),
                 acceptance_by_position: acc.iter().take(l - 1).map(|x| x / steps.max(1) as f64).collect(),
                 tree_compression: comp / steps.max(1) as f64,
                 break_even_tau: step_ms / ar_ms,
                 phase_ms_per_step: per_step,
                 ar_ms_per_step: ar_ms,
+                tau_by_category: categories
+                    .iter()
+                    .zip(by_cat)
+                    .map(|(name, (c, s))| (name.clone(), c as f64 / s.max(1) as f64))
+                    .collect(),
             }})
             .collect()
     }
@@ -220,7 +268,12 @@ fn main() {
         series.push(Series { name: format!("{name}: tau"), points: pts(|r| r.tau) });
     }
     let set = args.prompts_file.as_ref().map_or("MT-Bench".to_string(), |p| p.display().to_string());
-    let title = format!("{set}, {} prompts, greedy, {} ({})", args.prompts, args.backend, args.grids);
+    let decoding = if args.temperature < redrafter::sampling::GREEDY_BELOW {
+        "greedy".to_string()
+    } else {
+        format!("T {} ({} acceptance)", args.temperature, if args.acceptance == redrafter::Acceptance::Apple { "Apple's" } else { "exact" })
+    };
+    let title = format!("{set}, {} prompts, {decoding}, {} ({})", args.prompts, args.backend, args.grids);
     std::fs::write(args.out.join("mt_bench.svg"), line_chart(&title, "grid index (see --grids)", "speedup / tau", &series)).expect("write svg");
     println!("| drafter | W×L | τ | speedup | ReDrafter s | AR s | mismatches | acceptance by position | ms/step (AR ms/step) | break-even τ |");
     println!("|---|---|---|---|---|---|---|---|---|---|");
@@ -229,7 +282,17 @@ fn main() {
         let ph: Vec<String> = r.phase_ms_per_step.iter().map(|(n, ms)| format!("{n} {ms:.1}")).collect();
         println!(
             "| {} | {}×{} | {:.2} | {:.2}x | {:.1} | {:.1} | {} | {} | {} ({:.1}) | {:.2} |",
-            r.drafter, r.width, r.length, r.tau, r.speedup, r.seconds, r.ar_seconds, r.mismatches, acc.join(" "), ph.join(", "), r.ar_ms_per_step, r.break_even_tau
+            r.drafter, r.width, r.length, r.tau, r.speedup, r.seconds, r.ar_seconds, r.mismatches.map_or("-".to_string(), |m| m.to_string()), acc.join(" "), ph.join(", "), r.ar_ms_per_step, r.break_even_tau
         );
+    }
+    if let Some(first) = results.first() {
+        println!();
+        let names: Vec<&str> = first.tau_by_category.iter().map(|(n, _)| n.as_str()).collect();
+        println!("| drafter | W×L | τ by category: {} |", names.join(" | "));
+        println!("|---|---|{}", "---|".repeat(names.len()));
+        for r in &results {
+            let t: Vec<String> = r.tau_by_category.iter().map(|(_, t)| format!("{t:.2}")).collect();
+            println!("| {} | {}×{} | {} |", r.drafter, r.width, r.length, t.join(" | "));
+        }
     }
 }
