@@ -111,7 +111,7 @@ pub fn exact(tree: &TreeIndex, beams: &Beams, row: usize, p: &[Vec<(u32, f32)>],
 /// search is not sampling from the drafter, and the best of W tests is biased.
 ///
 /// `p[node]` is the LLM's sampling distribution at each packed node of this row (temperature,
-/// top-k and top-p applied), as sorted (token, probability) pairs. The drafter distribution Q is
+/// top-k and top-p applied), as [`Sampler::distribution`] gives it. The drafter distribution Q is
 /// `beams.hist` when the source kept it; without it the drafts count as deterministic (Q = 1 on
 /// the drafted token), for which the rule below is standard speculative sampling.
 /// Random draws come from `sampler`'s RNG of request row `request_row`.

@@ -87,6 +87,39 @@ pub fn argmax(values: &[f32]) -> u32 {
     best as u32
 }
 
+/// Descending probability (or scaled logit), ties broken by the lower token id: the order
+/// top-k and top-p cut in.
+fn descending(a: &(u32, f32), b: &(u32, f32)) -> std::cmp::Ordering {
+    b.1.total_cmp(&a.1).then(a.0.cmp(&b.0))
+}
+
+/// Keeps the smallest head of `scaled` (scaled logits, in [`descending`] order) whose
+/// probability mass, `prob` of each, reaches `p`, sorted. The head is found by selecting the
+/// largest m, m = 64, 256, …, so a peaked distribution never sorts its tail.
+fn nucleus(scaled: &mut Vec<(u32, f32)>, p: f64, prob: impl Fn(f32) -> f32) {
+    let n = scaled.len();
+    let mut m = n.min(64);
+    loop {
+        if m < n {
+            scaled.select_nth_unstable_by(m - 1, descending);
+        }
+        scaled[..m].sort_unstable_by(descending);
+        let mut cum = 0.0f64;
+        for j in 0..m {
+            cum += prob(scaled[j].1) as f64;
+            if cum >= p {
+                scaled.truncate(j + 1);
+                return;
+            }
+        }
+        if m == n {
+            // Rounding kept the whole mass just below p: keep everything.
+            return;
+        }
+        m = (m * 4).min(n);
+    }
+}
+
 /// One RNG per request row, so a row's samples do not depend on which other rows share its batch.
 pub struct Sampler {
     config: SamplingConfig,
@@ -106,7 +139,11 @@ impl Sampler {
     }
 
     /// Turns logits into the sampling distribution (temperature, top-k, top-p applied), as
-    /// (token, probability) pairs sorted by descending probability.
+    /// (token, probability) pairs with probability above zero. When top-k or top-p cuts the
+    /// vocabulary the pairs are sorted by descending probability (ties: lower id first);
+    /// otherwise they are in token order. The kept tokens are found by selection, not by
+    /// sorting the vocabulary (a sort of 49152 logits per tree node cost more than the rest of
+    /// a sampled step's acceptance).
     pub fn distribution(&self, logits: &[f32]) -> Vec<(u32, f32)> {
         let c = &self.config;
         // Subtract the largest logit before dividing: (l - max) / T is at most 0, so a small T
@@ -114,29 +151,26 @@ impl Sampler {
         let top = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
         let mut idx: Vec<(u32, f32)> =
             logits.iter().enumerate().map(|(i, l)| (i as u32, (*l - top) / c.temperature)).collect();
-        idx.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-        if c.top_k > 0 && c.top_k < idx.len() {
+        let cut_k = c.top_k > 0 && c.top_k < idx.len();
+        if cut_k {
+            idx.select_nth_unstable_by(c.top_k - 1, descending);
             idx.truncate(c.top_k);
+            idx.sort_unstable_by(descending);
         }
-        let max = idx[0].1;
-        let mut sum = 0.0f64;
+        // The largest scaled logit is exactly 0 and always kept, so exp needs no shift.
+        let sum: f64 = idx.iter().map(|e| e.1.exp() as f64).sum();
+        let prob = |scaled: f32| (scaled.exp() as f64 / sum) as f32;
+        if c.top_p < 1.0 {
+            nucleus(&mut idx, c.top_p as f64, prob);
+        }
         for e in idx.iter_mut() {
-            e.1 = (e.1 - max).exp();
-            sum += e.1 as f64;
+            e.1 = prob(e.1);
         }
-        let mut kept = 0;
-        let mut cum = 0.0f64;
-        for e in idx.iter_mut() {
-            e.1 = (e.1 as f64 / sum) as f32;
-            cum += e.1 as f64;
-            kept += 1;
-            if cum >= c.top_p as f64 {
-                break;
-            }
+        idx.retain(|e| e.1 > 0.0);
+        if c.top_p < 1.0 {
+            let total: f32 = idx.iter().map(|e| e.1).sum();
+            idx.iter_mut().for_each(|e| e.1 /= total);
         }
-        idx.truncate(kept);
-        let total: f32 = idx.iter().map(|e| e.1).sum();
-        idx.iter_mut().for_each(|e| e.1 /= total);
         idx
     }
 
@@ -223,6 +257,70 @@ mod tests {
         assert!(!s.config().is_greedy());
         let d = s.distribution(&[1000.0, 1000.00001, -1000.0]);
         assert!(d.iter().all(|e| e.1.is_finite()) && (d.iter().map(|e| e.1).sum::<f32>() - 1.0).abs() < 1e-6, "{d:?}");
+    }
+
+    /// The sort-everything distribution this module computed before selection replaced it.
+    fn sorted_reference(c: &SamplingConfig, logits: &[f32]) -> Vec<(u32, f32)> {
+        let top = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let mut idx: Vec<(u32, f32)> = logits.iter().enumerate().map(|(i, l)| (i as u32, (*l - top) / c.temperature)).collect();
+        idx.sort_unstable_by(descending);
+        if c.top_k > 0 && c.top_k < idx.len() {
+            idx.truncate(c.top_k);
+        }
+        let sum: f64 = idx.iter().map(|e| e.1.exp() as f64).sum();
+        let mut cum = 0.0f64;
+        let mut out = vec![];
+        for e in &idx {
+            let q = (e.1.exp() as f64 / sum) as f32;
+            if q == 0.0 {
+                break;
+            }
+            out.push((e.0, q));
+            cum += q as f64;
+            if c.top_p < 1.0 && cum >= c.top_p as f64 {
+                break;
+            }
+        }
+        let total: f32 = out.iter().map(|e| e.1).sum();
+        out.iter_mut().for_each(|e| e.1 /= total);
+        out
+    }
+
+    #[test]
+    fn selection_keeps_what_sorting_kept() {
+        let mut rng = StdRng::seed_from_u64(11);
+        for case in 0..300 {
+            let v = [5, 64, 300, 4096][case % 4];
+            // Peaked and flat logits, with ties (rounded values) in some cases.
+            let scale = [0.5f32, 3.0, 12.0][case % 3];
+            let logits: Vec<f32> = (0..v)
+                .map(|_| {
+                    let x: f32 = rng.random::<f32>() * scale;
+                    if case % 5 == 0 { (x * 4.0).round() / 4.0 } else { x }
+                })
+                .collect();
+            let cfg = SamplingConfig {
+                temperature: [0.3f32, 0.7, 1.0, 2.0][case % 4],
+                top_k: [0, 1, 3, 50, 10_000][case % 5],
+                top_p: [1.0f32, 0.9, 0.5, 0.99][(case / 5) % 4],
+                ..Default::default()
+            };
+            let got = Sampler::new(cfg.clone(), 1).distribution(&logits);
+            let mut want = sorted_reference(&cfg, &logits);
+            let cut = (cfg.top_k > 0 && cfg.top_k < v) || cfg.top_p < 1.0;
+            let mut got_sorted = got.clone();
+            if !cut {
+                // Token order without a cut: the same pairs.
+                assert!(got.windows(2).all(|w| w[0].0 < w[1].0), "case {case}: token order");
+                got_sorted.sort_unstable_by(descending);
+                want.sort_unstable_by(descending);
+            }
+            assert_eq!(got_sorted.len(), want.len(), "case {case} {cfg:?}");
+            for (g, w) in got_sorted.iter().zip(&want) {
+                assert_eq!(g.0, w.0, "case {case} {cfg:?}");
+                assert!((g.1 - w.1).abs() <= 1e-6 * w.1.max(1e-3), "case {case}: {} vs {}", g.1, w.1);
+            }
+        }
     }
 
     #[test]
