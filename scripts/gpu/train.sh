@@ -6,9 +6,9 @@
 #                      prints the calls to make
 #   train.sh receive   there: unpack what arrived (a call that only delivers a part runs this)
 #   train.sh run       there: join the GGUF, run the trainings of TRAIN_RUNS side by side on the
-#                      GPU (each under TRAIN_SECS), evaluate each result on MT-Bench's own answers
-#                      (--max-len 1024, as docs/training.md measures the bundled drafter), and put
-#                      each run's drafter, logs and curves in $OUT/<name>.tar.gz
+#                      GPU (each under TRAIN_SECS, stopped once its drafter is written), and put
+#                      each run's drafter, logs and curves in $OUT/<name>.tar.gz; evaluate them
+#                      here (docs/training.md). TRAIN_EVAL_SECS > 0 evaluates there too.
 # A run that its time limit stops is evaluated from its last checkpoint, which is what comes back.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -65,10 +65,15 @@ receive() {
 }
 
 # The runs, one per line: NAME|OPTIONS (added to the common options below). The defaults are
-# session 21's: the bundled drafter fine-tuned on the distilled answers, and a drafter trained
-# from scratch on them with its own 8192-token draft vocabulary.
-runs_default='finetune|--init models/drafters/smollm2-135m-instruct --lr 6e-4 --steps 700
-scratch|--draft-vocab-size 8192 --lr 1e-3 --steps 700'
+# the next step after session 21 (docs/training.md, "The distilled drafter"): the default
+# drafter fine-tuned further (2.2 more epochs) and a drafter trained from scratch on the
+# distilled answers with its own 8192-token draft vocabulary. One run alone took 0.25 s a step
+# on an H200; two side by side were not measured.
+runs_default='finetune|--init models/drafters/smollm2-135m-instruct --lr 4e-4 --steps 900
+scratch|--draft-vocab-size 8192 --lr 1e-3 --steps 900'
+
+# Each run's directory and log, by name.
+run_names() { while IFS='|' read -r name _; do [ -n "$name" ] && echo "$name"; done <<<"${TRAIN_RUNS:-$runs_default}"; }
 
 run() {
     receive >/dev/null
@@ -81,7 +86,7 @@ run() {
     stamp "binary of commit $(cat "$root/c1/commit")"
     nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv 2>/dev/null
     export CUBECL_AUTOTUNE_LEVEL=minimal RUST_BACKTRACE=1 REDRAFTER_CACHE=$work/cache
-    local secs=${TRAIN_SECS:-400} common name opts pids=() evalsecs=${TRAIN_EVAL_SECS:-90}
+    local secs=${TRAIN_SECS:-400} common name opts pids=() evalsecs=${TRAIN_EVAL_SECS:-0}
     # Live LLM forwards (--hidden-cache off): on a GPU they cost little, and the cache would be 2 GB.
     # --no-holdout: the MT-Bench hold-out needs the MT-Bench wheel, which the machine cannot
     # download; distill-data already left MT-Bench's questions out of the data.
@@ -96,30 +101,49 @@ run() {
             >"$out/$name.log" 2>&1; echo "exit $?" >>"$out/$name.log") &
         pids+=($!)
     done <<<"${TRAIN_RUNS:-$runs_default}"
+    # A run writes its drafter, log and curves (accuracy.svg last) before its own evaluation on
+    # MT-Bench's answers, which is slow on CUDA (every answer length is a new kernel shape) and
+    # done on the CPU instead: stop each run once accuracy.svg is there.
+    local alive=${#pids[@]}
+    while [ "$alive" -gt 0 ]; do
+        sleep 2
+        alive=0
+        for name in $(run_names); do
+            if pgrep -f -- "--out $work/$name( |\$)" >/dev/null; then
+                if [ -f "$work/$name/accuracy.svg" ]; then
+                    sleep 1
+                    pkill -f -- "--out $work/$name( |\$)" && stamp "$name: drafter written; its evaluation is left to the CPU"
+                else
+                    alive=$((alive + 1))
+                fi
+            fi
+        done
+    done
+    # Never a bare `wait`: with no run to wait for it would wait for the tee above, forever.
     [ ${#pids[@]} -eq 0 ] || wait "${pids[@]}"
     stamp "trainings ended"
     pids=()
-    while IFS='|' read -r name opts; do
-        [ -n "$name" ] || continue
+    for name in $(run_names); do
         local dir=$work/$name
         [ -f "$dir/model.safetensors" ] || dir=$work/$name/checkpoint
-        tail -n 9 "$out/$name.log"
+        tail -n 4 "$out/$name.log"
         [ -f "$dir/model.safetensors" ] || { echo "$name: no drafter, no checkpoint"; continue; }
+        [ "$evalsecs" -gt 0 ] || continue
         (timeout "$evalsecs" "$work/redrafter" train --backend "${TRAIN_BACKEND:-cuda}" --model "$gguf" --data "$work/eval.jsonl" --no-holdout \
             --eval-data "$work/eval.jsonl" --steps 0 --init "$dir" --max-len 1024 --out "$work/$name-eval1024" \
             >"$out/$name-eval1024.log" 2>&1; echo "exit $?" >>"$out/$name-eval1024.log") &
         pids+=($!)
-    done <<<"${TRAIN_RUNS:-$runs_default}"
-    # Never a bare `wait`: with no run to wait for it would wait for the tee above, forever.
+    done
     [ ${#pids[@]} -eq 0 ] || wait "${pids[@]}"
-    while IFS='|' read -r name opts; do
-        [ -n "$name" ] || continue
-        grep -h "held-out" "$out/$name-eval1024.log" | sed "s/^/$name (max-len 1024): /"
-        cp "$work/$name-eval1024/eval.json" "$work/$name/eval1024.json" 2>/dev/null
+    for name in $(run_names); do
+        if [ "$evalsecs" -gt 0 ]; then
+            grep -h "held-out" "$out/$name-eval1024.log" | sed "s/^/$name (max-len 1024): /"
+            cp "$work/$name-eval1024/eval.json" "$work/$name/eval1024.json" 2>/dev/null
+        fi
         # The final drafter when there is one, else the last checkpoint's weights (no optimizer state).
-        tar -C "$work" -czf "$out/$name.tar.gz" --exclude="$name/checkpoint/*.mpk" \
+        [ -d "$work/$name" ] && tar -C "$work" -czf "$out/$name.tar.gz" --exclude="$name/checkpoint/*.mpk" \
             $( [ -f "$work/$name/model.safetensors" ] && echo --exclude="$name/checkpoint") "$name"
-    done <<<"${TRAIN_RUNS:-$runs_default}"
+    done
     ls -la "$out"
     stamp "done"
     exec >&- 2>&-
