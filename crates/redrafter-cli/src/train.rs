@@ -144,14 +144,21 @@ impl BackendTask for Task {
         let tok = &loaded.tokenizer;
         let lc = llm.config().clone();
 
-        let mut examples = crate::corpus::load_examples(tok, &args.data, args.max_examples.unwrap_or(usize::MAX), args.max_len, !args.no_holdout)?;
+        // Only evaluating on --eval-data: the training data is not needed (distilled sets take
+        // tens of seconds to tokenize), so it is not read.
+        let eval_only = args.steps == 0 && args.eval_data.is_some();
+        let mut examples = if eval_only {
+            vec![]
+        } else {
+            crate::corpus::load_examples(tok, &args.data, args.max_examples.unwrap_or(usize::MAX), args.max_len, !args.no_holdout)?
+        };
         let usable = |e: &Example| e.tokens.len() >= args.draft_steps + 2 && e.target.iter().any(|&t| t);
         examples.retain(usable);
         let eval = match &args.eval_data {
             Some(path) => {
                 let mut eval = crate::corpus::load_examples(tok, path, usize::MAX, args.max_len, false)?;
                 eval.retain(usable);
-                if eval.is_empty() || examples.is_empty() {
+                if eval.is_empty() || (examples.is_empty() && !eval_only) {
                     return Err(format!("{} usable training examples and {} for evaluation ({}): need some of each", examples.len(), eval.len(), path.display()).into());
                 }
                 eval
@@ -164,7 +171,11 @@ impl BackendTask for Task {
             }
         };
         let tokens: usize = examples.iter().map(|e| e.target.iter().filter(|&&t| t).count()).sum();
-        eprintln!("{} training examples ({tokens} target tokens), {} held out", examples.len(), eval.len());
+        if eval_only {
+            eprintln!("{} examples to evaluate on", eval.len());
+        } else {
+            eprintln!("{} training examples ({tokens} target tokens), {} held out", examples.len(), eval.len());
+        }
 
         if args.steps == 0 {
             let init = args.init.as_ref().expect("checked in run");

@@ -159,6 +159,14 @@ fn train_writes_a_loadable_drafter_plots_and_metrics() {
     assert!(stderr.contains("held-out draft step 2: top-1"), "{stderr}");
     let eval: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(eval_out.join("eval.json")).unwrap()).unwrap();
     assert_eq!((eval["held_out_examples"].as_u64(), eval["held_out"].as_str()), (Some(1), other_data.to_str()));
+    // Only evaluating: --data is not read at all (here it does not exist).
+    let mut no_data = eval_args.to_vec();
+    let at = no_data.iter().position(|a| *a == "--data").expect("the eval args name --data") + 1;
+    let missing = dir.join("no-such-data.jsonl");
+    no_data[at] = missing.to_str().unwrap();
+    let (code, _, stderr) = run(&[&no_data[..], &["--steps", "0", "--init", out.to_str().unwrap(), "--eval-data", other_data.to_str().unwrap(), "--out", eval_out.to_str().unwrap()]].concat());
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("1 examples to evaluate on"), "{stderr}");
     let (code, _, stderr) = run(&[&eval_args[..], &["--steps", "0", "--out", eval_out.to_str().unwrap()]].concat());
     assert_eq!(code, 1);
     assert!(stderr.contains("--steps 0 evaluates an existing drafter: give it with --init"), "{stderr}");
