@@ -6,10 +6,11 @@
 use std::collections::HashMap;
 
 use redrafter::KernelBackend;
-use redrafter::{Acceptance, Autoregressive, BeamConfig, DraftSource, GenerationConfig, Generator, ReDrafter, Sampler, SamplingConfig};
+use redrafter::decode::DecodeState;
+use redrafter::{Acceptance, Autoregressive, BeamConfig, GenerationConfig, Generator, ReDrafter, Sampler, SamplingConfig};
 use redrafter_io::GgmlType;
 use redrafter_llama::{BlockInput, Llama};
-use redrafter_tests::{backend_tests, tiny_gguf_model, to_vec};
+use redrafter_tests::{Scripted, backend_tests, tiny_gguf_model, to_vec};
 
 const PROMPT: [u32; 3] = [5, 17, 2];
 
@@ -29,36 +30,18 @@ fn dist<B: KernelBackend>(m: &Llama<B>, prefix: &[u32], temperature: f32, device
 /// [g0, a2, d] with a, a2 the two likeliest tokens after g0 and b, c the two likeliest after a
 /// (so two beams share a first draft and the root has two children). Later steps draft
 /// anything: the rule must be exact whatever the drafts.
-struct Table(HashMap<u32, Vec<u32>>);
-
-impl<B: KernelBackend> DraftSource<B> for Table {
-    fn name(&self) -> String {
-        "table".into()
-    }
-    fn draft(
-        &mut self,
-        _: &Llama<B>,
-        s: &redrafter::decode::DecodeState<B>,
-        w: usize,
-        l: usize,
-        _: bool,
-    ) -> Result<redrafter::Drafts<B>, redrafter::DecodeError> {
+fn table_drafts<B: KernelBackend>(table: HashMap<u32, Vec<u32>>) -> Scripted<impl FnMut(&DecodeState<B>, usize, usize, usize) -> Vec<u32>> {
+    Scripted::new("table", move |s: &DecodeState<B>, i: usize, w: usize, l: usize| {
         // The loop shortens the beams near the token limit; take the table's leading part.
         assert!(w <= 3 && l <= 3, "W {w} L {l}");
-        let mut tokens = vec![];
-        for i in 0..s.rows.len() {
-            let g0 = s.pending[i];
-            let first = s.tokens[i].len() == PROMPT.len() + 1;
-            let beams = match self.0.get(&g0).filter(|_| first) {
-                Some(beams) => beams.clone(),
-                None => vec![g0, g0, g0, g0, 1, 2, g0, 3, g0],
-            };
-            for b in 0..w {
-                tokens.extend(&beams[b * 3..b * 3 + l]);
-            }
-        }
-        Ok(redrafter::Drafts::Host(redrafter::beam::Beams { rows: s.rows.len(), width: w, len: l, tokens, hist: None }))
-    }
+        let g0 = s.pending[i];
+        let first = s.tokens[i].len() == PROMPT.len() + 1;
+        let beams = match table.get(&g0).filter(|_| first) {
+            Some(beams) => beams.clone(),
+            None => vec![g0, g0, g0, g0, 1, 2, g0, 3, g0],
+        };
+        (0..w).flat_map(|b| beams[b * 3..b * 3 + l].to_vec()).collect()
+    })
 }
 
 /// Pearson's chi-square of the observed first three tokens against the model's joint
@@ -115,7 +98,7 @@ fn sampled_redrafter_follows_the_model<B: KernelBackend>(device: B::Device) {
             };
             let out = match acceptance {
                 None => g.generate(&mut Autoregressive, &prompts, &cfg, None),
-                Some(_) => g.generate(&mut ReDrafter::new(Table(table.clone()), BeamConfig { width: 3, length: 3 }).unwrap(), &prompts, &cfg, None),
+                Some(_) => g.generate(&mut ReDrafter::new(table_drafts::<B>(table.clone()), BeamConfig { width: 3, length: 3 }).unwrap(), &prompts, &cfg, None),
             }
             .unwrap();
             for r in out.rows {

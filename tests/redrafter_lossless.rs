@@ -9,7 +9,8 @@ use redrafter::{
 use redrafter_io::GgmlType;
 use redrafter_llama::{BlockInput, Llama};
 use redrafter_llama::WeightFormat;
-use redrafter_tests::{Oracle, backend_tests, tiny_gguf_model, tiny_gguf_model_as, to_vec};
+use redrafter::decode::DecodeState;
+use redrafter_tests::{Oracle, Scripted, backend_tests, tiny_gguf_model, tiny_gguf_model_as, to_vec};
 
 /// Top-2 logit gap after `prefix`: a greedy divergence is only excusable on a near tie, where
 /// batched and single-token arithmetic may round differently.
@@ -219,7 +220,7 @@ fn finish_reasons_and_stats_are_reported<B: KernelBackend>(device: B::Device) {
     let ar = g.generate(&mut Autoregressive, &prompts, &cfg, None).unwrap();
     let truth: Vec<Vec<u32>> = ar.rows.iter().map(|r| r.tokens.clone()).collect();
     // Width 1 with an oracle that always has the truth whole: full acceptance every step.
-    let oracle = AlwaysTruth(truth);
+    let oracle = always_truth::<B>(truth);
     let mut s = ReDrafter::new(oracle, BeamConfig { width: 1, length: 4 }).unwrap();
     let rd = g.generate(&mut s, &prompts, &cfg, None).unwrap();
     assert_eq!(rd.rows[0].tokens, ar.rows[0].tokens);
@@ -286,37 +287,21 @@ fn loop_stop_ends_every_strategy_at_the_same_token<B: KernelBackend>(device: B::
     };
     check(&g.generate(&mut Autoregressive, &prompts, &cfg, None).unwrap(), "autoregressive");
     let truth: Vec<Vec<u32>> = free.rows.iter().map(|r| r.tokens.clone()).collect();
-    let mut s = ReDrafter::new(AlwaysTruth(truth), BeamConfig { width: 1, length: 5 }).unwrap();
+    let mut s = ReDrafter::new(always_truth::<B>(truth), BeamConfig { width: 1, length: 5 }).unwrap();
     check(&g.generate(&mut s, &prompts, &cfg, None).unwrap(), "full acceptance");
     let bad = GenerationConfig { stop_loops: Some(LoopStop { window: 4, max_repeats: 4, ngram: 2 }), ..free_cfg.clone() };
     assert!(g.generate(&mut Autoregressive, &prompts, &bad, None).is_err(), "a rule that can never trip is refused");
 }
 
-struct AlwaysTruth(Vec<Vec<u32>>);
-
-impl<B: KernelBackend> DraftSource<B> for AlwaysTruth {
-    fn name(&self) -> String {
-        "truth".into()
-    }
-    fn draft(
-        &mut self,
-        _: &Llama<B>,
-        s: &redrafter::decode::DecodeState<B>,
-        w: usize,
-        l: usize,
-        _: bool,
-    ) -> Result<redrafter::Drafts<B>, redrafter::DecodeError> {
-        let mut tokens = vec![];
-        for (i, &r) in s.rows.iter().enumerate() {
-            let done = s.cache.lens()[i] + 1 - 3;
-            let mut beam = vec![s.pending[i]];
-            beam.extend(self.0[r].iter().skip(done).chain(std::iter::repeat(&0)).take(l - 1));
-            for _ in 0..w {
-                tokens.extend(&beam);
-            }
-        }
-        Ok(redrafter::Drafts::Host(redrafter::beam::Beams { rows: s.rows.len(), width: w, len: l, tokens, hist: None }))
-    }
+/// Width W copies of the truth whole (`truth[r]`: request row r's autoregressive output, after a
+/// 3-token prompt): full acceptance every step.
+fn always_truth<B: KernelBackend>(truth: Vec<Vec<u32>>) -> Scripted<impl FnMut(&DecodeState<B>, usize, usize, usize) -> Vec<u32>> {
+    Scripted::new("truth", move |s: &DecodeState<B>, i: usize, w: usize, l: usize| {
+        let done = s.cache.lens()[i] + 1 - 3;
+        let mut beam = vec![s.pending[i]];
+        beam.extend(truth[s.rows[i]].iter().skip(done).chain(std::iter::repeat(&0)).take(l - 1));
+        beam.repeat(w)
+    })
 }
 
 fn sampling_mode_runs_and_is_reproducible<B: KernelBackend>(device: B::Device) {

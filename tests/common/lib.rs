@@ -13,7 +13,9 @@ use redrafter_llama::{LlamaConfig, LoadedModel, WeightFormat};
 pub use redrafter::backends;
 
 mod oracle;
+mod scripted;
 pub use oracle::Oracle;
+pub use scripted::Scripted;
 
 /// A fresh directory under the system temp dir, unique to this call: tests run in parallel and a
 /// file rewritten while another test has it memory-mapped would kill that test with SIGBUS.
