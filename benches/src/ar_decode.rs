@@ -5,6 +5,7 @@
 //!
 //!     cargo run --release --all-features -p redrafter-bench --bin ar_decode -- --runs 3
 //!     ar_decode --backend flex --weights native,f16,f32 --batch 1,8,32 --drafter DIR --llama-cpp python3
+//!     ar_decode --backend flex --weights native,f32 --llama-cpp python3 --llama-cpp-weights stored,f32
 //!
 //! Each measurement runs in a child process so that peak RSS belongs to one configuration alone.
 //! Runs are interleaved (every configuration once, then again), so drift of a noisy machine
@@ -53,6 +54,11 @@ struct Args {
     /// Python with llama-cpp-python: llama.cpp on the same GGUF file, batch 1 (skipped if absent).
     #[arg(long)]
     llama_cpp: Option<String>,
+    /// llama.cpp's weight formats, comma-separated: `stored` (the GGUF as it is), `f16`, `f32`
+    /// (the same file converted by llama.cpp's own quantizer, `allow_requantize`, kept in the
+    /// cache dir), so each of our formats has its llama.cpp twin.
+    #[arg(long, default_value = "stored")]
+    llama_cpp_weights: String,
     /// Internal: measure one configuration in this process and print one JSON line.
     #[arg(long, hide = true)]
     child: Option<String>,
@@ -164,7 +170,20 @@ print(json.dumps({"prompt_tokens": ids.shape[1], "new_tokens": new, "decode_toke
 const LLAMA_CPP: &str = r#"
 import json, resource, sys, time
 from llama_cpp import Llama
-path, prompt, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+path, prompt, n, fmt, cache = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5]
+if fmt != "stored":
+    # llama.cpp's own converter widens every block (allow_requantize) into a second file.
+    import ctypes, os, llama_cpp
+    ftype = {"f16": llama_cpp.LLAMA_FTYPE_MOSTLY_F16, "f32": llama_cpp.LLAMA_FTYPE_ALL_F32}[fmt]
+    out = os.path.join(cache, os.path.basename(path)[:-len(".gguf")] + "." + fmt + ".gguf")
+    if not os.path.exists(out):
+        os.makedirs(cache, exist_ok=True)
+        p = llama_cpp.llama_model_quantize_default_params()
+        p.ftype, p.allow_requantize, p.nthread = ftype, True, 1
+        if llama_cpp.llama_model_quantize(path.encode(), (out + ".part").encode(), ctypes.byref(p)) != 0:
+            sys.exit("llama.cpp could not convert " + path + " to " + fmt)
+        os.rename(out + ".part", out)
+    path = out
 llm = Llama(model_path=path, n_threads=1, n_threads_batch=1, n_ctx=1024, n_batch=512, verbose=False)
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 fmt = Jinja2ChatFormatter(template=llm.metadata["tokenizer.chat_template"], eos_token="", bos_token="")
@@ -239,9 +258,16 @@ fn main() {
         configs.push(("transformers (torch, CPU) | f32 | autoregressive | 1".into(), "transformers".into(), true, c));
     }
     if let Some(py) = &args.llama_cpp {
-        let mut c = Command::new(py);
-        c.args(["-c", LLAMA_CPP]).arg(&model).arg(&args.prompt).arg(args.new_tokens.to_string());
-        configs.push(("llama.cpp (llama-cpp-python) | GGUF as stored | autoregressive | 1".into(), "llama.cpp".into(), true, c));
+        let converted = redrafter_io::fetch::cache_dir().join("llama-cpp");
+        for fmt in list(&args.llama_cpp_weights) {
+            if !["stored", "f16", "f32"].contains(&fmt.as_str()) {
+                exit_with(&format!("--llama-cpp-weights: `{fmt}` is not one of stored, f16, f32"));
+            }
+            let mut c = Command::new(py);
+            c.args(["-c", LLAMA_CPP]).arg(&model).arg(&args.prompt).arg(args.new_tokens.to_string()).arg(&fmt).arg(&converted);
+            let weights = if fmt == "stored" { "GGUF as stored".to_string() } else { format!("{fmt} (llama.cpp's conversion)") };
+            configs.push((format!("llama.cpp (llama-cpp-python) | {weights} | autoregressive | 1"), format!("llama.cpp/{fmt}"), true, c));
+        }
     }
     let mut runs: Vec<Vec<serde_json::Value>> = vec![vec![]; configs.len()];
     let mut failed = vec![false; configs.len()];
