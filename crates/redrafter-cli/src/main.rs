@@ -1,5 +1,6 @@
 //! `redrafter`: generate text with a Llama-family model on any compiled-in burn backend.
 
+mod bench;
 mod default_drafter;
 mod corpus;
 mod distill;
@@ -32,6 +33,9 @@ enum Command {
     DistillData(distill::DistillArgs),
     /// Give a drafter a reduced draft vocabulary (the K most frequent answer tokens of a corpus), or remove it.
     DraftVocab(draft_vocab::DraftVocabArgs),
+    /// Benchmark autoregressive and ReDrafter decoding over backends, weights, drafters, grids,
+    /// batch sizes and temperatures (JSON, CSV, SVG; resumable); `bench compare` merges results.
+    Bench(bench::BenchArgs),
 }
 
 fn main() {
@@ -44,6 +48,7 @@ fn main() {
         Command::Train(args) => train::run(args),
         Command::DistillData(args) => distill::run(args),
         Command::DraftVocab(args) => draft_vocab::run(args),
+        Command::Bench(args) => bench::run(args),
     };
     if let Err(e) = result {
         eprintln!("error: {e}");

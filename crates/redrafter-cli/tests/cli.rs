@@ -439,3 +439,96 @@ fn cuda_without_a_gpu_is_an_error_with_the_fix() {
         assert!(stderr.contains(&format!("backend `{backend}` cannot start")) && stderr.contains("NVIDIA GPU"), "{backend}: {stderr}");
     }
 }
+
+/// `redrafter bench` end to end on the tiny model: two CPU backends and one that cannot run here,
+/// two draft sources, two grids, two batch sizes; the report validates against the schema, greedy
+/// ReDrafter matches autoregressive decoding in every cell, a rerun resumes, and `bench compare`
+/// merges two results and flags their differing settings.
+#[test]
+fn bench_runs_every_cell_resumes_and_compares() {
+    use redrafter_bench::harness::schema::validate_report;
+    let m = tiny_model("bench");
+    let d = tiny_drafter("bench", 64);
+    let dir = m.parent().unwrap().to_path_buf();
+    let prompts = dir.join("prompts.jsonl");
+    std::fs::write(&prompts, "{\"prompt\": \"the weather\", \"category\": \"a\"}\n{\"prompt\": \"the the the the\", \"category\": \"b\"}\n{\"prompt\": \"hello\", \"raw\": true}\n").unwrap();
+    let out = dir.join("bench-out");
+    let drafter = format!("rnn={}", d.display());
+    let args = |out: &std::path::Path, tokens: &str| -> Vec<String> {
+        [
+            "bench", "--model", m.to_str().unwrap(), "--prompts", prompts.to_str().unwrap(), "--drafter", &drafter, "--drafter", "pl=prompt-lookup",
+            "--backends", "flex,ndarray,cuda", "--grids", "1x2,2x3", "--batch", "1,2", "--new-tokens", tokens, "--runs", "2", "--out", out.to_str().unwrap(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let run_s = |a: &[String]| run(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    let (code, stdout, stderr) = run_s(&args(&out, "6"));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("| flex | 1 | native | 2 | 0 | rnn 2x3 |"), "{stdout}");
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("bench.json")).unwrap()).unwrap();
+    let errors = validate_report(&report);
+    assert!(errors.is_empty(), "{errors:?}");
+    let cells = report["cells"].as_array().unwrap();
+    // 2 backends × 2 batch sizes × (autoregressive + 2 sources × 2 grids).
+    assert_eq!(cells.len(), 20);
+    for c in cells {
+        assert_eq!(c["runs"], 2);
+        if c["strategy"] == "redrafter" {
+            assert_eq!(c["mismatches"], 0, "greedy ReDrafter must equal autoregressive decoding: {c}");
+            assert!(c["speedup"].as_f64().unwrap() > 0.0 && c["tau"].as_f64().unwrap() >= 1.0);
+            assert_eq!(c["acceptance_by_position"].as_array().unwrap().len(), c["length"].as_u64().unwrap() as usize - 1);
+        } else {
+            assert_eq!(c["tau"], 1.0);
+        }
+        assert_eq!(c["new_tokens"], 3 * 6);
+        assert!(c["tpot_ms"]["p50"].as_f64().unwrap() > 0.0);
+    }
+    let cuda = report["backends"].as_array().unwrap().iter().find(|b| b["backend"] == "cuda").expect("cuda reported");
+    assert_eq!(cuda["status"], "skipped");
+    assert!(cuda["reason"].as_str().unwrap().to_lowercase().contains("cuda"), "{cuda}");
+    for f in ["bench.csv", "bench.md", "speedup.svg", "tau.svg", "acceptance.svg", "batch.svg"] {
+        assert!(out.join(f).is_file(), "{f} missing");
+    }
+    let csv = std::fs::read_to_string(out.join("bench.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 21);
+    let lines = || std::fs::read_to_string(out.join("runs.jsonl")).unwrap().lines().filter(|l| l.contains("\"run\"")).count();
+    assert_eq!(lines(), 40);
+
+    // A rerun with the same settings measures nothing again.
+    let (code, _, stderr) = run_s(&args(&out, "6"));
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(lines(), 40, "a rerun must resume, not remeasure");
+
+    // Other settings into another directory; compare flags the difference.
+    let out2 = dir.join("bench-out-2");
+    let mut a2 = args(&out2, "4");
+    a2.splice(a2.iter().position(|s| s == "flex,ndarray,cuda").unwrap()..=a2.iter().position(|s| s == "flex,ndarray,cuda").unwrap(), ["ndarray".to_string()]);
+    let (code, _, stderr) = run_s(&a2);
+    assert_eq!(code, 0, "{stderr}");
+    let cmp = dir.join("cmp");
+    let (code, stdout, stderr) = run(&["bench", "compare", out.to_str().unwrap(), out2.to_str().unwrap(), "--out", cmp.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("bench-out/flex") && stdout.contains("bench-out-2/ndarray"), "{stdout}");
+    assert!(stdout.contains("settings differ: new_tokens"), "{stdout}");
+    for f in ["compare.md", "compare.csv", "compare.svg"] {
+        assert!(cmp.join(f).is_file(), "{f} missing");
+    }
+
+    // Bad axes are refused before anything runs.
+    for (flag, value, says) in [("--grids", "1x1", "beam length"), ("--batch", "4", "larger than"), ("--weights", "q5", "weight format")] {
+        let mut a = args(&dir.join("bad"), "4");
+        let at = a.iter().position(|s| s == flag).map(|i| i + 1);
+        match at {
+            Some(i) => a[i] = value.to_string(),
+            None => a.extend([flag.to_string(), value.to_string()]),
+        }
+        let (code, _, stderr) = run_s(&a);
+        assert_eq!(code, 1, "{flag} {value}");
+        assert!(stderr.contains(says), "{flag} {value}: {stderr}");
+    }
+    let (code, _, stderr) = run(&["bench", "compare", out.to_str().unwrap(), "--out", cmp.to_str().unwrap()]);
+    assert_ne!(code, 0);
+    assert!(!stderr.is_empty());
+}

@@ -1,0 +1,233 @@
+//! What a bench measures: the axes, the settings every cell shares, and the key of one cell.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use super::BenchError;
+use super::suite::Prompt;
+
+/// A draft source under a name: a drafter directory (Apple's format), or prompt lookup.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DrafterSpec {
+    pub name: String,
+    /// `None`: prompt lookup (`redrafter::PromptLookup`), no trained drafter.
+    pub dir: Option<PathBuf>,
+}
+
+impl DrafterSpec {
+    /// `NAME=DIR`, `NAME=prompt-lookup`, `prompt-lookup`, or a bare `DIR` (named after its last
+    /// path component).
+    pub fn parse(s: &str) -> Result<Self, BenchError> {
+        let (name, what) = match s.split_once('=') {
+            Some((n, w)) if !n.is_empty() && !w.is_empty() => (n.to_string(), w),
+            Some(_) => return Err(BenchError::Option(format!("--drafter `{s}`: expected NAME=DIR or NAME=prompt-lookup"))),
+            None if s == "prompt-lookup" => ("prompt-lookup".to_string(), s),
+            None => {
+                let p = std::path::Path::new(s);
+                (p.file_name().map_or(s.to_string(), |n| n.to_string_lossy().into_owned()), s)
+            }
+        };
+        if name.contains(',') || name.contains('"') {
+            return Err(BenchError::Option(format!("--drafter name `{name}`: no commas or quotes (it is a CSV column value)")));
+        }
+        let dir = (what != "prompt-lookup").then(|| PathBuf::from(what));
+        if let Some(d) = &dir {
+            if !d.is_dir() {
+                return Err(BenchError::Option(format!("--drafter {name}: `{}` is not a drafter directory", d.display())));
+            }
+        }
+        Ok(Self { name, dir })
+    }
+}
+
+/// Everything one bench run measures. The parent writes it to `plan.json`; each child reads it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Plan {
+    /// The suite's name (`mt-bench`, `raw-text`, `code-edit`, or the prompts file).
+    pub suite: String,
+    pub prompts: Vec<Prompt>,
+    pub new_tokens: usize,
+    pub model: PathBuf,
+    pub weights: Vec<String>,
+    pub backends: Vec<String>,
+    pub threads: Vec<usize>,
+    pub drafters: Vec<DrafterSpec>,
+    /// Beam grids (W, L).
+    pub grids: Vec<(usize, usize)>,
+    pub batches: Vec<usize>,
+    pub temperatures: Vec<f32>,
+    pub top_k: usize,
+    pub top_p: f32,
+    /// `exact` or `apple` (sampled ReDrafter's acceptance rule).
+    pub acceptance: String,
+    pub seed: u64,
+    pub runs: usize,
+}
+
+/// One measured configuration. `strategy` is `autoregressive` or `redrafter`; a ReDrafter cell
+/// names its drafter and beam grid.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CellKey {
+    pub backend: String,
+    pub threads: usize,
+    pub weights: String,
+    pub batch: usize,
+    pub temperature: f32,
+    pub strategy: String,
+    pub drafter: Option<String>,
+    pub width: usize,
+    pub length: usize,
+}
+
+impl CellKey {
+    /// A string that identifies the cell (map keys, resume).
+    pub fn id(&self) -> String {
+        format!(
+            "{}|t{}|{}|b{}|T{}|{}|{}|{}x{}",
+            self.backend, self.threads, self.weights, self.batch, self.temperature, self.strategy,
+            self.drafter.as_deref().unwrap_or("-"), self.width, self.length
+        )
+    }
+
+    /// The autoregressive cell a ReDrafter cell is compared with: same backend, threads, weights,
+    /// batch and temperature.
+    pub fn baseline(&self) -> CellKey {
+        CellKey { strategy: "autoregressive".into(), drafter: None, width: 0, length: 0, ..self.clone() }
+    }
+
+    pub fn is_autoregressive(&self) -> bool {
+        self.strategy == "autoregressive"
+    }
+
+    /// `autoregressive` or `NAME W×L`.
+    pub fn label(&self) -> String {
+        match &self.drafter {
+            Some(d) => format!("{d} {}x{}", self.width, self.length),
+            None => self.strategy.clone(),
+        }
+    }
+}
+
+impl Plan {
+    /// Checks the axes before anything runs: every list non-empty, every value usable.
+    pub fn validate(&self) -> Result<(), BenchError> {
+        let bad = |what: &str| Err(BenchError::Option(what.to_string()));
+        if self.prompts.is_empty() {
+            return bad("the suite has no prompts");
+        }
+        if self.new_tokens == 0 {
+            return bad("--new-tokens must be at least 1");
+        }
+        if self.runs == 0 {
+            return bad("--runs must be at least 1");
+        }
+        for (name, empty) in [
+            ("--weights", self.weights.is_empty()),
+            ("--backends", self.backends.is_empty()),
+            ("--threads", self.threads.is_empty()),
+            ("--batch", self.batches.is_empty()),
+            ("--temperature", self.temperatures.is_empty()),
+        ] {
+            if empty {
+                return bad(&format!("{name} lists nothing"));
+            }
+        }
+        for w in &self.weights {
+            w.parse::<redrafter_llama::WeightFormat>().map_err(|e| BenchError::Option(format!("--weights: {e}")))?;
+        }
+        if self.threads.contains(&0) || self.batches.contains(&0) {
+            return bad("--threads and --batch values must be at least 1");
+        }
+        if self.batches.iter().any(|&b| b > self.prompts.len()) {
+            return bad(&format!("a --batch value is larger than the suite's {} prompts", self.prompts.len()));
+        }
+        for &t in &self.temperatures {
+            if !t.is_finite() || t < 0.0 {
+                return bad(&format!("--temperature {t}: must be a finite number ≥ 0"));
+            }
+        }
+        for &(w, l) in &self.grids {
+            redrafter::BeamConfig { width: w, length: l }.validate().map_err(|e| BenchError::Option(format!("--grids {w}x{l}: {e}")))?;
+        }
+        self.acceptance.parse::<redrafter::Acceptance>().map_err(|e| BenchError::Option(format!("--acceptance: {e}")))?;
+        let mut names: Vec<&str> = self.drafters.iter().map(|d| d.name.as_str()).collect();
+        names.sort();
+        names.dedup();
+        if names.len() != self.drafters.len() {
+            return bad("two --drafter entries have the same name");
+        }
+        Ok(())
+    }
+
+    /// An identity of the settings every cell shares (prompts, lengths, model, drafters, sampling
+    /// options): records measured under other settings are not reused on resume.
+    pub fn settings_id(&self) -> String {
+        let model_bytes = std::fs::metadata(&self.model).map(|m| m.len()).unwrap_or(0);
+        let shared = serde_json::json!({
+            "suite": self.suite, "prompts": self.prompts, "new_tokens": self.new_tokens,
+            "model": self.model, "model_bytes": model_bytes, "drafters": self.drafters,
+            "top_k": self.top_k, "top_p": self.top_p, "acceptance": self.acceptance, "seed": self.seed,
+        });
+        format!("{:016x}", fnv1a(shared.to_string().as_bytes()))
+    }
+
+    /// Every cell of one backend at one thread count, in the order a child measures them.
+    pub fn cells(&self, backend: &str, threads: usize) -> Vec<CellKey> {
+        let mut out = vec![];
+        for w in &self.weights {
+            for &batch in &self.batches {
+                for &temperature in &self.temperatures {
+                    let base = CellKey {
+                        backend: backend.to_string(),
+                        threads,
+                        weights: w.clone(),
+                        batch,
+                        temperature,
+                        strategy: "autoregressive".into(),
+                        drafter: None,
+                        width: 0,
+                        length: 0,
+                    };
+                    out.push(base.clone());
+                    for d in &self.drafters {
+                        for &(width, length) in &self.grids {
+                            out.push(CellKey { strategy: "redrafter".into(), drafter: Some(d.name.clone()), width, length, ..base.clone() });
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+/// FNV-1a, 64 bit: a stable content hash without a dependency.
+pub fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3))
+}
+
+/// `1,8,32` → values; an unparsable entry is an error naming the option.
+pub fn parse_list<T: std::str::FromStr>(option: &str, s: &str) -> Result<Vec<T>, BenchError>
+where
+    T::Err: std::fmt::Display,
+{
+    s.split(',')
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(|v| v.parse::<T>().map_err(|e| BenchError::Option(format!("{option} `{v}`: {e}"))))
+        .collect()
+}
+
+/// `1x3,2x4` → grids.
+pub fn parse_grids(s: &str) -> Result<Vec<(usize, usize)>, BenchError> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(|g| {
+            let err = || BenchError::Option(format!("--grids `{g}`: expected WxL, e.g. 1x3"));
+            let (w, l) = g.split_once(['x', 'X']).ok_or_else(err)?;
+            Ok((w.trim().parse().map_err(|_| err())?, l.trim().parse().map_err(|_| err())?))
+        })
+        .collect()
+}

@@ -1,0 +1,204 @@
+//! The parent side: one child process per backend and thread count (a backend that cannot
+//! start, or crashes, costs only its own cells), records appended to `runs.jsonl` as they come
+//! (a rerun skips what is there), then the report.
+
+use std::collections::HashSet;
+use std::ffi::OsString;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use redrafter::backends::BackendKind;
+
+use super::BenchError;
+use super::fingerprint::Fingerprint;
+use super::measure::{BackendRecord, Child, Record, done_id};
+use super::plan::Plan;
+use super::report::{self, Report};
+
+/// What a child prints before each record, so that stray output on stdout is never taken for one.
+pub const RECORD_PREFIX: &str = "@bench-record ";
+
+/// Progress: (runs recorded, runs planned, what is running).
+pub type OnProgress<'a> = &'a mut dyn FnMut(usize, usize, &str);
+
+/// Runs `plan` into `out` (`plan.json`, `runs.jsonl`, then the report files). `child` is the
+/// command that runs one backend: it gets `--child-plan FILE --child-backend NAME
+/// --child-threads N` appended (`redrafter bench` hands its own executable).
+pub fn run(plan: &Plan, out: &Path, child: &[OsString], progress: OnProgress<'_>) -> Result<Report, BenchError> {
+    plan.validate()?;
+    std::fs::create_dir_all(out).map_err(|e| BenchError::file(out, e))?;
+    let plan_path = out.join("plan.json");
+    std::fs::write(&plan_path, serde_json::to_string_pretty(plan).map_err(|e| BenchError::Measure(e.to_string()))?)
+        .map_err(|e| BenchError::file(&plan_path, e))?;
+    let settings = plan.settings_id();
+    let records_path = out.join("runs.jsonl");
+    let mut records = read_records(&records_path)?;
+    let done = done_runs(&records, &settings);
+    let total: usize = plan.backends.len() * plan.threads.len() * plan.cells("", 1).len() * plan.runs;
+    let mut recorded = done.len().min(total);
+    let mut file = std::fs::OpenOptions::new().create(true).append(true).open(&records_path).map_err(|e| BenchError::file(&records_path, e))?;
+    let mut append = |r: &Record, records: &mut Vec<Record>| -> Result<(), BenchError> {
+        let line = serde_json::to_string(r).map_err(|e| BenchError::Measure(e.to_string()))?;
+        writeln!(file, "{line}").and_then(|_| file.flush()).map_err(|e| BenchError::file(&records_path, e))?;
+        records.push(r.clone());
+        Ok(())
+    };
+    for backend in &plan.backends {
+        for &threads in &plan.threads {
+            let cells = plan.cells(backend, threads);
+            if cells.iter().all(|k| (0..plan.runs).all(|r| done.contains(&done_id(k, r)))) {
+                continue;
+            }
+            let skipped = |reason: String| {
+                Record::Backend(BackendRecord { settings: settings.clone(), backend: backend.clone(), threads, status: "skipped".into(), reason: Some(reason), weights: vec![] })
+            };
+            if let Err(e) = backend.parse::<BackendKind>() {
+                append(&skipped(e.to_string()), &mut records)?;
+                continue;
+            }
+            progress(recorded, total, &format!("{backend}, {threads} thread(s): starting"));
+            let threads_s = threads.to_string();
+            let mut cmd = Command::new(&child[0]);
+            cmd.args(&child[1..])
+                .arg("--child-plan")
+                .arg(&plan_path)
+                .args(["--child-backend", backend, "--child-threads", &threads_s])
+                .envs([("RAYON_NUM_THREADS", &threads_s), ("OMP_NUM_THREADS", &threads_s), ("MKL_NUM_THREADS", &threads_s)])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped());
+            let mut proc = cmd.spawn().map_err(|e| BenchError::Measure(format!("could not start the {backend} child: {e}")))?;
+            // stderr is drained on a thread so that a chatty child never blocks on a full pipe.
+            let err = proc.stderr.take().expect("piped stderr");
+            let err_thread = std::thread::spawn(move || {
+                let mut tail: Vec<String> = vec![];
+                for line in BufReader::new(err).lines().map_while(Result::ok) {
+                    tail.push(line);
+                    if tail.len() > 20 {
+                        tail.remove(0);
+                    }
+                }
+                tail
+            });
+            let mut started = false;
+            for line in BufReader::new(proc.stdout.take().expect("piped stdout")).lines().map_while(Result::ok) {
+                let Some(json) = line.strip_prefix(RECORD_PREFIX) else { continue };
+                let r: Record = serde_json::from_str(json).map_err(|e| BenchError::Measure(format!("a {backend} record: {e}")))?;
+                match &r {
+                    Record::Run(run) => {
+                        recorded += 1;
+                        progress(recorded, total, &format!("{backend}, {threads} thread(s): {} run {}", run.key.label(), run.run + 1));
+                    }
+                    Record::Backend(b) => started |= b.status == "ok",
+                }
+                append(&r, &mut records)?;
+            }
+            let status = proc.wait().map_err(|e| BenchError::Measure(e.to_string()))?;
+            let tail = err_thread.join().unwrap_or_default();
+            if !status.success() {
+                let why = tail.iter().rev().find(|l| !l.trim().is_empty()).cloned().unwrap_or_else(|| format!("exit status {status}"));
+                let why = shorten(why.trim_start_matches("error: "), 600);
+                let why = if started { format!("stopped after {recorded} runs: {why}") } else { why };
+                append(&skipped(why), &mut records)?;
+            }
+        }
+    }
+    let report = report::build(plan, &settings, &records, Fingerprint::here());
+    report::write(&report, out)?;
+    Ok(report)
+}
+
+/// `s` cut in the middle to at most about `max` characters: a runtime's error can list every
+/// library it searched, while what matters is its start and the fix at its end.
+fn shorten(s: &str, max: usize) -> String {
+    let chars: Vec<char> = s.chars().collect();
+    if chars.len() <= max {
+        return s.to_string();
+    }
+    let (head, tail) = (max / 3, max - max / 3);
+    format!("{} … {}", chars[..head].iter().collect::<String>(), chars[chars.len() - tail..].iter().collect::<String>())
+}
+
+/// The child's entry: measures one backend at one thread count, printing each record on stdout.
+pub fn child(plan_path: &Path, backend: &str, threads: usize) -> Result<(), BenchError> {
+    let text = std::fs::read_to_string(plan_path).map_err(|e| BenchError::file(plan_path, e))?;
+    let plan: Plan = serde_json::from_str(&text).map_err(|e| BenchError::file(plan_path, e))?;
+    let settings = plan.settings_id();
+    let records = read_records(&plan_path.with_file_name("runs.jsonl"))?;
+    let done = done_runs(&records, &settings);
+    let kind: BackendKind = backend.parse().map_err(|e: redrafter::DecodeError| BenchError::Option(e.to_string()))?;
+    let mut emit = |r: Record| {
+        println!("{RECORD_PREFIX}{}", serde_json::to_string(&r).expect("a record serializes"));
+    };
+    let task = Child { plan: &plan, settings, backend: backend.to_string(), threads, done, emit: &mut emit };
+    redrafter::backends::run_on(kind, task).map_err(|e| BenchError::Measure(e.to_string()))?
+}
+
+/// Every record of `runs.jsonl`; a torn last line (a killed run) is ignored, any other bad line
+/// is an error naming it.
+pub fn read_records(path: &Path) -> Result<Vec<Record>, BenchError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
+        Err(e) => return Err(BenchError::file(path, e)),
+    };
+    let lines: Vec<&str> = text.lines().collect();
+    let complete = if text.ends_with('\n') { lines.len() } else { lines.len().saturating_sub(1) };
+    lines[..complete]
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| serde_json::from_str(l).map_err(|e| BenchError::file(path, format!("line {}: {e}", i + 1))))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn torn_last_lines_are_ignored_and_long_reasons_shortened() {
+        let dir = std::env::temp_dir().join(format!("redrafter-bench-records-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("runs.jsonl");
+        let line = r#"{"record":"backend","settings":"s","backend":"flex","threads":1,"status":"ok","reason":null,"weights":[]}"#;
+        std::fs::write(&p, format!("{line}\n{}", &line[..40])).unwrap();
+        assert_eq!(read_records(&p).unwrap().len(), 1);
+        std::fs::write(&p, format!("{}\n{line}\n", &line[..40])).unwrap();
+        assert!(read_records(&p).unwrap_err().to_string().contains("line 1"));
+        assert!(read_records(&dir.join("absent.jsonl")).unwrap().is_empty());
+        let long = format!("start {} the fix", "x".repeat(2000));
+        let short = shorten(&long, 600);
+        assert!(short.starts_with("start") && short.ends_with("the fix") && short.chars().count() < 610);
+        assert_eq!(shorten("short", 600), "short");
+    }
+}
+
+fn done_runs(records: &[Record], settings: &str) -> HashSet<String> {
+    records
+        .iter()
+        .filter_map(|r| match r {
+            Record::Run(r) if r.settings == settings => Some(done_id(&r.key, r.run)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// `--backends all`: every backend compiled into this build.
+pub fn expand_backends(list: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = vec![];
+    for b in list {
+        let names: Vec<String> = if b == "all" { BackendKind::compiled().iter().map(|k| k.name().to_string()).collect() } else { vec![b.clone()] };
+        for n in names {
+            if !out.contains(&n) {
+                out.push(n);
+            }
+        }
+    }
+    out
+}
+
+/// Where a result directory's report is: `DIR/bench.json` or the file itself.
+pub fn report_path(p: &Path) -> PathBuf {
+    if p.is_dir() { p.join("bench.json") } else { p.to_path_buf() }
+}
