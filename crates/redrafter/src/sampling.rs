@@ -18,7 +18,7 @@ pub struct SamplingConfig {
     pub acceptance: Acceptance,
 }
 
-/// The acceptance rule of sampled ReDrafter steps (docs/sampling.md).
+/// The acceptance rule of sampled ReDrafter steps (docs/verification.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Acceptance {
     /// Exact for trees of deterministic drafts: at an accepted node the children are tried in
