@@ -13,7 +13,7 @@ tree=$(git ls-files -z | xargs -0 du -cb | tail -1 | cut -f1)
 room=$((limit - tree - 2 * 1024 * 1024))
 
 echo "== building release binaries (all features)" >&2
-cargo build --release --all-features -p redrafter-bench --bin kernel_bench --bin mt_bench >&2
+cargo build --release --workspace --all-features --bins >&2
 # The CUDA tests are compiled as ignored unless REDRAFTER_TEST_CUDA=1 when they are built
 # (tests/build.rs): the binary for the GPU machine is built with it.
 integration=$(REDRAFTER_TEST_CUDA=1 cargo test --release --workspace --all-features --no-run --message-format=json 2>/dev/null |
@@ -22,7 +22,7 @@ integration=$(REDRAFTER_TEST_CUDA=1 cargo test --release --workspace --all-featu
 
 rm -rf .gpu
 mkdir -p .gpu/bin .gpu/m1
-for pair in "integration:$integration" "kernel_bench:target/release/kernel_bench" "mt_bench:target/release/mt_bench"; do
+for pair in "integration:$integration" "kernel_bench:target/release/kernel_bench" "redrafter:target/release/redrafter"; do
     name=${pair%%:*}; path=${pair#*:}
     echo "== packing $name" >&2
     strip -o ".gpu/$name" "$path"

@@ -24,8 +24,10 @@ pub type OnProgress<'a> = &'a mut dyn FnMut(usize, usize, &str);
 
 /// Runs `plan` into `out` (`plan.json`, `runs.jsonl`, then the report files). `child` is the
 /// command that runs one backend: it gets `--child-plan FILE --child-backend NAME
-/// --child-threads N` appended (`redrafter bench` hands its own executable).
-pub fn run(plan: &Plan, out: &Path, child: &[OsString], progress: OnProgress<'_>) -> Result<Report, BenchError> {
+/// --child-threads N` appended (`redrafter bench` hands its own executable). With `measure`
+/// false nothing runs: the report is written from the records already there (e.g. after a run
+/// was stopped by a time limit).
+pub fn run(plan: &Plan, out: &Path, child: &[OsString], measure: bool, progress: OnProgress<'_>) -> Result<Report, BenchError> {
     plan.validate()?;
     std::fs::create_dir_all(out).map_err(|e| BenchError::file(out, e))?;
     let plan_path = out.join("plan.json");
@@ -44,7 +46,7 @@ pub fn run(plan: &Plan, out: &Path, child: &[OsString], progress: OnProgress<'_>
         records.push(r.clone());
         Ok(())
     };
-    for backend in &plan.backends {
+    for backend in plan.backends.iter().filter(|_| measure) {
         for &threads in &plan.threads {
             let cells = plan.cells(backend, threads);
             if cells.iter().all(|k| (0..plan.runs).all(|r| done.contains(&done_id(k, r)))) {

@@ -92,6 +92,10 @@ struct RunArgs {
     /// Results directory; rerunning with the same settings skips what it already holds.
     #[arg(long, default_value = "bench-out")]
     out: PathBuf,
+    /// Measure nothing: write the report from the records already in `--out` (same options as
+    /// the run that made them), e.g. after a time limit stopped it.
+    #[arg(long)]
+    report_only: bool,
     #[arg(long, hide = true)]
     child_plan: Option<PathBuf>,
     #[arg(long, hide = true)]
@@ -159,7 +163,7 @@ pub fn run(args: BenchArgs) -> Result<(), BoxError> {
     );
     bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
     let exe = std::env::current_exe()?;
-    let report = run::run(&plan, &a.out, &[exe.into_os_string(), "bench".into()], &mut |done, total, what| {
+    let report = run::run(&plan, &a.out, &[exe.into_os_string(), "bench".into()], !a.report_only, &mut |done, total, what| {
         bar.set_length(total as u64);
         bar.set_position(done as u64);
         bar.set_message(what.to_string());

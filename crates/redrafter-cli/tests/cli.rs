@@ -500,6 +500,19 @@ fn bench_runs_every_cell_resumes_and_compares() {
     let (code, _, stderr) = run_s(&args(&out, "6"));
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(lines(), 40, "a rerun must resume, not remeasure");
+    // --report-only on a directory whose run stopped early: the report holds what was recorded.
+    let runs_path = out.join("runs.jsonl");
+    let all = std::fs::read_to_string(&runs_path).unwrap();
+    let kept: Vec<&str> = all.lines().filter(|l| !l.contains("\"ndarray\"")).collect();
+    std::fs::write(&runs_path, kept.join("\n") + "\n").unwrap();
+    let mut only = args(&out, "6");
+    only.push("--report-only".into());
+    let (code, _, stderr) = run_s(&only);
+    assert_eq!(code, 0, "{stderr}");
+    let partial: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("bench.json")).unwrap()).unwrap();
+    assert_eq!(partial["cells"].as_array().unwrap().len(), 10, "flex's cells only");
+    assert_eq!(std::fs::read_to_string(&runs_path).unwrap().lines().count(), kept.len(), "--report-only measures nothing");
+    std::fs::write(&runs_path, all).unwrap();
 
     // Other settings into another directory; compare flags the difference.
     let out2 = dir.join("bench-out-2");
