@@ -11,6 +11,7 @@
 //! Runs are interleaved (every configuration once, then again), so drift of a noisy machine
 //! spreads over all columns; the table gives medians.
 
+use redrafter_bench::harness::report::median;
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Instant;
@@ -136,11 +137,6 @@ fn peak_rss_mb() -> f64 {
         .find_map(|l| l.strip_prefix("VmHWM:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
         .map_or(f64::NAN, |kb| kb / 1024.0)
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    if v.is_empty() { f64::NAN } else { v[v.len() / 2] }
 }
 
 const TRANSFORMERS: &str = r#"

@@ -8,6 +8,7 @@
 //! `kernels.json` and `kernels.svg`. Timings are medians of `--runs`, each synchronised by reading
 //! the result back.
 
+use redrafter_bench::harness::report::median;
 use std::time::Instant;
 
 use burn::tensor::{BasicOps, Int, Tensor, TensorData};
@@ -77,11 +78,6 @@ fn beams(w: usize, l: usize, seed: u64) -> Vec<u32> {
             if i % l == 0 { 1 } else { 2 + ((x >> 60) % (1 + (i % l) as u64)) as u32 }
         })
         .collect()
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 fn time<B: KernelBackend, const D: usize, K: BasicOps<B>>(runs: usize, mut f: impl FnMut() -> Tensor<B, D, K>) -> f64 {
