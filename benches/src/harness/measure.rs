@@ -105,12 +105,8 @@ impl BackendTask for Child<'_> {
         let merr = |e: &dyn std::fmt::Display| BenchError::Measure(e.to_string());
         let cells = plan.cells(&backend, threads);
         let mut ready = vec![];
-        let mut pending: Vec<(String, Vec<CellKey>)> = vec![];
         for w in &plan.weights {
-            let todo: Vec<CellKey> = cells.iter().filter(|c| &c.weights == w).cloned().collect();
-            pending.push((w.clone(), todo));
-        }
-        for (w, todo) in pending {
+            let todo: Vec<&CellKey> = cells.iter().filter(|c| &c.weights == w).collect();
             if todo.iter().all(|k| (0..plan.runs).all(|r| done.contains(&done_id(k, r)))) {
                 continue;
             }
@@ -122,10 +118,13 @@ impl BackendTask for Child<'_> {
             for d in &plan.drafters {
                 let drafter = match &d.dir {
                     Some(dir) => {
-                        let mut dr = redrafter::load_drafter::<B>(dir, &device).map_err(|e| merr(&format!("drafter {}: {e}", d.name)))?;
-                        dr.check_compatible(m.model.config()).map_err(|e| merr(&format!("drafter {}: {e}", d.name)))?;
-                        dr.bind(&m.model).map_err(|e| merr(&format!("drafter {}: {e}", d.name)))?;
-                        Some(dr)
+                        let load = || -> Result<Drafter<B>, redrafter::DrafterError> {
+                            let mut dr = redrafter::load_drafter::<B>(dir, &device)?;
+                            dr.check_compatible(m.model.config())?;
+                            dr.bind(&m.model)?;
+                            Ok(dr)
+                        };
+                        Some(load().map_err(|e| merr(&format!("drafter {}: {e}", d.name)))?)
                     }
                     None => None,
                 };
@@ -136,12 +135,12 @@ impl BackendTask for Child<'_> {
             // autotuning (wgpu, CUDA) are not counted in the first cell.
             let t0 = Instant::now();
             let warm = GenerationConfig { max_new_tokens: 4, ..Default::default() };
-            let first = &prompts[..1];
-            g.generate(&mut Autoregressive, &first.iter().map(|p| p.0.clone()).collect::<Vec<_>>(), &warm, None).map_err(|e| merr(&e))?;
+            let first = [prompts[0].0.clone()];
+            g.generate(&mut Autoregressive, &first, &warm, None).map_err(|e| merr(&e))?;
             for d in &plan.drafters {
                 for &(width, length) in &plan.grids {
                     let mut s = strategy(drafters[&d.name].as_ref(), width, length)?;
-                    g.generate(s.as_mut(), &first.iter().map(|p| p.0.clone()).collect::<Vec<_>>(), &warm, None).map_err(|e| merr(&e))?;
+                    g.generate(s.as_mut(), &first, &warm, None).map_err(|e| merr(&e))?;
                 }
             }
             ready.push(WeightsReady { weights: w.clone(), formats: m.model.weight_formats(), load_seconds, warmup_seconds: t0.elapsed().as_secs_f64() });
@@ -156,28 +155,30 @@ impl BackendTask for Child<'_> {
             // Autoregressive outputs per (batch, temperature), to check greedy ReDrafter against.
             let mut reference: HashMap<String, Vec<Vec<u32>>> = HashMap::new();
             for run in 0..plan.runs {
-                for key in &todo {
+                for &key in &todo {
                     let baseline_id = key.baseline().id();
                     let greedy = key.temperature < redrafter::sampling::GREEDY_BELOW;
                     let recorded = done.contains(&done_id(key, run));
-                    if recorded && (!key.is_autoregressive() || reference.contains_key(&baseline_id) || !greedy) {
+                    // A recorded cell is skipped, except an autoregressive one recorded before a
+                    // restart whose greedy ReDrafter cells still need its tokens: decoded again,
+                    // not recorded again. (Each baseline comes before its ReDrafter cells.)
+                    let needed_as_reference = key.is_autoregressive()
+                        && greedy
+                        && !reference.contains_key(&baseline_id)
+                        && todo.iter().any(|k| !k.is_autoregressive() && k.baseline().id() == baseline_id && !done.contains(&done_id(k, run)));
+                    if recorded && !needed_as_reference {
                         continue;
                     }
                     let cfg = config(plan, key)?;
                     let mut make = || strategy(key.drafter.as_ref().and_then(|d| drafters[d].as_ref()), key.width, key.length);
-                    if !key.is_autoregressive() && greedy && !reference.contains_key(&baseline_id) {
-                        // The baseline was recorded before a restart: decode it again, unrecorded.
-                        let (_, tokens) = measure(&g, &prompts, key.batch, &cfg, &mut || Ok(Box::new(Autoregressive)))?;
-                        reference.insert(baseline_id.clone(), tokens);
-                    }
                     let (mut metrics, tokens) = measure(&g, &prompts, key.batch, &cfg, &mut make)?;
                     if key.is_autoregressive() {
-                        reference.insert(baseline_id.clone(), tokens);
+                        reference.insert(baseline_id, tokens);
                         if recorded {
                             continue;
                         }
                     } else if greedy {
-                        let ar = &reference[&baseline_id];
+                        let ar = reference.get(&baseline_id).ok_or_else(|| BenchError::Measure(format!("no autoregressive tokens for {baseline_id}")))?;
                         metrics.mismatches = Some(tokens.iter().zip(ar).filter(|(a, b)| a != b).count());
                     }
                     emit(Record::Run(RunRecord { settings: settings.clone(), key: key.clone(), run, metrics }));

@@ -512,6 +512,16 @@ fn bench_runs_every_cell_resumes_and_compares() {
     let partial: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("bench.json")).unwrap()).unwrap();
     assert_eq!(partial["cells"].as_array().unwrap().len(), 10, "flex's cells only");
     assert_eq!(std::fs::read_to_string(&runs_path).unwrap().lines().count(), kept.len(), "--report-only measures nothing");
+    // A restart after ndarray's autoregressive cells were recorded but not its ReDrafter cells:
+    // the rerun measures only the ReDrafter cells, still checked against autoregressive tokens.
+    let without_rd: Vec<&str> = all.lines().filter(|l| !(l.contains("\"ndarray\"") && l.contains("\"redrafter\""))).collect();
+    std::fs::write(&runs_path, without_rd.join("\n") + "\n").unwrap();
+    let (code, _, stderr) = run_s(&args(&out, "6"));
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(lines(), 40, "only the missing ReDrafter runs are measured again");
+    let resumed: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("bench.json")).unwrap()).unwrap();
+    assert_eq!(resumed["cells"].as_array().unwrap().len(), 20);
+    assert!(resumed["cells"].as_array().unwrap().iter().filter(|c| c["strategy"] == "redrafter").all(|c| c["mismatches"] == 0));
     std::fs::write(&runs_path, all).unwrap();
 
     // Other settings into another directory; compare flags the difference.
