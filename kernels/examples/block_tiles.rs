@@ -5,6 +5,10 @@
 //!     RAYON_NUM_THREADS=1 taskset -c 1 cargo run --release -p redrafter-kernels --features flex \
 //!         --example block_tiles -- [--format q4_1] [--rows 1,2,3,4,5,8,16,32] [--reps 5]
 //!
+//! `--format f32` times the dense f32 kernels (`skinny_matmul::host`) instead, with the weights
+//! in both layouts: as stored, `[out, in]` (dot products, what `--weights f32` loads on Flex), and
+//! `[in, out]` (row updates), the f32 head as the `[vocab, hidden]` table.
+//!
 //! Why: a decode step is one row, verifying a tree of t tokens is t rows, a batch of b rows is b
 //! rows; how the time of a pass grows with m is what the verification and batched-decoding costs
 //! come down to on the CPU (docs/skinny-matmul.md). Each layer has its own weights (about 70 MB
@@ -18,6 +22,7 @@ use std::time::Instant;
 
 use redrafter_io::gguf::GgmlType;
 use redrafter_kernels::block_matmul::{BlockMatrix, host};
+use redrafter_kernels::skinny_matmul::host as dense;
 
 const HIDDEN: usize = 576;
 const INTER: usize = 1536;
@@ -124,8 +129,9 @@ fn main() {
         "q4_0" => GgmlType::Q4_0,
         "q4_1" => GgmlType::Q4_1,
         "q8_0" => GgmlType::Q8_0,
+        "f32" => GgmlType::F32,
         other => {
-            eprintln!("error: --format must be q4_0, q4_1 or q8_0, not {other:?}");
+            eprintln!("error: --format must be q4_0, q4_1, q8_0 or f32, not {other:?}");
             std::process::exit(2);
         }
     };
@@ -147,6 +153,10 @@ fn main() {
 
     // (rows n, cols k) of each projection, in the order a layer runs them.
     let shapes = [(HIDDEN, HIDDEN), (KV, HIDDEN), (KV, HIDDEN), (HIDDEN, HIDDEN), (INTER, HIDDEN), (INTER, HIDDEN), (HIDDEN, INTER)];
+    if format == GgmlType::F32 {
+        dense_f32(&shapes, &rows, reps);
+        return;
+    }
     eprintln!("quantizing {LAYERS} layers of {} and a {VOCAB}x{HIDDEN} Q8_0 head ...", format.name());
     let layers: Vec<Vec<BlockMatrix>> = (0..LAYERS)
         .map(|l| {
@@ -217,4 +227,75 @@ fn main() {
         let (f, r) = (m as f64 * macs / fma * 1e3, bytes / read * 1e3);
         println!("| {m} | {f:.2} | {r:.2} | {:.2} |", f.max(r));
     }
+}
+
+/// Median of a non-empty list.
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// `--format f32`: the dense kernels over f32 weights in both layouts, one pass = every layer's
+/// projections and the tied head (a [vocab, hidden] table, dot products in both cases).
+fn dense_f32(shapes: &[(usize, usize)], rows: &[usize], reps: usize) {
+    eprintln!("filling {LAYERS} layers and a {VOCAB}x{HIDDEN} head in f32 ...");
+    // Stored [n, k]; the row-major copy holds the same values as [k, n].
+    let stored: Vec<Vec<Vec<f32>>> =
+        (0..LAYERS).map(|l| shapes.iter().enumerate().map(|(i, &(n, k))| values(n * k, (l * 16 + i) as u64)).collect()).collect();
+    let rowmajor: Vec<Vec<Vec<f32>>> = stored
+        .iter()
+        .map(|layer| {
+            layer
+                .iter()
+                .zip(shapes)
+                .map(|(w, &(n, k))| {
+                    let mut t = vec![0f32; n * k];
+                    for r in 0..n {
+                        for c in 0..k {
+                            t[c * n + r] = w[r * k + c];
+                        }
+                    }
+                    t
+                })
+                .collect()
+        })
+        .collect();
+    let head = values(VOCAB * HIDDEN, 999);
+    println!("| weights | rows | layers ms | head ms | pass ms | pass / 1 row | min pass ms | GB/s (min pass) |");
+    println!("|---|---|---|---|---|---|---|---|");
+    let bytes = (LAYERS * shapes.iter().map(|(n, k)| n * k).sum::<usize>() + VOCAB * HIDDEN) as f64 * 4.0;
+    for (name, stored_rows) in [("[out, in] (dot products)", true), ("[in, out] (row updates)", false)] {
+        let mut one = None;
+        for &m in rows {
+            let x = values(m * INTER, 7);
+            let mut y = vec![0f32; m * VOCAB];
+            let mut times = Vec::with_capacity(reps);
+            for _ in 0..reps + 1 {
+                let t0 = Instant::now();
+                for (l, layer) in stored.iter().enumerate() {
+                    for (i, &(n, k)) in shapes.iter().enumerate() {
+                        let (x, y) = (&x[..m * k], &mut y[..m * n]);
+                        let ran = if stored_rows {
+                            dense::matmul_transposed(m, k, n, x, &layer[i], y)
+                        } else {
+                            dense::matmul_rowmajor(m, k, n, x, &rowmajor[l][i], y)
+                        };
+                        assert!(ran, "this machine has no FMA path for the dense kernels");
+                    }
+                }
+                let t1 = Instant::now();
+                dense::matmul_transposed(m, HIDDEN, VOCAB, &x[..m * HIDDEN], &head, &mut y);
+                let t2 = Instant::now();
+                times.push(((t1 - t0).as_secs_f64() * 1e3, (t2 - t1).as_secs_f64() * 1e3));
+            }
+            times.remove(0); // the first pass warms the pages
+            let (lay, hd) = (median(times.iter().map(|t| t.0).collect()), median(times.iter().map(|t| t.1).collect()));
+            let pass = median(times.iter().map(|t| t.0 + t.1).collect());
+            let min = times.iter().map(|t| t.0 + t.1).fold(f64::INFINITY, f64::min);
+            let base = *one.get_or_insert(pass);
+            println!("| {name} | {m} | {lay:.2} | {hd:.2} | {pass:.2} | {:.2} | {min:.2} | {:.1} |", pass / base, bytes / min / 1e6);
+        }
+    }
+    println!();
+    println!("roofline: {:.1} GB/s read (a sum over 512 MB); a pass reads {:.1} MB", read_rate() / 1e9, bytes / 1e6);
 }

@@ -14,6 +14,7 @@ pub mod projection;
 pub mod rope;
 pub mod testing;
 pub mod torch_layout;
+pub mod weight_arena;
 
 pub use attention::BlockInput;
 pub use redrafter_kernels::KernelBackend;

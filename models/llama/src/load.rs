@@ -5,6 +5,7 @@ use std::path::Path;
 use burn::module::Param;
 use burn::nn::{Embedding, RmsNorm};
 use burn::tensor::backend::Backend;
+use burn::tensor::{Tensor, TensorData};
 use redrafter_io::{GgufFile, HostTensor, SafetensorsFiles, TensorSource, TextTokenizer, IoError, GgmlType};
 use redrafter_kernels::{BlockMatmulOps, BlockMatrix};
 
@@ -13,7 +14,8 @@ use crate::error::ModelError;
 use crate::model::{Attention, DecoderLayer, Llama, Mlp};
 use crate::projection::{Projection, WeightFormat};
 use crate::rope::Rope;
-use crate::torch_layout::{linear_from_torch, to_device as tensor};
+use crate::torch_layout::{linear_from_torch, linear_from_torch_rows, to_device as tensor};
+use crate::weight_arena::{MIN_BYTES, WeightArena};
 
 /// A model ready to generate with: weights, tokenizer, and where they came from.
 pub struct LoadedModel<B: Backend> {
@@ -294,6 +296,14 @@ fn build<B: BlockMatmulOps>(
     )
     .map_err(IoError::from)?;
     let (h, kvd, qd) = (c.hidden_size, c.num_kv_heads * c.head_dim, c.num_heads * c.head_dim);
+    // A host-resident backend streams its large f32 weights from huge pages (weight_arena.rs).
+    let arena = (B::host_resident() && crate::weight_arena::enabled()).then(WeightArena::new);
+    let data = |t: HostTensor| -> TensorData {
+        match &arena {
+            Some(a) if t.data.len() * 4 >= MIN_BYTES => a.f32_data(&t.data, t.shape.clone()).unwrap_or_else(|| TensorData::new(t.data, t.shape)),
+            _ => TensorData::new(t.data, t.shape),
+        }
+    };
     // The file's own blocks, where `native` keeps them.
     let native = |name: &str, shape: [usize; 2], heads: Option<usize>| -> Result<Option<Projection<B>>, ModelError> {
         match gguf {
@@ -312,7 +322,8 @@ fn build<B: BlockMatmulOps>(
             let b = BlockMatrix::from_f32(GgmlType::F16, t.shape[0], t.shape[1], &t.data).map_err(|e| block_error(src.path(), name, e))?;
             return Ok(Projection::blocks(b));
         }
-        Ok(Projection::Dense(linear_from_torch(t, None, device)))
+        // Flex's few-row matmul streams the stored [out, in] rows (docs/skinny-matmul.md).
+        Ok(Projection::Dense(if B::host_resident() { linear_from_torch_rows(data(t), None, device) } else { linear_from_torch(t, None, device) }))
     };
     let proj = |name: &str, shape: [usize; 2], heads: Option<usize>| -> Result<Projection<B>, ModelError> {
         match native(name, shape, heads)? {
@@ -368,7 +379,10 @@ fn build<B: BlockMatmulOps>(
             return Err(IoError::MissingTensor { path: src.path().to_path_buf(), tensor: names.lm_head.into() }.into());
         }
     };
-    let embed = Embedding { weight: Param::from_tensor(tensor(embed_host, device)) };
+    // The table goes to huge pages only where it is also the output head (streamed every step);
+    // for lookups alone (a row per token) ordinary pages do.
+    let embed_data = if lm_head.is_none() { data(embed_host) } else { TensorData::new(embed_host.data, embed_host.shape) };
+    let embed = Embedding { weight: Param::from_tensor(Tensor::from_data(embed_data, device)) };
     Ok(Llama { embed, layers, norm: norm(names.norm)?, lm_head, rope: Rope::new(&config, device), config })
 }
 

@@ -120,6 +120,14 @@ impl<B: Backend> Llama<B> {
         proj + head
     }
 
+    pub fn new_cache(&self, batch: usize, capacity: usize, device: &B::Device) -> KvCache<B> {
+        KvCache::new(&self.config, batch, capacity, device)
+    }
+}
+
+/// The passes that attend or project: they run the fused ops (see `redrafter_kernels`): kernels on
+/// cubecl backends, the streaming matmul on Flex, the references elsewhere.
+impl<B: KernelBackend> Llama<B> {
     /// The output head restricted to the vocabulary rows `ids`, in the head's own format (blocks
     /// stay blocks; a tied dense head becomes the selected embedding rows, read through a
     /// transposed view): `head_rows(ids).forward_2d(h)` is `logits(h)` at columns `ids`, bit for
@@ -136,6 +144,12 @@ impl<B: Backend> Llama<B> {
                 let rows = b.weight.select_rows(ids).map_err(|e| ModelError::InvalidInput(e.to_string()))?;
                 Projection::Blocks(BlockLinear { weight: rows, bias: b.bias.as_ref().map(|p| Param::from_tensor(p.val().select(0, index()))) })
             }
+            // Host-resident backends keep a dense weight as stored, [out, in], behind a transposed
+            // view (`load`): rows of the stored table, viewed the same way, keep the same kernel.
+            Some(Projection::Dense(l)) if B::host_resident() => Projection::Dense(Linear {
+                weight: Param::from_tensor(l.weight.val().transpose().select(0, index()).transpose()),
+                bias: l.bias.as_ref().map(|p| Param::from_tensor(p.val().select(0, index()))),
+            }),
             Some(Projection::Dense(l)) => Projection::Dense(Linear {
                 weight: Param::from_tensor(l.weight.val().select(1, index())),
                 bias: l.bias.as_ref().map(|p| Param::from_tensor(p.val().select(0, index()))),
@@ -144,14 +158,6 @@ impl<B: Backend> Llama<B> {
         })
     }
 
-    pub fn new_cache(&self, batch: usize, capacity: usize, device: &B::Device) -> KvCache<B> {
-        KvCache::new(&self.config, batch, capacity, device)
-    }
-}
-
-/// The passes that attend or project: they run the fused ops (see `redrafter_kernels`): kernels on
-/// cubecl backends, the streaming matmul on Flex, the references elsewhere.
-impl<B: KernelBackend> Llama<B> {
     /// Projects hidden states [.., hidden] onto the vocabulary.
     pub fn logits<const D: usize>(&self, hidden: Tensor<B, D>) -> Tensor<B, D> {
         let dims = hidden.dims();

@@ -40,6 +40,19 @@ pub fn linear_from_torch<B: Backend>(w: HostTensor, bias: Option<HostTensor>, de
     }
 }
 
+/// [`linear_from_torch`] without the transpose: the weight `w` stays as stored, `[out, in]`, and the
+/// `Linear` holds its transposed view. For backends whose few-row matmul reads the rows of the
+/// stored table directly (Flex: one sequential stream of dot products, faster than the
+/// `[in, out]` layout's row updates; docs/skinny-matmul.md); elsewhere the view would cost a copy
+/// per matmul. Same values, same `Linear` semantics.
+pub fn linear_from_torch_rows<B: Backend>(w: TensorData, bias: Option<HostTensor>, device: &B::Device) -> Linear<B> {
+    assert_eq!(w.shape.len(), 2, "a linear weight is [out, in]");
+    Linear {
+        weight: Param::from_tensor(Tensor::<B, 2>::from_data(w, device).transpose()),
+        bias: bias.map(|b| Param::from_tensor(to_device(b, device))),
+    }
+}
+
 /// The inverse of [`linear_from_torch`]: weight `[out, in]` and bias.
 pub fn linear_to_torch<B: Backend>(layer: &Linear<B>) -> (HostTensor, Option<HostTensor>) {
     let w = transpose(&to_host(layer.weight.val()));
@@ -61,6 +74,11 @@ mod tests {
         let x = Tensor::<NdArray, 2>::from_data(TensorData::new(vec![1f32, 0., 2.], [1, 3]), &dev);
         assert_eq!(to_host(lin.forward(x)).data, vec![7.5, 15.0]);
         let (w2, b2) = linear_to_torch(&lin);
-        assert_eq!((w2, b2), (w, Some(b)));
+        assert_eq!((w2, b2), (w.clone(), Some(b.clone())));
+        // The stored-rows form is the same layer.
+        let rows = linear_from_torch_rows::<NdArray>(TensorData::new(w.data.clone(), w.shape.clone()), Some(b.clone()), &dev);
+        let x = Tensor::<NdArray, 2>::from_data(TensorData::new(vec![1f32, 0., 2.], [1, 3]), &dev);
+        assert_eq!(to_host(rows.forward(x)).data, vec![7.5, 15.0]);
+        assert_eq!(linear_to_torch(&rows), (w, Some(b)));
     }
 }
