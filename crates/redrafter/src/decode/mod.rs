@@ -8,7 +8,7 @@
 
 mod autoregressive;
 pub mod memory;
-mod redrafter;
+pub mod redrafter;
 mod lookup;
 mod loops;
 mod row;
@@ -22,7 +22,7 @@ use redrafter_io::TextTokenizer;
 use redrafter_llama::{BlockInput, KernelBackend, KvCache, Llama};
 
 pub use autoregressive::Autoregressive;
-pub use redrafter::{BeamConfig, DraftSource, Drafts, ReDrafter};
+pub use redrafter::{BeamConfig, DraftSource, Drafts, ReDrafter, StepRecord};
 pub use memory::StepShape;
 pub use lookup::PromptLookup;
 pub use loops::{LoopStop, LoopTracker, find_loop};

@@ -7,6 +7,10 @@
 //! references run on the host). The step then reads back, in one transfer, what acceptance needs:
 //! the argmax of every tree slot (greedy), the unpack map, the node counts and the beams. Sampling
 //! mode also reads the logits of the tree and the drafter's.
+//!
+//! The step is five public phases, each usable on its own (a research variant replaces one):
+//! [`draft`] → [`build_tree`] → [`verify`] → [`accept`] → [`commit`]. [`ReDrafter::record_steps`]
+//! keeps what each step drafted, packed and accepted ([`StepRecord`]).
 
 use std::time::Instant;
 
@@ -16,11 +20,11 @@ use redrafter_llama::{BlockInput, KernelBackend, Llama};
 
 use super::{DecodeState, GenerationStats, StepShape, Strategy};
 use crate::accept::{self, Accepted};
-use crate::beam::{Beams, DeviceBeams, beam_search};
+use crate::beam::{Beams, DeviceBeams, SparseLogProbs, beam_search};
 use crate::drafter::Drafter;
 use crate::error::DecodeError;
 use crate::sampling::{Acceptance, Sampler};
-use crate::tree::{TreeIndex, tree_build};
+use crate::tree::{DeviceTree, TreeIndex, tree_build};
 
 /// What a draft source hands the verifier.
 #[derive(Debug, Clone)]
@@ -98,12 +102,39 @@ impl BeamConfig {
 pub struct ReDrafter<S> {
     source: S,
     beams: BeamConfig,
+    /// Every step's beams, tree and acceptance, when asked for ([`ReDrafter::record_steps`]).
+    recorded: Option<Vec<StepRecord>>,
+}
+
+/// What one ReDrafter step drafted, packed and accepted, for analysis and visualisation
+/// (`examples/tree_view.rs`, `examples/acceptance.rs`).
+#[derive(Debug, Clone)]
+pub struct StepRecord {
+    /// The drafted beams [active rows, W, len]; column 0 is each row's pending token.
+    pub beams: Beams,
+    /// The prefix-deduplicated tree: packed slot of every beam position, nodes per row.
+    pub tree: TreeIndex,
+    /// Per active row: the winning beam, how many of its drafted tokens were accepted, the bonus.
+    pub accepted: Vec<Accepted>,
 }
 
 impl<S> ReDrafter<S> {
     pub fn new(source: S, beams: BeamConfig) -> Result<Self, DecodeError> {
         beams.validate()?;
-        Ok(Self { source, beams })
+        Ok(Self { source, beams, recorded: None })
+    }
+
+    /// Keep a [`StepRecord`] of every following step (off by default: it holds the beams of every
+    /// step on the host).
+    pub fn record_steps(mut self, on: bool) -> Self {
+        self.recorded = on.then(Vec::new);
+        self
+    }
+
+    /// The steps recorded so far (empty unless [`record_steps`](Self::record_steps)); taking
+    /// them starts a new record.
+    pub fn take_steps(&mut self) -> Vec<StepRecord> {
+        self.recorded.as_mut().map(std::mem::take).unwrap_or_default()
     }
 
     pub fn source(&self) -> &S {
@@ -130,6 +161,172 @@ fn check_beams(beams: &Beams, rows: usize, width: usize, len: usize, pending: &[
     Ok(())
 }
 
+/// Drafts as the verifier takes them: device tokens [rows, W, len], plus the host beams when the
+/// source built them there, and the drafter's distributions in sampling mode.
+pub struct Drafted<B: Backend> {
+    pub tokens: Tensor<B, 3, Int>,
+    pub host: Option<Beams>,
+    pub hist: Option<Vec<SparseLogProbs>>,
+}
+
+/// Phase 1, draft: asks the source for W beams of `len` tokens per active row and checks them
+/// (shape, the pending token in column 0, the vocabulary) before anything runs on them.
+pub fn draft<B: KernelBackend, S: DraftSource<B>>(
+    source: &mut S,
+    model: &Llama<B>,
+    state: &DecodeState<B>,
+    width: usize,
+    len: usize,
+    keep_hist: bool,
+) -> Result<Drafted<B>, DecodeError> {
+    let n = state.rows.len();
+    let vocab = model.config().vocab_size;
+    match source.draft(model, state, width, len, keep_hist)? {
+        Drafts::Host(beams) => {
+            check_beams(&beams, n, width, len, &state.pending)?;
+            if let Some(&bad) = beams.tokens.iter().find(|&&t| t as usize >= vocab) {
+                return Err(DecodeError::Draft(format!("drafted token {bad} is outside the vocabulary of {vocab}")));
+            }
+            let ids = beams.tokens.iter().map(|&t| t as i64).collect();
+            let tokens = Tensor::<B, 3, Int>::from_data(TensorData::new(ids, [n, width, len]), &state.hidden.device());
+            Ok(Drafted { tokens, hist: None, host: Some(beams) })
+        }
+        Drafts::Device(d) => {
+            if d.tokens.dims() != [n, width, len] {
+                return Err(DecodeError::Draft(format!("expected beams [{n}, {width}, {len}], got {:?}", d.tokens.dims())));
+            }
+            Ok(Drafted { tokens: d.tokens, host: None, hist: d.hist })
+        }
+    }
+}
+
+/// Phase 2, build the tree: deduplicates the beams' shared prefixes into one packed tree per row
+/// (spec §3), with positions after each row's cached tokens and the tree attention mask.
+pub fn build_tree<B: KernelBackend>(tokens: &Tensor<B, 3, Int>, state: &DecodeState<B>, device: &B::Device) -> DeviceTree<B> {
+    tree_build(tokens.clone(), state.cache.lens(), device)
+}
+
+/// The verification forward's results with what the host read back of them.
+pub struct Verified<B: Backend> {
+    /// [rows × slots, hidden]: the LLM's hidden state at every tree slot.
+    pub hidden: Tensor<B, 2>,
+    /// [rows × slots, vocab]; read by sampling acceptance.
+    pub logits: Tensor<B, 2>,
+    pub tree: TreeIndex,
+    pub beams: Beams,
+    /// Greedy mode: the LLM's argmax at every slot [rows × slots].
+    pub argmax: Option<Vec<u32>>,
+}
+
+/// Phase 3, verify: one LLM forward over every row's packed tree (its keys and values left
+/// pending in the cache), then the step's one read-back of ints: the unpack map, the node
+/// counts, device-drafted beams and, greedy, every slot's argmax.
+pub fn verify<B: KernelBackend>(model: &Llama<B>, state: &mut DecodeState<B>, tree: DeviceTree<B>, drafted: Drafted<B>, greedy: bool) -> Verified<B> {
+    let [n, w, len] = drafted.tokens.dims();
+    let grid = n * w * len;
+    let slots = tree.tokens.dims()[1];
+    let input = BlockInput { tokens: tree.tokens, positions: tree.positions, mask: tree.mask };
+    let hidden = model.forward_hidden(&input, &mut state.cache).reshape([n * slots, model.config().hidden_size]);
+    let logits = model.logits(hidden.clone());
+    let mut parts = vec![tree.unpack.reshape([grid]), tree.packed_len];
+    if drafted.host.is_none() {
+        parts.push(drafted.tokens.reshape([grid]));
+    }
+    if greedy {
+        parts.push(logits.clone().argmax(1).reshape([n * slots]));
+    }
+    let ints: Vec<i64> = Tensor::cat(parts, 0).into_data().iter::<i64>().collect();
+    let (tree, beams, argmax) = split_read_back(&ints, [n, w, len], slots, drafted.host, drafted.hist);
+    Verified { hidden, logits, tree, beams, argmax }
+}
+
+/// Splits the read-back of [`verify`] (unpack map, node counts, then the beams if they were drafted
+/// on the device, then the argmax if greedy) into its parts.
+fn split_read_back(
+    ints: &[i64],
+    [n, w, len]: [usize; 3],
+    slots: usize,
+    host: Option<Beams>,
+    hist: Option<Vec<SparseLogProbs>>,
+) -> (TreeIndex, Beams, Option<Vec<u32>>) {
+    let grid = n * w * len;
+    let (unpack, rest) = ints.split_at(grid);
+    let (packed_len, rest) = rest.split_at(n);
+    let tree = TreeIndex {
+        width: w,
+        len,
+        slots,
+        unpack: unpack.iter().map(|&u| u as usize).collect(),
+        packed_len: packed_len.iter().map(|&p| p as usize).collect(),
+    };
+    let (beams, rest) = match host {
+        Some(b) => (b, rest),
+        None => {
+            let (toks, rest) = rest.split_at(grid);
+            (Beams { rows: n, width: w, len, tokens: toks.iter().map(|&t| t as u32).collect(), hist }, rest)
+        }
+    };
+    let argmax = (!rest.is_empty()).then(|| rest.iter().map(|&v| v as u32).collect());
+    (tree, beams, argmax)
+}
+
+/// Phase 4, accept: per row, the beam and the number of its drafted tokens the LLM agrees with,
+/// and the bonus token. Greedy compares drafts with the LLM's argmax (lossless); sampling reads the
+/// tree's logits and applies the configured rule (docs/verification.md).
+pub fn accept<B: Backend>(v: &Verified<B>, sampler: &mut Sampler, rows: &[usize], vocab: usize) -> Result<Vec<Accepted>, DecodeError> {
+    let n = v.tree.packed_len.len();
+    if let Some(ids) = &v.argmax {
+        return Ok((0..n).map(|r| accept::greedy(&v.tree, &v.beams, r, ids)).collect());
+    }
+    let slots = v.tree.slots;
+    let host = v.logits.clone().into_data().convert::<f32>().into_vec::<f32>().map_err(|e| DecodeError::Device(format!("reading the tree's logits back: {e:?}")))?;
+    Ok((0..n)
+        .map(|r| {
+            let dists: Vec<Vec<(u32, f32)>> = (0..v.tree.packed_len[r])
+                .map(|q| sampler.distribution(&host[(r * slots + q) * vocab..(r * slots + q + 1) * vocab]))
+                .collect();
+            match sampler.config().acceptance {
+                Acceptance::Exact => accept::exact(&v.tree, &v.beams, r, &dists, sampler, rows[r]),
+                Acceptance::Apple => accept::sampled(&v.tree, &v.beams, r, &dists, sampler, rows[r]),
+            }
+        })
+        .collect())
+}
+
+/// What commit keeps, per row: the packed slots of g0 and the accepted drafts of the winning beam
+/// (the bonus is not in the cache yet), and the slot whose hidden state produced the bonus.
+fn commit_plan(tree: &TreeIndex, accepted: &[Accepted]) -> (Vec<Vec<usize>>, Vec<usize>) {
+    let keep = accepted.iter().enumerate().map(|(r, a)| (0..=a.drafted).map(|k| tree.node(r, a.beam, k)).collect()).collect();
+    let last = accepted.iter().enumerate().map(|(r, a)| r * tree.slots + tree.node(r, a.beam, a.drafted)).collect();
+    (keep, last)
+}
+
+/// The tokens each row emits: the accepted drafts of its beam, then the bonus.
+fn emitted(beams: &Beams, accepted: &[Accepted]) -> Vec<Vec<u32>> {
+    accepted
+        .iter()
+        .enumerate()
+        .map(|(r, a)| {
+            let mut toks = beams.beam(r, a.beam)[1..=a.drafted].to_vec();
+            toks.push(a.bonus);
+            toks
+        })
+        .collect()
+}
+
+/// Phase 5, commit: keeps only the accepted path's keys and values (relocated to follow each
+/// row's committed tokens), sets each row's hidden state and pending token to the bonus's, and
+/// returns the tokens each row emits.
+pub fn commit<B: KernelBackend>(state: &mut DecodeState<B>, v: &Verified<B>, accepted: &[Accepted]) -> Result<Vec<Vec<u32>>, DecodeError> {
+    let (keep, last) = commit_plan(&v.tree, accepted);
+    state.cache.commit(&keep)?;
+    let last: Vec<i64> = last.into_iter().map(|s| s as i64).collect();
+    let index = Tensor::<B, 1, Int>::from_data(TensorData::new(last, [accepted.len()]), &state.hidden.device());
+    state.hidden = v.hidden.clone().select(0, index);
+    state.pending = accepted.iter().map(|a| a.bonus).collect();
+    Ok(emitted(&v.beams, accepted))
+}
+
 impl<B: KernelBackend, S: DraftSource<B>> Strategy<B> for ReDrafter<S> {
     fn name(&self) -> String {
         format!("redrafter({}, W={}, L={})", self.source.name(), self.beams.width, self.beams.length)
@@ -141,6 +338,7 @@ impl<B: KernelBackend, S: DraftSource<B>> Strategy<B> for ReDrafter<S> {
         StepShape { tokens: w.saturating_mul(l), draft_logits: w }
     }
 
+    /// Spec §4 as five named phases: draft → build the tree → verify → accept → commit.
     fn step(
         &mut self,
         model: &Llama<B>,
@@ -149,110 +347,79 @@ impl<B: KernelBackend, S: DraftSource<B>> Strategy<B> for ReDrafter<S> {
         stats: &mut GenerationStats,
     ) -> Result<Vec<Vec<u32>>, DecodeError> {
         let n = state.rows.len();
-        let w = self.beams.width;
         // A row may commit at most room(i) tokens; shorten every beam near the end of the context.
         let len = (0..n).map(|i| state.room(i)).min().unwrap_or(1).clamp(1, self.beams.length);
         let greedy = sampler.config().is_greedy();
         let device = state.hidden.device();
-        let vocab = model.config().vocab_size;
-        let grid = n * w * len;
 
         let t = Instant::now();
-        let (tokens, host_beams, hist) = match self.source.draft(model, state, w, len, !greedy)? {
-            Drafts::Host(beams) => {
-                check_beams(&beams, n, w, len, &state.pending)?;
-                if let Some(&bad) = beams.tokens.iter().find(|&&t| t as usize >= vocab) {
-                    return Err(DecodeError::Draft(format!("drafted token {bad} is outside the vocabulary of {vocab}")));
-                }
-                let ids = beams.tokens.iter().map(|&t| t as i64).collect();
-                (Tensor::<B, 3, Int>::from_data(TensorData::new(ids, [n, w, len]), &device), Some(beams), None)
-            }
-            Drafts::Device(d) => {
-                if d.tokens.dims() != [n, w, len] {
-                    return Err(DecodeError::Draft(format!("expected beams [{n}, {w}, {len}], got {:?}", d.tokens.dims())));
-                }
-                (d.tokens, None, d.hist)
-            }
-        };
+        let drafted = draft(&mut self.source, model, state, self.beams.width, len, !greedy)?;
         stats.end_phase::<B>("draft", t, &device)?;
 
         let t = Instant::now();
-        let tree = tree_build(tokens.clone(), state.cache.lens(), &device);
-        let slots = tree.tokens.dims()[1];
-        let input = BlockInput { tokens: tree.tokens, positions: tree.positions, mask: tree.mask };
+        let tree = build_tree(&drafted.tokens, state, &device);
         stats.end_phase::<B>("tree", t, &device)?;
 
         let t = Instant::now();
-        let hidden = model.forward_hidden(&input, &mut state.cache).reshape([n * slots, model.config().hidden_size]);
-        let logits = model.logits(hidden.clone());
-        // The step's one read-back of ints: unpack map, node counts, device beams, slot argmax.
-        let mut parts = vec![tree.unpack.reshape([grid]), tree.packed_len];
-        if host_beams.is_none() {
-            parts.push(tokens.reshape([grid]));
-        }
-        if greedy {
-            parts.push(logits.clone().argmax(1).reshape([n * slots]));
-        }
-        let ints: Vec<i64> = Tensor::cat(parts, 0).into_data().iter::<i64>().collect();
-        let (unpack, rest) = ints.split_at(grid);
-        let (packed_len, rest) = rest.split_at(n);
-        let tree = TreeIndex {
-            width: w,
-            len,
-            slots,
-            unpack: unpack.iter().map(|&u| u as usize).collect(),
-            packed_len: packed_len.iter().map(|&p| p as usize).collect(),
-        };
-        let (beams, rest) = match host_beams {
-            Some(b) => (b, rest),
-            None => {
-                let (toks, rest) = rest.split_at(grid);
-                (Beams { rows: n, width: w, len, tokens: toks.iter().map(|&t| t as u32).collect(), hist }, rest)
-            }
-        };
-        stats.record_tree(tree.packed_len.iter().sum(), grid);
-        let accepted: Vec<Accepted> = if greedy {
-            let ids: Vec<u32> = rest.iter().map(|&v| v as u32).collect();
-            (0..n).map(|r| accept::greedy(&tree, &beams, r, &ids)).collect()
-        } else {
-            let host = logits.into_data().convert::<f32>().into_vec::<f32>().expect("converted to f32");
-            (0..n)
-                .map(|r| {
-                    let dists: Vec<Vec<(u32, f32)>> = (0..tree.packed_len[r])
-                        .map(|q| sampler.distribution(&host[(r * slots + q) * vocab..(r * slots + q + 1) * vocab]))
-                        .collect();
-                    match sampler.config().acceptance {
-                        Acceptance::Exact => accept::exact(&tree, &beams, r, &dists, sampler, state.rows[r]),
-                        Acceptance::Apple => accept::sampled(&tree, &beams, r, &dists, sampler, state.rows[r]),
-                    }
-                })
-                .collect()
-        };
+        let verified = verify(model, state, tree, drafted, greedy);
+        stats.record_tree(verified.tree.packed_len.iter().sum(), n * self.beams.width * len);
+        let accepted = accept(&verified, sampler, &state.rows, model.config().vocab_size)?;
         stats.end_phase::<B>("verify", t, &device)?;
 
         let t = Instant::now();
-        // Keep g0 and the accepted drafts of the best beam; the bonus is not in the cache yet.
-        let keep: Vec<Vec<usize>> =
-            accepted.iter().enumerate().map(|(r, a)| (0..=a.drafted).map(|k| tree.node(r, a.beam, k)).collect()).collect();
-        state.cache.commit(&keep)?;
-        let last: Vec<i64> = accepted.iter().enumerate().map(|(r, a)| (r * slots + tree.node(r, a.beam, a.drafted)) as i64).collect();
-        state.hidden = hidden.select(0, Tensor::<B, 1, Int>::from_data(TensorData::new(last, [n]), &device));
-        state.pending = accepted.iter().map(|a| a.bonus).collect();
-        let out = accepted
-            .iter()
-            .enumerate()
-            .map(|(r, a)| {
-                stats.record_acceptance(a.drafted, len - 1);
-                let mut toks = beams.beam(r, a.beam)[1..=a.drafted].to_vec();
-                toks.push(a.bonus);
-                toks
-            })
-            .collect();
+        let out = commit(state, &verified, &accepted)?;
+        for a in &accepted {
+            stats.record_acceptance(a.drafted, len - 1);
+        }
+        if let Some(steps) = &mut self.recorded {
+            steps.push(StepRecord { beams: verified.beams, tree: verified.tree, accepted });
+        }
         stats.end_phase::<B>("accept", t, &device)?;
         Ok(out)
     }
 
     fn retain_rows(&mut self, keep: &[usize]) {
         self.source.retain_rows(keep);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two rows, W 2, L 3. Row 0: beams [7 1 2], [7 1 3] share "7 1" (4 nodes); row 1: [9 4 5],
+    /// [9 6 5] share "9" (5 nodes).
+    fn tree_and_beams() -> (TreeIndex, Beams) {
+        let tree = TreeIndex { width: 2, len: 3, slots: 5, unpack: vec![0, 1, 2, 0, 1, 3, 0, 1, 2, 0, 3, 4], packed_len: vec![4, 5] };
+        let beams = Beams { rows: 2, width: 2, len: 3, tokens: vec![7, 1, 2, 7, 1, 3, 9, 4, 5, 9, 6, 5], hist: None };
+        (tree, beams)
+    }
+
+    #[test]
+    fn the_read_back_splits_into_tree_beams_and_argmax() {
+        let (tree, beams) = tree_and_beams();
+        let mut ints: Vec<i64> = tree.unpack.iter().map(|&u| u as i64).collect();
+        ints.extend([4, 5]);
+        ints.extend(beams.tokens.iter().map(|&t| t as i64));
+        ints.extend((0..10).map(|v| 100 + v));
+        let (t, b, argmax) = split_read_back(&ints, [2, 2, 3], 5, None, None);
+        assert_eq!((t, b.tokens.clone()), (tree.clone(), beams.tokens.clone()));
+        assert_eq!(argmax, Some((100..110).collect()));
+        // Host beams are not read back; sampling reads no argmax.
+        let n = 12 + 2;
+        let (t, b, argmax) = split_read_back(&ints[..n], [2, 2, 3], 5, Some(beams.clone()), None);
+        assert_eq!((t, b.tokens, argmax), (tree, beams.tokens, None));
+    }
+
+    #[test]
+    fn commit_keeps_the_accepted_path_and_emits_drafts_then_bonus() {
+        let (tree, beams) = tree_and_beams();
+        // Row 0 accepts both drafts of beam 1 (7 1 3); row 1 accepts nothing of beam 0.
+        let accepted = [Accepted { beam: 1, drafted: 2, bonus: 8 }, Accepted { beam: 0, drafted: 0, bonus: 6 }];
+        let (keep, last) = commit_plan(&tree, &accepted);
+        assert_eq!(keep, vec![vec![0, 1, 3], vec![0]]);
+        // The bonus comes from the hidden state of the last accepted slot: row 0 slot 3, row 1 slot 0.
+        assert_eq!(last, vec![3, 5]);
+        assert_eq!(emitted(&beams, &accepted), vec![vec![1, 3, 8], vec![6]]);
     }
 }
