@@ -68,3 +68,13 @@ fn generic_backend_runs_on_ndarray_and_flex() {
         assert!(out.contains(&format!("backend {backend}")) && out.contains("all three emitted the same tokens"), "{out}");
     }
 }
+
+#[test]
+fn train_tiny_raises_tau() {
+    let dir = scratch("train");
+    let out = run("train_tiny", &["--steps", "30", "--every", "15", "--out", "t"], &dir);
+    let taus: Vec<f64> = out.lines().filter_map(|l| l.split("tau ").nth(1)?.split([' ', ',']).next()?.parse().ok()).collect();
+    assert_eq!(taus.len(), 3, "{out}");
+    assert!(taus[2] > taus[0] + 0.5, "tau did not rise: {out}");
+    assert!(dir.join("t").join("tau.svg").is_file() && dir.join("t").join("loss.svg").is_file());
+}
