@@ -116,7 +116,7 @@ fn decode<B: KernelBackend + RowArgmaxOps>(device: B::Device, tiny_run: bool) ->
 }
 
 fn main() -> Result<(), BoxError> {
-    let kind = BackendKind::default_for(std::env::args().skip_while(|a| a != "--backend").nth(1).as_deref())?;
+    let kind = BackendKind::default_for(arg_opt("--backend").as_deref())?;
     // A GPU backend without a driver is an error with the fix, not a panic.
     redrafter::backends::probe(kind)?;
     let tiny_run = flag("--tiny");

@@ -12,10 +12,15 @@ use redrafter_llama::{LlamaConfig, LoadedModel, WeightFormat};
 
 pub type BoxError = Box<dyn std::error::Error>;
 
+/// `--name value` from the command line, if given.
+pub fn arg_opt(name: &str) -> Option<String> {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned()
+}
+
 /// `--name value` from the command line, or `default`.
 pub fn arg(name: &str, default: &str) -> String {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned().unwrap_or_else(|| default.to_string())
+    arg_opt(name).unwrap_or_else(|| default.to_string())
 }
 
 /// `--name value` parsed, with the flag named in the error.

@@ -197,11 +197,7 @@ fn main() {
                 times.push(((t1 - t0).as_secs_f64() * 1e3, (t2 - t1).as_secs_f64() * 1e3));
             }
             times.remove(0); // the first pass warms the pages
-            let med = |f: fn(&(f64, f64)) -> f64| {
-                let mut v: Vec<f64> = times.iter().map(f).collect();
-                v.sort_by(f64::total_cmp);
-                v[v.len() / 2]
-            };
+            let med = |f: fn(&(f64, f64)) -> f64| median(times.iter().map(f).collect());
             let (lay, hd) = (med(|t| t.0), med(|t| t.1));
             let pass = med(|t| t.0 + t.1);
             let min = times.iter().map(|t| t.0 + t.1).fold(f64::INFINITY, f64::min);
@@ -289,8 +285,9 @@ fn dense_f32(shapes: &[(usize, usize)], rows: &[usize], reps: usize) {
                 times.push(((t1 - t0).as_secs_f64() * 1e3, (t2 - t1).as_secs_f64() * 1e3));
             }
             times.remove(0); // the first pass warms the pages
-            let (lay, hd) = (median(times.iter().map(|t| t.0).collect()), median(times.iter().map(|t| t.1).collect()));
-            let pass = median(times.iter().map(|t| t.0 + t.1).collect());
+            let med = |f: fn(&(f64, f64)) -> f64| median(times.iter().map(f).collect());
+            let (lay, hd) = (med(|t| t.0), med(|t| t.1));
+            let pass = med(|t| t.0 + t.1);
             let min = times.iter().map(|t| t.0 + t.1).fold(f64::INFINITY, f64::min);
             let base = *one.get_or_insert(pass);
             println!("| {name} | {m} | {lay:.2} | {hd:.2} | {pass:.2} | {:.2} | {min:.2} | {:.1} |", pass / base, bytes / min / 1e6);
