@@ -213,20 +213,6 @@ fn tail(k32: usize, xr: &[f32], er: &[f32]) -> f32 {
     s
 }
 
-/// Splits the x rows into groups of `max`, then halves, for the const-generic row kernels.
-#[inline(always)]
-fn for_groups(m: usize, max: usize, mut f: impl FnMut(usize, usize)) {
-    let mut i = 0;
-    while i < m {
-        let mut g = max;
-        while g > m - i {
-            g /= 2;
-        }
-        f(i, g);
-        i += g;
-    }
-}
-
 /// One e row at a time, in memory order, against every x row (in groups that fit the registers;
 /// the next group reads the row again from L1). On one core a single sequential stream is what
 /// the hardware prefetcher keeps fed: on SmolLM2-135M's weights (Zen 4, one thread) the dot
@@ -265,25 +251,29 @@ unsafe fn transposed_avx2(m: usize, k: usize, n: usize, x: &[f32], e: &[f32], y:
     let k32 = k / LANES * LANES;
     for v in lo..hi {
         let er = &e[v * k..][..k];
-        // Up to two rows: 8 accumulators and 4 e registers of the 16.
-        for_groups(m, 2, |i, g| {
-            // SAFETY: rows i..i + g of x exist.
-            let xs = unsafe { x.as_ptr().add(i * k) };
-            let put = |s8: &[__m256]| {
-                for (r, s) in s8.iter().enumerate() {
-                    let xr = &x[(i + r) * k..][..k];
-                    // SAFETY: (i + r, v) lies inside y and column v belongs to this task.
-                    unsafe { *y.add((i + r) * n + v) = hsum(*s) + tail(k32, xr, er) };
-                }
-            };
-            // SAFETY: AVX2 and FMA are enabled here.
+        // Each x row's sums, reduced and stored (with the tail) at column v.
+        let put = |i: usize, sums: &[__m256]| {
+            for (r, s) in sums.iter().enumerate() {
+                let xr = &x[(i + r) * k..][..k];
+                // SAFETY: (i + r, v) lies inside y and column v belongs to this task.
+                unsafe { *y.add((i + r) * n + v) = hsum(*s) + tail(k32, xr, er) };
+            }
+        };
+        // Two rows at a time (8 accumulators and 4 e registers of the 16), then a last one.
+        let mut i = 0;
+        while i < m {
+            // SAFETY: AVX2 and FMA are enabled here; the rows read (i, and i + 1 < m) exist.
             unsafe {
-                match g {
-                    2 => put(&rows::<2>(xs, k, er.as_ptr(), k32)),
-                    _ => put(&rows::<1>(xs, k, er.as_ptr(), k32)),
+                let xs = x.as_ptr().add(i * k);
+                if i + 1 < m {
+                    put(i, &rows::<2>(xs, k, er.as_ptr(), k32));
+                    i += 2;
+                } else {
+                    put(i, &rows::<1>(xs, k, er.as_ptr(), k32));
+                    i += 1;
                 }
             }
-        });
+        }
     }
 }
 

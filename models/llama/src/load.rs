@@ -15,7 +15,7 @@ use crate::model::{Attention, DecoderLayer, Llama, Mlp};
 use crate::projection::{Projection, WeightFormat};
 use crate::rope::Rope;
 use crate::torch_layout::{linear_from_torch, linear_from_torch_rows, to_device as tensor};
-use crate::weight_arena::{MIN_BYTES, WeightArena};
+use crate::weight_arena::WeightArena;
 
 /// A model ready to generate with: weights, tokenizer, and where they came from.
 pub struct LoadedModel<B: Backend> {
@@ -298,11 +298,9 @@ fn build<B: BlockMatmulOps>(
     let (h, kvd, qd) = (c.hidden_size, c.num_kv_heads * c.head_dim, c.num_heads * c.head_dim);
     // A host-resident backend streams its large f32 weights from huge pages (weight_arena.rs).
     let arena = (B::host_resident() && crate::weight_arena::enabled()).then(WeightArena::new);
-    let data = |t: HostTensor| -> TensorData {
-        match &arena {
-            Some(a) if t.data.len() * 4 >= MIN_BYTES => a.f32_data(&t.data, t.shape.clone()).unwrap_or_else(|| TensorData::new(t.data, t.shape)),
-            _ => TensorData::new(t.data, t.shape),
-        }
+    let data = |t: HostTensor| match &arena {
+        Some(a) => a.data(t),
+        None => TensorData::new(t.data, t.shape),
     };
     // The file's own blocks, where `native` keeps them.
     let native = |name: &str, shape: [usize; 2], heads: Option<usize>| -> Result<Option<Projection<B>>, ModelError> {

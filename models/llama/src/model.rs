@@ -144,16 +144,14 @@ impl<B: KernelBackend> Llama<B> {
                 let rows = b.weight.select_rows(ids).map_err(|e| ModelError::InvalidInput(e.to_string()))?;
                 Projection::Blocks(BlockLinear { weight: rows, bias: b.bias.as_ref().map(|p| Param::from_tensor(p.val().select(0, index()))) })
             }
-            // Host-resident backends keep a dense weight as stored, [out, in], behind a transposed
-            // view (`load`): rows of the stored table, viewed the same way, keep the same kernel.
-            Some(Projection::Dense(l)) if B::host_resident() => Projection::Dense(Linear {
-                weight: Param::from_tensor(l.weight.val().transpose().select(0, index()).transpose()),
-                bias: l.bias.as_ref().map(|p| Param::from_tensor(p.val().select(0, index()))),
-            }),
-            Some(Projection::Dense(l)) => Projection::Dense(Linear {
-                weight: Param::from_tensor(l.weight.val().select(1, index())),
-                bias: l.bias.as_ref().map(|p| Param::from_tensor(p.val().select(0, index()))),
-            }),
+            Some(Projection::Dense(l)) => {
+                let w = l.weight.val();
+                // Host-resident backends keep a dense weight as stored, [out, in], behind a
+                // transposed view (`load`): rows of the stored table, viewed the same way, keep
+                // the same kernel.
+                let w = if B::host_resident() { w.transpose().select(0, index()).transpose() } else { w.select(1, index()) };
+                Projection::Dense(Linear { weight: Param::from_tensor(w), bias: l.bias.as_ref().map(|p| Param::from_tensor(p.val().select(0, index()))) })
+            }
             None => Projection::Dense(Linear { weight: Param::from_tensor(self.embed.weight.val().select(0, index()).transpose()), bias: None }),
         })
     }

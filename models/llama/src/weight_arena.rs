@@ -29,6 +29,7 @@ use std::sync::{Arc, Mutex};
 
 use burn::tensor::{Bytes, DType, TensorData};
 use burn_std::{AllocationController, AllocationProperty};
+use redrafter_io::HostTensor;
 
 /// Alignment and granularity of a huge page on x86-64 and aarch64 (4 KiB base pages).
 const HUGE_PAGE: usize = 2 << 20;
@@ -37,7 +38,7 @@ const CHUNK: usize = 64 << 20;
 /// Alignment of every tensor inside a chunk: a cache line, enough for any SIMD load.
 const ALIGN: usize = 64;
 /// Tensors smaller than this stay in ordinary memory (norms, biases): not worth a slice.
-pub const MIN_BYTES: usize = 256 << 10;
+const MIN_BYTES: usize = 256 << 10;
 
 /// One 2 MiB-aligned allocation, freed when the last slice of it goes.
 struct Chunk {
@@ -125,24 +126,41 @@ impl WeightArena {
         Self::default()
     }
 
-    /// `values` [shape] as f32 tensor data in the arena; `None` when the memory cannot be had (the
-    /// caller then builds the tensor the ordinary way).
-    pub fn f32_data(&self, values: &[f32], shape: Vec<usize>) -> Option<TensorData> {
+    /// `t` as f32 tensor data: in the arena when it is large enough to be worth it, else (or
+    /// when the memory cannot be had) the ordinary way, moving `t`'s buffer.
+    pub fn data(&self, t: HostTensor) -> TensorData {
+        if std::mem::size_of_val(t.data.as_slice()) >= MIN_BYTES {
+            if let Some(d) = self.f32_data(&t.data, t.shape.clone()) {
+                return d;
+            }
+        }
+        TensorData::new(t.data, t.shape)
+    }
+
+    /// `values` [shape] as f32 tensor data in the arena; `None` when the memory cannot be had.
+    fn f32_data(&self, values: &[f32], shape: Vec<usize>) -> Option<TensorData> {
         let len = std::mem::size_of_val(values);
         if len == 0 {
             return None;
         }
-        let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
-        let (chunk, offset) = match current.take() {
-            Some((chunk, free)) if free + len <= chunk.layout.size() => (chunk, free),
-            _ => (Arc::new(Chunk::new(len.max(CHUNK))?), 0),
+        let (chunk, offset) = if len > CHUNK {
+            // A tensor larger than a chunk gets its own; the chunk being filled stays current.
+            (Arc::new(Chunk::new(len)?), 0)
+        } else {
+            let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+            let (chunk, offset) = match current.take() {
+                Some((chunk, free)) if free + len <= chunk.layout.size() => (chunk, free),
+                _ => (Arc::new(Chunk::new(CHUNK)?), 0),
+            };
+            let next = (offset + len).next_multiple_of(ALIGN);
+            if next < chunk.layout.size() {
+                *current = Some((chunk.clone(), next));
+            }
+            (chunk, offset)
         };
-        // SAFETY: [offset, offset + len) lies inside the chunk and no earlier slice reaches it.
+        // SAFETY: [offset, offset + len) lies inside the chunk, and no other slice reaches it
+        // (the next free byte was moved past it above, under the lock).
         unsafe { std::ptr::copy_nonoverlapping(values.as_ptr().cast::<u8>(), chunk.ptr.as_ptr().add(offset), len) };
-        let next = (offset + len).next_multiple_of(ALIGN);
-        if next < chunk.layout.size() {
-            *current = Some((chunk.clone(), next));
-        }
         let slice = Slice { chunk, offset, len };
         // SAFETY: all `len` bytes of the slice were written above.
         let bytes = unsafe { Bytes::from_controller(Box::new(slice), len) };
@@ -161,7 +179,7 @@ mod tests {
         let arena = WeightArena::new();
         let a: Vec<f32> = (0..1000).map(|v| v as f32).collect();
         let b: Vec<f32> = (0..(3 << 20)).map(|v| -(v as f32)).collect();
-        let (da, db) = (arena.f32_data(&a, vec![10, 100]).unwrap(), arena.f32_data(&b, vec![3 << 20]).unwrap());
+        let (da, db) = (arena.f32_data(&a, vec![10, 100]).unwrap(), arena.data(HostTensor::new(vec![3 << 20], b.clone())));
         drop(arena);
         let dev = Default::default();
         let (ta, tb) = (Tensor::<NdArray, 2>::from_data(da, &dev), Tensor::<NdArray, 1>::from_data(db.clone(), &dev));
