@@ -12,6 +12,7 @@ pub mod load;
 pub mod model;
 pub mod projection;
 pub mod rope;
+#[cfg(feature = "testing")]
 pub mod testing;
 pub mod torch_layout;
 pub mod weight_arena;

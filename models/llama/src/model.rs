@@ -55,6 +55,44 @@ pub struct DecoderLayer<B: Backend> {
     pub mlp: Mlp<B>,
 }
 
+/// What every layer of one forward pass shares: the block, the rows' committed lengths [B] (as
+/// the attention kernel reads them), the rotary tables and the shapes.
+pub struct Block<'a, B: Backend> {
+    pub input: &'a BlockInput<B>,
+    pub lens: Tensor<B, 1, Int>,
+    pub rope: &'a Rope<B>,
+    pub config: &'a LlamaConfig,
+}
+
+impl<B: KernelBackend> Attention<B> {
+    /// Grouped-query attention of the block `x` [B, T, hidden] (already normed) over
+    /// `[committed cache of layer | the block itself]` under the block's mask; the block's keys
+    /// and values (after RoPE) are left pending in layer `layer` of `cache`. Returns the output
+    /// projection [B, T, hidden].
+    pub fn forward(&self, x: Tensor<B, 3>, block: &Block<'_, B>, cache: &mut KvCache<B>, layer: usize) -> Tensor<B, 3> {
+        let cfg = block.config;
+        let [b, t, _] = x.dims();
+        let heads = |p: &Projection<B>, n: usize| project(p, x.clone()).reshape([b, t, n, cfg.head_dim]).swap_dims(1, 2);
+        let positions = &block.input.positions;
+        let q = block.rope.apply(heads(&self.q_proj, cfg.num_heads), positions);
+        let k = block.rope.apply(heads(&self.k_proj, cfg.num_kv_heads), positions);
+        let v = heads(&self.v_proj, cfg.num_kv_heads);
+        let committed = (cache.max_len() > 0).then(|| cache.committed(layer));
+        let scale = 1.0 / (cfg.head_dim as f32).sqrt();
+        let o = tree_attention(q, committed, block.lens.clone(), k.clone(), v.clone(), block.input.mask.clone(), scale);
+        cache.set_pending(layer, k, v);
+        project(&self.o_proj, o.swap_dims(1, 2).reshape([b, t, cfg.num_heads * cfg.head_dim]))
+    }
+}
+
+impl<B: KernelBackend> DecoderLayer<B> {
+    /// Pre-norm residual layer: `x + attn(norm(x))`, then `+ mlp(norm(..))`.
+    pub fn forward(&self, x: Tensor<B, 3>, block: &Block<'_, B>, cache: &mut KvCache<B>, layer: usize) -> Tensor<B, 3> {
+        let x = x.clone() + self.attn.forward(self.input_norm.forward(x), block, cache, layer);
+        x.clone() + self.mlp.forward(self.post_attn_norm.forward(x))
+    }
+}
+
 impl<B: Backend> DecoderLayer<B> {
     /// The layer's seven weight matrices.
     pub fn projections(&self) -> [&Projection<B>; 7] {
@@ -174,28 +212,13 @@ impl<B: KernelBackend> Llama<B> {
     /// Runs the block through the model. The block's keys and values are left pending in `cache`
     /// until [`KvCache::commit`]. Returns post-final-norm hidden states [B, T, hidden].
     pub fn forward_hidden(&self, input: &BlockInput<B>, cache: &mut KvCache<B>) -> Tensor<B, 3> {
-        let cfg = &self.config;
-        let [b, t] = input.dims();
-        let device = input.tokens.device();
+        let [b, _] = input.dims();
         let lens: Vec<i64> = cache.lens().iter().map(|&l| l as i64).collect();
-        let lens = Tensor::<B, 1, Int>::from_data(TensorData::new(lens, [b]), &device);
-        let scale = 1.0 / (cfg.head_dim as f32).sqrt();
+        let lens = Tensor::<B, 1, Int>::from_data(TensorData::new(lens, [b]), &input.tokens.device());
+        let block = Block { input, lens, rope: &self.rope, config: &self.config };
         let mut x = self.embed.forward(input.tokens.clone());
         for (i, layer) in self.layers.iter().enumerate() {
-            let a = &layer.attn;
-            let hn = layer.input_norm.forward(x.clone());
-            let heads = |p: &Projection<B>, n: usize| {
-                project(p, hn.clone()).reshape([b, t, n, cfg.head_dim]).swap_dims(1, 2)
-            };
-            let q = self.rope.apply(heads(&a.q_proj, cfg.num_heads), &input.positions);
-            let k = self.rope.apply(heads(&a.k_proj, cfg.num_kv_heads), &input.positions);
-            let v = heads(&a.v_proj, cfg.num_kv_heads);
-            let committed = (cache.max_len() > 0).then(|| cache.committed(i));
-            let o = tree_attention(q, committed, lens.clone(), k.clone(), v.clone(), input.mask.clone(), scale);
-            cache.set_pending(i, k, v);
-            let o = o.swap_dims(1, 2).reshape([b, t, cfg.num_heads * cfg.head_dim]);
-            x = x + project(&a.o_proj, o);
-            x = x.clone() + layer.mlp.forward(layer.post_attn_norm.forward(x));
+            x = layer.forward(x, &block, cache, i);
         }
         self.norm.forward(x)
     }
