@@ -42,6 +42,39 @@ fn prob(dist: &[(u32, f32)], token: u32) -> f32 {
     dist.iter().find(|d| d.0 == token).map_or(0.0, |d| d.1)
 }
 
+/// The LLM's sampling distribution at each packed node of a row, as (token, probability) pairs
+/// ([`Sampler::distribution`]). A walk visits only the nodes of the accepted path and their
+/// siblings, so [`Lazy`] computes a node's distribution when it is first asked for.
+pub trait NodeDists {
+    fn at(&mut self, node: usize) -> &[(u32, f32)];
+}
+
+/// Distributions computed ahead, one per packed node (tests, small trees).
+impl NodeDists for Vec<Vec<(u32, f32)>> {
+    fn at(&mut self, node: usize) -> &[(u32, f32)] {
+        &self[node]
+    }
+}
+
+/// Distributions computed by `f(node)` on first use and kept for the rest of the walk.
+pub struct Lazy<F> {
+    f: F,
+    memo: Vec<Option<Vec<(u32, f32)>>>,
+}
+
+impl<F: FnMut(usize) -> Vec<(u32, f32)>> Lazy<F> {
+    /// A row of `nodes` packed nodes.
+    pub fn new(nodes: usize, f: F) -> Self {
+        Self { f, memo: vec![None; nodes] }
+    }
+}
+
+impl<F: FnMut(usize) -> Vec<(u32, f32)>> NodeDists for Lazy<F> {
+    fn at(&mut self, node: usize) -> &[(u32, f32)] {
+        self.memo[node].get_or_insert_with(|| (self.f)(node))
+    }
+}
+
 /// Exact sampling-mode acceptance for a tree of deterministic drafts ([`Acceptance::Exact`]).
 ///
 /// From the root, at each accepted node: its children (the next drafted token of every beam
@@ -56,13 +89,14 @@ fn prob(dist: &[(u32, f32)], token: u32) -> f32 {
 /// bonus from p itself. `p`, `sampler`, `request_row`: as in [`sampled`].
 ///
 /// [`Acceptance::Exact`]: crate::sampling::Acceptance::Exact
-pub fn exact(tree: &TreeIndex, beams: &Beams, row: usize, p: &[Vec<(u32, f32)>], sampler: &mut Sampler, request_row: usize) -> Accepted {
+pub fn exact(tree: &TreeIndex, beams: &Beams, row: usize, p: &mut impl NodeDists, sampler: &mut Sampler, request_row: usize) -> Accepted {
     let (w, l) = (tree.width, tree.len);
     // The beams that hold the prefix accepted so far; they share its nodes.
     let mut alive: Vec<usize> = (0..w).collect();
     let mut drafted = 0;
     loop {
-        let mut left: Vec<(u32, f32)> = p[tree.node(row, alive[0], drafted)].clone();
+        let node = tree.node(row, alive[0], drafted);
+        let mut left: Vec<(u32, f32)> = p.at(node).to_vec();
         if drafted == l - 1 {
             let bonus = sampler.sample_from(request_row, &left);
             return Accepted { beam: alive[0], drafted, bonus };
@@ -99,7 +133,7 @@ pub fn exact(tree: &TreeIndex, beams: &Beams, row: usize, p: &[Vec<(u32, f32)>],
                     left.iter_mut().for_each(|e| e.1 /= total);
                     sampler.sample_from(request_row, &left)
                 } else {
-                    sampler.sample_from(request_row, &p[tree.node(row, alive[0], drafted)])
+                    sampler.sample_from(request_row, p.at(node))
                 };
                 return Accepted { beam: alive[0], drafted, bonus };
             }
@@ -110,7 +144,7 @@ pub fn exact(tree: &TreeIndex, beams: &Beams, row: usize, p: &[Vec<(u32, f32)>],
 /// Sampling-mode acceptance as Apple defines it (spec §4.3), approximate by construction: beam
 /// search is not sampling from the drafter, and the best of W tests is biased.
 ///
-/// `p[node]` is the LLM's sampling distribution at each packed node of this row (temperature,
+/// `p.at(node)` is the LLM's sampling distribution at each packed node of this row (temperature,
 /// top-k and top-p applied), as [`Sampler::distribution`] gives it. The drafter distribution Q is
 /// `beams.hist` when the source kept it; without it the drafts count as deterministic (Q = 1 on
 /// the drafted token), for which the rule below is standard speculative sampling.
@@ -119,7 +153,7 @@ pub fn sampled(
     tree: &TreeIndex,
     beams: &Beams,
     row: usize,
-    p: &[Vec<(u32, f32)>],
+    p: &mut impl NodeDists,
     sampler: &mut Sampler,
     request_row: usize,
 ) -> Accepted {
@@ -139,7 +173,7 @@ pub fn sampled(
         let us: Vec<f32> = (0..l - 1).map(|_| sampler.uniform(request_row)).collect();
         while n < l - 1 {
             let x = b[n + 1];
-            let px = prob(&p[tree.node(row, i, n)], x);
+            let px = prob(p.at(tree.node(row, i, n)), x);
             let qx = q_of(i, n, x);
             if !(us[n] < px / qx) {
                 break;
@@ -151,7 +185,7 @@ pub fn sampled(
         }
     }
     let (beam, drafted) = best;
-    let at = &p[tree.node(row, beam, drafted)];
+    let at = p.at(tree.node(row, beam, drafted));
     let bonus = if drafted == l - 1 {
         sampler.sample_from(request_row, at)
     } else {
@@ -211,11 +245,11 @@ mod tests {
         let tokens = vec![0, 1];
         let tree = TreeIndex::from(&crate::tree::PackedTree::build(&tokens, 1, 1, 2));
         let beams = Beams { rows: 1, width: 1, len: 2, tokens, hist: None };
-        let p = vec![vec![(2, 0.7), (1, 0.3)], vec![(3, 1.0)]];
+        let mut p: Vec<Vec<(u32, f32)>> = vec![vec![(2, 0.7), (1, 0.3)], vec![(3, 1.0)]];
         let mut sampler = Sampler::new(SamplingConfig { temperature: 1.0, seed: 3, ..Default::default() }, 1);
         let (mut accepted, trials) = (0, 20000);
         for _ in 0..trials {
-            let acc = sampled(&tree, &beams, 0, &p, &mut sampler, 0);
+            let acc = sampled(&tree, &beams, 0, &mut p, &mut sampler, 0);
             if acc.drafted == 1 {
                 accepted += 1;
                 assert_eq!(acc.bonus, 3);
@@ -244,7 +278,7 @@ mod tests {
 
     /// Pearson's chi-square of the first two tokens a step commits (the second drawn from the
     /// model when the step committed only one) against the model's own joint distribution.
-    fn first_two_tokens_chi_square(rule: fn(&TreeIndex, &Beams, usize, &[Vec<(u32, f32)>], &mut Sampler, usize) -> Accepted, trials: usize) -> f64 {
+    fn first_two_tokens_chi_square(rule: fn(&TreeIndex, &Beams, usize, &mut Vec<Vec<(u32, f32)>>, &mut Sampler, usize) -> Accepted, trials: usize) -> f64 {
         use rand::{Rng, SeedableRng};
         // Beams sharing a first draft (1) and one apart (4), with the model's likely and
         // unlikely tokens among them.
@@ -261,7 +295,7 @@ mod tests {
         let mut next = rand::rngs::StdRng::seed_from_u64(5);
         let mut seen = [[0usize; 6]; 6];
         for _ in 0..trials {
-            let a = rule(&tree, &beams, 0, &p, &mut sampler, 0);
+            let a = rule(&tree, &beams, 0, &mut p, &mut sampler, 0);
             let mut out: Vec<u32> = beams.beam(0, a.beam)[1..=a.drafted].to_vec();
             out.push(a.bonus);
             if out.len() == 1 {
@@ -310,7 +344,7 @@ mod tests {
         p[tree.node(0, 0, 2)] = vec![(0, 1.0)];
         let mut sampler = Sampler::new(SamplingConfig { temperature: 1.0, seed: 1, ..Default::default() }, 1);
         for _ in 0..50 {
-            let a = exact(&tree, &beams, 0, &p, &mut sampler, 0);
+            let a = exact(&tree, &beams, 0, &mut p, &mut sampler, 0);
             assert_eq!((a.beam, a.drafted), (1, 2));
             assert!(a.bonus == 5 || a.bonus == 1);
         }

@@ -55,6 +55,45 @@ impl Default for SamplingConfig {
 pub const GREEDY_BELOW: f32 = 1e-5;
 
 impl SamplingConfig {
+    /// Turns logits into the sampling distribution (temperature, top-k, top-p applied), as
+    /// (token, probability) pairs with probability above zero. When top-k or top-p cuts the
+    /// vocabulary the pairs are sorted by descending probability (ties: lower id first);
+    /// otherwise they are in token order. The kept tokens are found by selection, not by
+    /// sorting the vocabulary (a sort of 49152 logits per tree node cost more than the rest of
+    /// a sampled step's acceptance).
+    pub fn distribution(&self, logits: &[f32]) -> Vec<(u32, f32)> {
+        let c = self;
+        // Subtract the largest logit before dividing: (l - max) / T is at most 0, so a small T
+        // sends the others towards -inf (probability 0) instead of every logit to +inf (NaN).
+        let top = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let mut idx: Vec<(u32, f32)> =
+            logits.iter().enumerate().map(|(i, l)| (i as u32, (*l - top) / c.temperature)).collect();
+        let cut_k = c.top_k > 0 && c.top_k < idx.len();
+        if cut_k {
+            idx.select_nth_unstable_by(c.top_k - 1, descending);
+            idx.truncate(c.top_k);
+            // The nucleus below sorts what it keeps itself.
+            if c.top_p >= 1.0 {
+                idx.sort_unstable_by(descending);
+            }
+        }
+        // The largest scaled logit is exactly 0 and always kept, so exp needs no shift.
+        let sum: f64 = idx.iter().map(|e| e.1.exp() as f64).sum();
+        let prob = |scaled: f32| (scaled.exp() as f64 / sum) as f32;
+        if c.top_p < 1.0 {
+            nucleus(&mut idx, c.top_p as f64, prob);
+        }
+        for e in idx.iter_mut() {
+            e.1 = prob(e.1);
+        }
+        idx.retain(|e| e.1 > 0.0);
+        if c.top_p < 1.0 {
+            let total: f32 = idx.iter().map(|e| e.1).sum();
+            idx.iter_mut().for_each(|e| e.1 /= total);
+        }
+        idx
+    }
+
     pub fn greedy() -> Self {
         Self::default()
     }
@@ -93,8 +132,8 @@ fn descending(a: &(u32, f32), b: &(u32, f32)) -> std::cmp::Ordering {
     b.1.total_cmp(&a.1).then(a.0.cmp(&b.0))
 }
 
-/// Keeps the smallest head of `scaled` (scaled logits, in [`descending`] order) whose
-/// probability mass, `prob` of each, reaches `p`, sorted. The head is found by selecting the
+/// Keeps the smallest head of `scaled` (scaled logits, in any order) whose probability mass,
+/// `prob` of each, reaches `p`, sorted in [`descending`] order. The head is found by selecting the
 /// largest m, m = 64, 256, …, so a peaked distribution never sorts its tail.
 fn nucleus(scaled: &mut Vec<(u32, f32)>, p: f64, prob: impl Fn(f32) -> f32) {
     let n = scaled.len();
@@ -138,40 +177,9 @@ impl Sampler {
         &self.config
     }
 
-    /// Turns logits into the sampling distribution (temperature, top-k, top-p applied), as
-    /// (token, probability) pairs with probability above zero. When top-k or top-p cuts the
-    /// vocabulary the pairs are sorted by descending probability (ties: lower id first);
-    /// otherwise they are in token order. The kept tokens are found by selection, not by
-    /// sorting the vocabulary (a sort of 49152 logits per tree node cost more than the rest of
-    /// a sampled step's acceptance).
+    /// [`SamplingConfig::distribution`] of this sampler's configuration.
     pub fn distribution(&self, logits: &[f32]) -> Vec<(u32, f32)> {
-        let c = &self.config;
-        // Subtract the largest logit before dividing: (l - max) / T is at most 0, so a small T
-        // sends the others towards -inf (probability 0) instead of every logit to +inf (NaN).
-        let top = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let mut idx: Vec<(u32, f32)> =
-            logits.iter().enumerate().map(|(i, l)| (i as u32, (*l - top) / c.temperature)).collect();
-        let cut_k = c.top_k > 0 && c.top_k < idx.len();
-        if cut_k {
-            idx.select_nth_unstable_by(c.top_k - 1, descending);
-            idx.truncate(c.top_k);
-            idx.sort_unstable_by(descending);
-        }
-        // The largest scaled logit is exactly 0 and always kept, so exp needs no shift.
-        let sum: f64 = idx.iter().map(|e| e.1.exp() as f64).sum();
-        let prob = |scaled: f32| (scaled.exp() as f64 / sum) as f32;
-        if c.top_p < 1.0 {
-            nucleus(&mut idx, c.top_p as f64, prob);
-        }
-        for e in idx.iter_mut() {
-            e.1 = prob(e.1);
-        }
-        idx.retain(|e| e.1 > 0.0);
-        if c.top_p < 1.0 {
-            let total: f32 = idx.iter().map(|e| e.1).sum();
-            idx.iter_mut().for_each(|e| e.1 /= total);
-        }
-        idx
+        self.config.distribution(logits)
     }
 
     /// Picks the next token of request row `row` from its logits.

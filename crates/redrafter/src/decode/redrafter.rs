@@ -280,14 +280,16 @@ pub fn accept<B: Backend>(v: &Verified<B>, sampler: &mut Sampler, rows: &[usize]
     }
     let slots = v.tree.slots;
     let host = v.logits.clone().into_data().convert::<f32>().into_vec::<f32>().map_err(|e| DecodeError::Device(format!("reading the tree's logits back: {e:?}")))?;
+    // The walk needs the distributions of the nodes it visits only; each is computed once.
+    let config = sampler.config().clone();
     Ok((0..n)
         .map(|r| {
-            let dists: Vec<Vec<(u32, f32)>> = (0..v.tree.packed_len[r])
-                .map(|q| sampler.distribution(&host[(r * slots + q) * vocab..(r * slots + q + 1) * vocab]))
-                .collect();
+            let mut dists = accept::Lazy::new(v.tree.packed_len[r], |q| {
+                config.distribution(&host[(r * slots + q) * vocab..(r * slots + q + 1) * vocab])
+            });
             match sampler.config().acceptance {
-                Acceptance::Exact => accept::exact(&v.tree, &v.beams, r, &dists, sampler, rows[r]),
-                Acceptance::Apple => accept::sampled(&v.tree, &v.beams, r, &dists, sampler, rows[r]),
+                Acceptance::Exact => accept::exact(&v.tree, &v.beams, r, &mut dists, sampler, rows[r]),
+                Acceptance::Apple => accept::sampled(&v.tree, &v.beams, r, &mut dists, sampler, rows[r]),
             }
         })
         .collect())
@@ -353,7 +355,9 @@ impl<B: KernelBackend, S: DraftSource<B>> Strategy<B> for ReDrafter<S> {
         let device = state.hidden.device();
 
         let t = Instant::now();
-        let drafted = draft(&mut self.source, model, state, self.beams.width, len, !greedy)?;
+        // Only Apple's rule reads the drafter's distributions; the exact rule needs the drafts alone.
+        let keep_hist = !greedy && sampler.config().acceptance == Acceptance::Apple;
+        let drafted = draft(&mut self.source, model, state, self.beams.width, len, keep_hist)?;
         stats.end_phase::<B>("draft", t, &device)?;
 
         let t = Instant::now();
