@@ -8,10 +8,14 @@
 //!     ar_decode --backend flex --weights native,f32 --llama-cpp python3 --llama-cpp-weights stored,f32
 //!
 //! Each measurement runs in a child process so that peak RSS belongs to one configuration alone.
+//! The transformers and llama.cpp columns are the harness's peers (`redrafter_bench::harness::peer`,
+//! what `redrafter bench --peer` runs), one process per run.
 //! Runs are interleaved (every configuration once, then again), so drift of a noisy machine
 //! spreads over all columns; the table gives medians.
 
+use redrafter_bench::harness::peer::{self, PeerSpec};
 use redrafter_bench::harness::report::median;
+use redrafter_bench::harness::suite::Prompt;
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Instant;
@@ -139,67 +143,11 @@ fn peak_rss_mb() -> f64 {
         .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
-const TRANSFORMERS: &str = r#"
-import json, resource, sys, time
-import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
-torch.set_num_threads(1)
-path, prompt, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
-import os
-d, f = os.path.split(path)
-tok = AutoTokenizer.from_pretrained(d, gguf_file=f)
-model = AutoModelForCausalLM.from_pretrained(d, gguf_file=f, dtype=torch.float32).eval()
-text = tok.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True)
-ids = torch.tensor([tok(text, add_special_tokens=False)["input_ids"]])
-kw = dict(do_sample=False, eos_token_id=None, pad_token_id=0, attention_mask=torch.ones_like(ids))
-with torch.no_grad():
-    model.generate(ids, max_new_tokens=4, **kw)
-    t = time.time(); model(ids); prefill = time.time() - t
-    t = time.time(); out = model.generate(ids, max_new_tokens=n, **kw); wall = time.time() - t
-new = out.shape[1] - ids.shape[1]
-print(json.dumps({"prompt_tokens": ids.shape[1], "new_tokens": new, "decode_tokens_per_second": (new - 1) / max(wall - prefill, 1e-9),
-                  "prefill_seconds": prefill, "wall_seconds": wall, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
-"#;
-
-/// llama.cpp through llama-cpp-python: the GGUF as stored, greedy, one thread, the model's own
-/// chat template, EOS ignored so it decodes exactly `n` tokens.
-const LLAMA_CPP: &str = r#"
-import json, resource, sys, time
-from llama_cpp import Llama
-path, prompt, n, fmt, cache = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5]
-if fmt != "stored":
-    # llama.cpp's own converter widens every block (allow_requantize) into a second file.
-    import ctypes, os, llama_cpp
-    ftype = {"f16": llama_cpp.LLAMA_FTYPE_MOSTLY_F16, "f32": llama_cpp.LLAMA_FTYPE_ALL_F32}[fmt]
-    out = os.path.join(cache, os.path.basename(path)[:-len(".gguf")] + "." + fmt + ".gguf")
-    if not os.path.exists(out):
-        os.makedirs(cache, exist_ok=True)
-        p = llama_cpp.llama_model_quantize_default_params()
-        p.ftype, p.allow_requantize, p.nthread = ftype, True, 1
-        if llama_cpp.llama_model_quantize(path.encode(), (out + ".part").encode(), ctypes.byref(p)) != 0:
-            sys.exit("llama.cpp could not convert " + path + " to " + fmt)
-        os.rename(out + ".part", out)
-    path = out
-llm = Llama(model_path=path, n_threads=1, n_threads_batch=1, n_ctx=1024, n_batch=512, verbose=False)
-from llama_cpp.llama_chat_format import Jinja2ChatFormatter
-fmt = Jinja2ChatFormatter(template=llm.metadata["tokenizer.chat_template"], eos_token="", bos_token="")
-text = fmt(messages=[{"role": "user", "content": prompt}]).prompt
-ids = llm.tokenize(text.encode(), add_bos=False, special=True)
-def run(k):
-    llm.reset()
-    t = time.time(); llm.eval(ids); prefill = time.time() - t
-    out = []
-    t = time.time()
-    for _ in range(k):
-        tok = llm.sample(temp=0.0, top_k=1)
-        out.append(tok)
-        llm.eval([tok])
-    return prefill, time.time() - t, out
-run(4)
-prefill, dec, out = run(n)
-print(json.dumps({"prompt_tokens": len(ids), "new_tokens": len(out), "decode_tokens_per_second": len(out) / dec,
-                  "prefill_seconds": prefill, "wall_seconds": prefill + dec, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
-"#;
+/// One column's measurement: a child of this binary on one of our backends, or a peer.
+enum Job {
+    Ours(Command),
+    Peer(PeerSpec, String),
+}
 
 fn list(s: &str) -> Vec<String> {
     s.split(',').map(|v| v.trim().to_string()).filter(|v| !v.is_empty()).collect()
@@ -229,7 +177,7 @@ fn main() {
     let exe = std::env::current_exe().expect("current exe");
     let one_thread = [("RAYON_NUM_THREADS", "1"), ("OMP_NUM_THREADS", "1"), ("MKL_NUM_THREADS", "1")];
     // Every configuration: (label, key of its autoregressive twin, is it autoregressive, command line).
-    let mut configs: Vec<(String, String, bool, Command)> = vec![];
+    let mut configs: Vec<(String, String, bool, Job)> = vec![];
     for backend in &backends {
         for w in list(&args.weights) {
             for b in list(&args.batch) {
@@ -243,36 +191,66 @@ fn main() {
                         c.args(["--beam-width", &args.beam_width.to_string(), "--beam-length", &args.beam_length.to_string()]);
                     }
                     let mode = if rd { format!("ReDrafter {}x{}", args.beam_width, args.beam_length) } else { "autoregressive".into() };
-                    configs.push((format!("{backend} | {w} | {mode} | {b}"), format!("{backend}/{w}/{b}"), !rd, c));
+                    configs.push((format!("{backend} | {w} | {mode} | {b}"), format!("{backend}/{w}/{b}"), !rd, Job::Ours(c)));
                 }
             }
         }
     }
+    // The peers run through the harness's scripts (`redrafter_bench::harness::peer`), one
+    // process per run as ours, on this one prompt.
+    let prompt = [Prompt { category: "ar_decode".into(), text: args.prompt.clone(), raw: false }];
     if args.python != "none" {
-        let mut c = Command::new(&args.python);
-        c.args(["-c", TRANSFORMERS]).arg(&model).arg(&args.prompt).arg(args.new_tokens.to_string());
-        configs.push(("transformers (torch, CPU) | f32 | autoregressive | 1".into(), "transformers".into(), true, c));
+        let peer = PeerSpec { name: "transformers".into(), python: args.python.clone().into() };
+        configs.push(("transformers (torch, CPU) | f32 | autoregressive | 1".into(), "transformers".into(), true, Job::Peer(peer, "f32".into())));
     }
     if let Some(py) = &args.llama_cpp {
-        let converted = redrafter_io::fetch::cache_dir().join("llama-cpp");
         for fmt in list(&args.llama_cpp_weights) {
-            if !["stored", "f16", "f32"].contains(&fmt.as_str()) {
-                exit_with(&format!("--llama-cpp-weights: `{fmt}` is not one of stored, f16, f32"));
-            }
-            let mut c = Command::new(py);
-            c.args(["-c", LLAMA_CPP]).arg(&model).arg(&args.prompt).arg(args.new_tokens.to_string()).arg(&fmt).arg(&converted);
+            let ours = match fmt.as_str() {
+                "stored" => "native",
+                "f16" | "f32" => fmt.as_str(),
+                _ => exit_with(&format!("--llama-cpp-weights: `{fmt}` is not one of stored, f16, f32")),
+            };
+            let peer = PeerSpec { name: "llama.cpp".into(), python: py.into() };
             let weights = if fmt == "stored" { "GGUF as stored".to_string() } else { format!("{fmt} (llama.cpp's conversion)") };
-            configs.push((format!("llama.cpp (llama-cpp-python) | {weights} | autoregressive | 1"), format!("llama.cpp/{fmt}"), true, c));
+            configs.push((format!("llama.cpp (llama-cpp-python) | {weights} | autoregressive | 1"), format!("llama.cpp/{fmt}"), true, Job::Peer(peer, ours.into())));
         }
     }
+    let work = std::env::temp_dir().join(format!("ar_decode-{}", std::process::id()));
+    std::fs::create_dir_all(&work).unwrap_or_else(|e| exit_with(&e));
     let mut runs: Vec<Vec<serde_json::Value>> = vec![vec![]; configs.len()];
     let mut failed = vec![false; configs.len()];
     for r in 0..args.runs {
-        for (i, (label, _, _, cmd)) in configs.iter_mut().enumerate() {
+        for (i, (label, _, _, job)) in configs.iter_mut().enumerate() {
             if failed[i] {
                 continue;
             }
             eprint!("\rrun {}/{}: {label}                    ", r + 1, args.runs);
+            let cmd = match job {
+                Job::Ours(cmd) => cmd,
+                Job::Peer(peer, weights) => {
+                    let mut got = None;
+                    let res = peer::run(peer, &model, &prompt, args.new_tokens, 1, &[(weights.clone(), r)], &work, &mut |_, _, m| {
+                        got = Some(serde_json::json!({
+                            "decode_tokens_per_second": m.committed as f64 / m.decode_seconds,
+                            "prefill_seconds": m.prefill_seconds,
+                            "peak_rss_mb": m.peak_rss_mb,
+                        }));
+                        Ok(())
+                    });
+                    match (res, got) {
+                        (Ok(_), Some(v)) => runs[i].push(v),
+                        (Err(e), _) => {
+                            eprintln!("\n{label} failed: {e}");
+                            failed[i] = true;
+                        }
+                        (Ok(_), None) => {
+                            eprintln!("\n{label} printed no run");
+                            failed[i] = true;
+                        }
+                    }
+                    continue;
+                }
+            };
             match cmd.envs(one_thread).output() {
                 Ok(o) if o.status.success() => {
                     let line = String::from_utf8_lossy(&o.stdout).lines().last().unwrap_or("").to_string();

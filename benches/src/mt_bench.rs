@@ -116,6 +116,7 @@ fn bench(a: Args) -> Result<(), Box<dyn std::error::Error>> {
         acceptance: a.acceptance,
         seed: a.seed,
         runs: a.runs,
+        peers: vec![],
     };
     let exe = std::env::current_exe()?;
     let rep = run::run(&plan, &a.out, &[exe.into_os_string()], true, &mut |done, total, what| {

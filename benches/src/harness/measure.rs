@@ -10,7 +10,7 @@ use redrafter_io::Message;
 use serde::{Deserialize, Serialize};
 
 use super::BenchError;
-use super::fingerprint::peak_rss_mb;
+use super::fingerprint::{peak_rss_mb, reset_peak_rss};
 use super::plan::{CellKey, Plan};
 
 /// A line of `runs.jsonl`.
@@ -78,7 +78,8 @@ pub struct RunMetrics {
     pub by_category: BTreeMap<String, (usize, usize)>,
     /// Greedy: rows whose tokens differ from autoregressive decoding's. `None` when sampling.
     pub mismatches: Option<usize>,
-    /// This process's peak resident memory so far, MB.
+    /// Peak resident memory during this run, MB (the process's, weights included; on systems
+    /// without a peak reset, since the process started).
     pub peak_rss_mb: Option<f64>,
 }
 
@@ -238,6 +239,8 @@ fn measure<B: KernelBackend>(
     cfg: &GenerationConfig,
     make: &mut dyn FnMut() -> Result<Box<dyn Strategy<B>>, BenchError>,
 ) -> Result<(RunMetrics, Vec<Vec<u32>>), BenchError> {
+    // The cell's own peak (weights and caches included), not the child's since it started.
+    reset_peak_rss();
     let mut m = RunMetrics { prompts: prompts.len(), ..Default::default() };
     let mut tokens = vec![];
     let mut acc_weighted: Vec<(f64, usize)> = vec![];

@@ -4,6 +4,7 @@ pub mod bars;
 pub mod compare;
 pub mod fingerprint;
 pub mod measure;
+pub mod peer;
 pub mod plan;
 pub mod report;
 pub mod run;

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::BenchError;
+use super::peer::PeerSpec;
 use super::suite::Prompt;
 
 /// A draft source under a name: a drafter directory (Apple's format), or prompt lookup.
@@ -63,6 +64,9 @@ pub struct Plan {
     pub acceptance: String,
     pub seed: u64,
     pub runs: usize,
+    /// Peer implementations measured as autoregressive baselines (batch 1, greedy).
+    #[serde(default)]
+    pub peers: Vec<PeerSpec>,
 }
 
 /// One measured configuration. `strategy` is `autoregressive` or `redrafter`; a ReDrafter cell
@@ -157,6 +161,12 @@ impl Plan {
         if names.len() != self.drafters.len() {
             return bad("two --drafter entries have the same name");
         }
+        let mut peers: Vec<&str> = self.peers.iter().map(|p| p.name.as_str()).collect();
+        peers.sort();
+        peers.dedup();
+        if peers.len() != self.peers.len() {
+            return bad("two --peer entries name the same peer");
+        }
         Ok(())
     }
 
@@ -199,6 +209,25 @@ impl Plan {
             }
         }
         out
+    }
+
+    /// The cells of a peer at one thread count: autoregressive, batch 1, greedy, one per weight
+    /// format the peer holds ([`PeerSpec::weights`]).
+    pub fn peer_cells(&self, peer: &PeerSpec, threads: usize) -> Vec<CellKey> {
+        peer.weights(&self.weights)
+            .into_iter()
+            .map(|weights| CellKey {
+                backend: peer.name.clone(),
+                threads,
+                weights,
+                batch: 1,
+                temperature: 0.0,
+                strategy: "autoregressive".into(),
+                drafter: None,
+                width: 0,
+                length: 0,
+            })
+            .collect()
     }
 }
 

@@ -44,6 +44,9 @@ pub struct Settings {
     pub acceptance: String,
     pub seed: u64,
     pub runs: usize,
+    /// (peer, its Python) of the baseline cells.
+    #[serde(default)]
+    pub peers: Vec<(String, String)>,
 }
 
 /// Median and spread over runs.
@@ -109,7 +112,11 @@ pub fn build(plan: &Plan, settings_id: &str, records: &[Record], fingerprint: Fi
     let mut runs: BTreeMap<String, (CellKey, Vec<&RunRecord>)> = BTreeMap::new();
     for r in records {
         match r {
-            Record::Backend(b) if b.settings == settings_id && plan.backends.contains(&b.backend) && plan.threads.contains(&b.threads) => {
+            Record::Backend(b)
+                if b.settings == settings_id
+                    && (plan.backends.contains(&b.backend) || plan.peers.iter().any(|p| p.name == b.backend))
+                    && plan.threads.contains(&b.threads) =>
+            {
                 // The latest record of a backend and thread count wins (a resumed run adds formats).
                 match backends.iter_mut().find(|x| x.backend == b.backend && x.threads == b.threads) {
                     Some(x) if b.status == "ok" || x.status != "ok" => {
@@ -136,6 +143,15 @@ pub fn build(plan: &Plan, settings_id: &str, records: &[Record], fingerprint: Fi
     for b in &plan.backends {
         for &t in &plan.threads {
             for key in plan.cells(b, t) {
+                if let Some((_, rs)) = runs.get(&key.id()) {
+                    cells.push(summarize(&key, rs));
+                }
+            }
+        }
+    }
+    for p in &plan.peers {
+        for &t in &plan.threads {
+            for key in plan.peer_cells(p, t) {
                 if let Some((_, rs)) = runs.get(&key.id()) {
                     cells.push(summarize(&key, rs));
                 }
@@ -172,6 +188,7 @@ pub fn build(plan: &Plan, settings_id: &str, records: &[Record], fingerprint: Fi
             acceptance: plan.acceptance.clone(),
             seed: plan.seed,
             runs: plan.runs,
+            peers: plan.peers.iter().map(|p| (p.name.clone(), p.python.display().to_string())).collect(),
         },
         backends,
         cells,

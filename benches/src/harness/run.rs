@@ -12,7 +12,8 @@ use redrafter::backends::BackendKind;
 
 use super::BenchError;
 use super::fingerprint::Fingerprint;
-use super::measure::{BackendRecord, Child, Record, done_id};
+use super::measure::{BackendRecord, Child, Record, RunRecord, done_id};
+use super::peer;
 use super::plan::Plan;
 use super::report::{self, Report};
 
@@ -37,7 +38,8 @@ pub fn run(plan: &Plan, out: &Path, child: &[OsString], measure: bool, progress:
     let records_path = out.join("runs.jsonl");
     let mut records = read_records(&records_path)?;
     let done = done_runs(&records, &settings);
-    let total: usize = plan.backends.len() * plan.threads.len() * plan.cells("", 1).len() * plan.runs;
+    let peer_cells: usize = plan.peers.iter().map(|p| plan.peer_cells(p, 1).len()).sum();
+    let total: usize = (plan.backends.len() * plan.cells("", 1).len() + peer_cells) * plan.threads.len() * plan.runs;
     let mut recorded = done.len().min(total);
     let mut file = std::fs::OpenOptions::new().create(true).append(true).open(&records_path).map_err(|e| BenchError::file(&records_path, e))?;
     let mut append = |r: &Record, records: &mut Vec<Record>| -> Result<(), BenchError> {
@@ -103,6 +105,35 @@ pub fn run(plan: &Plan, out: &Path, child: &[OsString], measure: bool, progress:
                 let why = if started { format!("stopped after {recorded} runs: {why}") } else { why };
                 append(&skipped(why), &mut records)?;
             }
+        }
+    }
+    // Peers after our backends, one process per peer and thread count.
+    for peer in plan.peers.iter().filter(|_| measure) {
+        for &threads in &plan.threads {
+            let todo: Vec<(String, usize)> = (0..plan.runs)
+                .flat_map(|r| plan.peer_cells(peer, threads).into_iter().map(move |k| (k, r)))
+                .filter(|(k, r)| !done.contains(&done_id(k, *r)))
+                .map(|(k, r)| (k.weights, r))
+                .collect();
+            if todo.is_empty() {
+                continue;
+            }
+            progress(recorded, total, &format!("{}, {threads} thread(s): starting", peer.name));
+            let record = |status: &str, reason: Option<String>, weights: Vec<super::measure::WeightsReady>| {
+                Record::Backend(BackendRecord { settings: settings.clone(), backend: peer.name.clone(), threads, status: status.into(), reason, weights })
+            };
+            let mut on_run = |weights: &str, run: usize, metrics: super::measure::RunMetrics| -> Result<(), BenchError> {
+                let key = plan.peer_cells(peer, threads).into_iter().find(|k| k.weights == weights).ok_or_else(|| BenchError::Measure(format!("{}: a run of weights `{weights}`, which were not asked for", peer.name)))?;
+                recorded += 1;
+                progress(recorded, total, &format!("{}, {threads} thread(s): {weights} run {}", peer.name, run + 1));
+                append(&Record::Run(RunRecord { settings: settings.clone(), key, run, metrics }), &mut records)
+            };
+            let result = peer::run(peer, &plan.model, &plan.prompts, plan.new_tokens, threads, &todo, out, &mut on_run);
+            let r = match result {
+                Ok(ready) => record("ok", None, ready),
+                Err(e) => record("skipped", Some(shorten(&e.to_string(), 600)), vec![]),
+            };
+            append(&r, &mut records)?;
         }
     }
     let report = report::build(plan, &settings, &records, Fingerprint::here());

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
+use redrafter_bench::harness::peer::PeerSpec;
 use redrafter_bench::harness::plan::{DrafterSpec, Plan, parse_grids, parse_list};
 use redrafter_bench::harness::{compare, run, suite};
 use redrafter_io::fetch::MT_BENCH_QUESTIONS;
@@ -86,6 +87,13 @@ struct RunArgs {
     acceptance: String,
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// A peer implementation as a baseline: `transformers=PYTHON` (Hugging Face transformers,
+    /// the GGUF dequantized to f32) or `llama-cpp=PYTHON` (llama-cpp-python, the GGUF as stored
+    /// for `native`, its own f16/f32 conversion for those --weights); repeatable. Autoregressive,
+    /// batch 1, greedy, the same prompts and thread counts; a peer that is not installed is
+    /// reported as skipped with Python's reason.
+    #[arg(long)]
+    peer: Vec<String>,
     /// Repeats of every cell (interleaved); reports give the median and the spread.
     #[arg(long, default_value_t = 3)]
     runs: usize,
@@ -157,6 +165,7 @@ pub fn run(args: BenchArgs) -> Result<(), BoxError> {
         acceptance: a.acceptance.clone(),
         seed: a.seed,
         runs: a.runs,
+        peers: a.peer.iter().map(|s| PeerSpec::parse(s)).collect::<Result<_, _>>()?,
     };
     let bar = ProgressBar::new(0).with_style(
         ProgressStyle::with_template("{bar:30} {pos}/{len} runs {elapsed_precise} {msg}").expect("valid template").progress_chars("=> "),

@@ -555,3 +555,66 @@ fn bench_runs_every_cell_resumes_and_compares() {
     assert_ne!(code, 0);
     assert!(!stderr.is_empty());
 }
+
+#[test]
+fn bench_measures_peers_as_baselines_and_skips_a_missing_one() {
+    use redrafter_bench::harness::schema::validate_report;
+    let m = tiny_model("peers");
+    let dir = m.parent().unwrap().to_path_buf();
+    let prompts = dir.join("prompts.jsonl");
+    std::fs::write(&prompts, "{\"prompt\": \"the weather\", \"category\": \"a\"}\n{\"prompt\": \"hello\", \"raw\": true}\n").unwrap();
+    // The real llama.cpp script on a stand-in `llama_cpp` module (a "model" that predicts the
+    // previous token + 1), run by the real python3 through a wrapper that puts the stand-in first
+    // on the module path: the harness's own script, records and report are what is tested.
+    let stub = dir.join("stub");
+    std::fs::create_dir_all(stub.join("llama_cpp")).unwrap();
+    std::fs::write(
+        stub.join("llama_cpp/__init__.py"),
+        "__version__ = 'stand-in'\nLLAMA_FTYPE_MOSTLY_F16, LLAMA_FTYPE_ALL_F32 = 1, 0\n\
+         class Llama:\n    def __init__(self, model_path, **kw):\n        assert open(model_path, 'rb').read(4) == b'GGUF'\n        self.metadata, self.ctx = {}, []\n\
+         \x20   def tokenize(self, text, add_bos=False, special=True):\n        return list(text)\n\
+         \x20   def reset(self):\n        self.ctx = []\n\
+         \x20   def eval(self, ids):\n        self.ctx.extend(ids)\n\
+         \x20   def sample(self, temp=0.0, top_k=1):\n        return (self.ctx[-1] + 1) % 50\n",
+    )
+    .unwrap();
+    std::fs::write(stub.join("llama_cpp/llama_chat_format.py"), "class Jinja2ChatFormatter:\n    pass\n").unwrap();
+    let python = dir.join("python-with-stand-in");
+    std::fs::write(&python, format!("#!/bin/sh\nPYTHONPATH={} exec python3 \"$@\"\n", stub.display())).unwrap();
+    std::process::Command::new("chmod").arg("+x").arg(&python).status().unwrap();
+    let out = dir.join("bench-peers");
+    let llama = format!("llama-cpp={}", python.display());
+    let args = [
+        "bench", "--model", m.to_str().unwrap(), "--prompts", prompts.to_str().unwrap(), "--drafter", "none", "--backends", "flex",
+        "--new-tokens", "5", "--runs", "2", "--peer", &llama, "--peer", "transformers=/nonexistent/python", "--out", out.to_str().unwrap(),
+    ];
+    let (code, stdout, stderr) = run(&args);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("| llama.cpp | 1 | native | 1 | 0 | autoregressive |"), "{stdout}");
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("bench.json")).unwrap()).unwrap();
+    let errors = validate_report(&report);
+    assert!(errors.is_empty(), "{errors:?}");
+    let cells = report["cells"].as_array().unwrap();
+    assert_eq!(cells.len(), 2, "flex's autoregressive cell and llama.cpp's");
+    let peer = cells.iter().find(|c| c["backend"] == "llama.cpp").expect("the llama.cpp cell");
+    assert_eq!((peer["runs"].as_u64(), peer["new_tokens"].as_u64(), peer["tau"].as_f64()), (Some(2), Some(10), Some(1.0)), "{peer}");
+    assert!(peer["decode_tokens_per_second"]["median"].as_f64().unwrap() > 0.0, "{peer}");
+    assert_eq!(peer["tau_by_category"]["a"], 1.0, "{peer}");
+    let backends = report["backends"].as_array().unwrap();
+    let ready = backends.iter().find(|b| b["backend"] == "llama.cpp").unwrap();
+    assert_eq!(ready["status"], "ok", "{ready}");
+    assert!(ready["weights"][0]["formats"].as_str().unwrap().contains("stand-in"), "{ready}");
+    let missing = backends.iter().find(|b| b["backend"] == "transformers").expect("transformers reported");
+    assert_eq!(missing["status"], "skipped");
+    assert!(missing["reason"].as_str().unwrap().contains("/nonexistent/python"), "{missing}");
+    assert_eq!(report["settings"]["peers"].as_array().unwrap().len(), 2);
+    // A rerun measures no peer run again.
+    let count = || std::fs::read_to_string(out.join("runs.jsonl")).unwrap().lines().filter(|l| l.contains("\"run\"") && l.contains("llama.cpp")).count();
+    assert_eq!(count(), 2);
+    let (code, _, stderr) = run(&args);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(count(), 2, "a rerun must resume, not remeasure");
+    let (code, _, stderr) = run(&["bench", "--model", m.to_str().unwrap(), "--prompts", prompts.to_str().unwrap(), "--drafter", "none", "--peer", "vllm=python3", "--out", out.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("--peer `vllm=python3`"), "{stderr}");
+}
