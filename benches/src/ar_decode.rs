@@ -26,7 +26,8 @@ use redrafter_bench::harness::peer::PeerSpec;
 use redrafter_bench::harness::plan::{DrafterSpec, Plan, parse_list};
 use redrafter_bench::harness::report::Cell;
 use redrafter_bench::harness::suite::Prompt;
-use redrafter_bench::harness::{BenchError, run};
+use redrafter_bench::harness::run::ChildArgs;
+use redrafter_bench::harness::{BenchError, exit, quiet, run};
 use redrafter_io::fetch::{SMOLLM2_135M_INSTRUCT, fetch};
 
 #[derive(Parser)]
@@ -69,12 +70,8 @@ struct Args {
     /// Where the harness keeps its records and reports (one directory per batch size).
     #[arg(long, default_value = "ar-decode-out")]
     out: PathBuf,
-    #[arg(long, hide = true)]
-    child_plan: Option<PathBuf>,
-    #[arg(long, hide = true)]
-    child_backend: Option<String>,
-    #[arg(long, hide = true, default_value_t = 1)]
-    child_threads: usize,
+    #[command(flatten)]
+    child: ChildArgs,
 }
 
 /// Prompts of the batch rows: the `--prompt` first, then these, cycled.
@@ -88,12 +85,9 @@ const MORE_PROMPTS: [&str; 7] = [
     "Summarise the plot of a detective story you invent.",
 ];
 
-/// Fetches print nothing: the model is small or already cached.
-fn quiet(_: &str, _: u64, _: u64) {}
-
 fn bench(a: Args) -> Result<(), Box<dyn std::error::Error>> {
-    if let (Some(plan), Some(backend)) = (&a.child_plan, &a.child_backend) {
-        return Ok(run::child(plan, backend, a.child_threads)?);
+    if let Some(done) = a.child.run() {
+        return Ok(done?);
     }
     let weights: Vec<String> = parse_list("--weights", &a.weights)?;
     if let Some(list) = &a.llama_cpp_weights {
@@ -172,11 +166,5 @@ fn bench(a: Args) -> Result<(), Box<dyn std::error::Error>> {
 }
 
 fn main() -> ExitCode {
-    match bench(Args::parse()) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    exit(bench(Args::parse()))
 }

@@ -23,7 +23,8 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use redrafter_bench::harness::plan::{DrafterSpec, Plan, parse_grids};
-use redrafter_bench::harness::{BenchError, report, run, suite};
+use redrafter_bench::harness::run::ChildArgs;
+use redrafter_bench::harness::{BenchError, exit, quiet, report, run, suite};
 use redrafter_io::fetch::{MT_BENCH_QUESTIONS, SMOLLM2_135M_INSTRUCT, fetch};
 
 #[derive(Parser)]
@@ -69,20 +70,13 @@ struct Args {
     /// Repeats of every cell (interleaved); the report gives the median and the spread.
     #[arg(long, default_value_t = 1)]
     runs: usize,
-    #[arg(long, hide = true)]
-    child_plan: Option<PathBuf>,
-    #[arg(long, hide = true)]
-    child_backend: Option<String>,
-    #[arg(long, hide = true, default_value_t = 1)]
-    child_threads: usize,
+    #[command(flatten)]
+    child: ChildArgs,
 }
 
-/// Fetches print nothing: the assets are small or already cached.
-fn quiet(_: &str, _: u64, _: u64) {}
-
 fn bench(a: Args) -> Result<(), Box<dyn std::error::Error>> {
-    if let (Some(plan), Some(backend)) = (&a.child_plan, &a.child_backend) {
-        return Ok(run::child(plan, backend, a.child_threads)?);
+    if let Some(done) = a.child.run() {
+        return Ok(done?);
     }
     let (name, mut prompts) = match &a.prompts_file {
         Some(p) => (p.display().to_string(), suite::from_file(p)?),
@@ -132,11 +126,5 @@ fn bench(a: Args) -> Result<(), Box<dyn std::error::Error>> {
 }
 
 fn main() -> ExitCode {
-    match bench(Args::parse()) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    exit(bench(Args::parse()))
 }

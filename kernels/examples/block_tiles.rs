@@ -196,11 +196,7 @@ fn main() {
                 let t2 = Instant::now();
                 times.push(((t1 - t0).as_secs_f64() * 1e3, (t2 - t1).as_secs_f64() * 1e3));
             }
-            times.remove(0); // the first pass warms the pages
-            let med = |f: fn(&(f64, f64)) -> f64| median(times.iter().map(f).collect());
-            let (lay, hd) = (med(|t| t.0), med(|t| t.1));
-            let pass = med(|t| t.0 + t.1);
-            let min = times.iter().map(|t| t.0 + t.1).fold(f64::INFINITY, f64::min);
+            let (lay, hd, pass, min) = summarize(&mut times);
             let (base, base_min) = (*one.get_or_insert(pass), *one_min.get_or_insert(min));
             println!("| {name} | {m} | {lay:.2} | {hd:.2} | {pass:.2} | {:.2} | {min:.2} | {:.2} |", pass / base, min / base_min);
         }
@@ -226,6 +222,15 @@ fn main() {
 }
 
 /// Median of a non-empty list.
+/// (layers, head) ms per pass, first pass dropped (it warms the pages): the medians of the
+/// layers, the head and the whole pass, and the fastest whole pass.
+fn summarize(times: &mut Vec<(f64, f64)>) -> (f64, f64, f64, f64) {
+    times.remove(0);
+    let med = |f: fn(&(f64, f64)) -> f64| median(times.iter().map(f).collect());
+    let min = times.iter().map(|t| t.0 + t.1).fold(f64::INFINITY, f64::min);
+    (med(|t| t.0), med(|t| t.1), med(|t| t.0 + t.1), min)
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -284,11 +289,7 @@ fn dense_f32(shapes: &[(usize, usize)], rows: &[usize], reps: usize) {
                 let t2 = Instant::now();
                 times.push(((t1 - t0).as_secs_f64() * 1e3, (t2 - t1).as_secs_f64() * 1e3));
             }
-            times.remove(0); // the first pass warms the pages
-            let med = |f: fn(&(f64, f64)) -> f64| median(times.iter().map(f).collect());
-            let (lay, hd) = (med(|t| t.0), med(|t| t.1));
-            let pass = med(|t| t.0 + t.1);
-            let min = times.iter().map(|t| t.0 + t.1).fold(f64::INFINITY, f64::min);
+            let (lay, hd, pass, min) = summarize(&mut times);
             let base = *one.get_or_insert(pass);
             println!("| {name} | {m} | {lay:.2} | {hd:.2} | {pass:.2} | {:.2} | {min:.2} | {:.1} |", pass / base, bytes / min / 1e6);
         }

@@ -14,6 +14,20 @@ pub mod suite;
 /// The version of the report format (`bench.json`); docs/bench.schema.json describes it.
 pub const SCHEMA_VERSION: &str = "redrafter-bench/1";
 
+/// A front end's exit: success, or the error on stderr and a failure status.
+pub fn exit(result: Result<(), Box<dyn std::error::Error>>) -> std::process::ExitCode {
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// A progress callback for fetches that prints nothing (the assets are small or cached).
+pub fn quiet(_: &str, _: u64, _: u64) {}
+
 /// What can go wrong in the harness, each naming what to fix.
 #[derive(Debug, thiserror::Error)]
 pub enum BenchError {

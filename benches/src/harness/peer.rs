@@ -76,7 +76,7 @@ pub fn run(
     work_dir: &Path,
     on_run: &mut dyn FnMut(&str, usize, RunMetrics) -> Result<(), BenchError>,
 ) -> Result<Vec<WeightsReady>, BenchError> {
-    use std::io::{BufRead, BufReader, Read};
+    use std::io::{BufRead, BufReader};
     let prompts_path = work_dir.join(format!("{}-prompts.json", peer.name));
     let json = serde_json::to_string(prompts).map_err(|e| BenchError::Measure(e.to_string()))?;
     std::fs::write(&prompts_path, json).map_err(|e| BenchError::file(&prompts_path, e))?;
@@ -98,12 +98,7 @@ pub fn run(
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| BenchError::Measure(format!("could not start {}: {e}", peer.python.display())))?;
-    let mut err = child.stderr.take().expect("piped stderr");
-    let err_thread = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err.read_to_string(&mut s);
-        s
-    });
+    let err_thread = super::run::stderr_tail(child.stderr.take().expect("piped stderr"), 20);
     let mut ready = vec![];
     let out = child.stdout.take().expect("piped stdout");
     for line in BufReader::new(out).lines().map_while(Result::ok) {
@@ -118,7 +113,7 @@ pub fn run(
     let status = child.wait().map_err(|e| BenchError::Measure(e.to_string()))?;
     let stderr = err_thread.join().unwrap_or_default();
     if !status.success() {
-        let tail: Vec<&str> = stderr.lines().rev().filter(|l| !l.trim().is_empty()).take(3).collect();
+        let tail: Vec<&str> = stderr.iter().rev().map(String::as_str).filter(|l| !l.trim().is_empty()).take(3).collect();
         let why: Vec<&str> = tail.into_iter().rev().collect();
         return Err(BenchError::Measure(format!("{} ({}) failed: {}", peer.name, peer.python.display(), why.join(" / "))));
     }

@@ -17,6 +17,41 @@ use super::peer;
 use super::plan::Plan;
 use super::report::{self, Report};
 
+/// The hidden options by which a front end (`redrafter bench`, `mt_bench`, `ar_decode`) runs as
+/// the child of its own run: flattened into its clap arguments.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ChildArgs {
+    #[arg(long, hide = true)]
+    child_plan: Option<PathBuf>,
+    #[arg(long, hide = true)]
+    child_backend: Option<String>,
+    #[arg(long, hide = true, default_value_t = 1)]
+    child_threads: usize,
+}
+
+impl ChildArgs {
+    /// Whether this process was started as a child; then runs [`child`].
+    pub fn run(&self) -> Option<Result<(), BenchError>> {
+        let (plan, backend) = (self.child_plan.as_ref()?, self.child_backend.as_ref()?);
+        Some(child(plan, backend, self.child_threads))
+    }
+}
+
+/// Drains a child's stderr on a thread (so that a chatty child never blocks on a full pipe),
+/// keeping its last `keep` lines.
+pub fn stderr_tail(err: impl std::io::Read + Send + 'static, keep: usize) -> std::thread::JoinHandle<Vec<String>> {
+    std::thread::spawn(move || {
+        let mut tail: Vec<String> = vec![];
+        for line in BufReader::new(err).lines().map_while(Result::ok) {
+            tail.push(line);
+            if tail.len() > keep {
+                tail.remove(0);
+            }
+        }
+        tail
+    })
+}
+
 /// What a child prints before each record, so that stray output on stdout is never taken for one.
 pub const RECORD_PREFIX: &str = "@bench-record ";
 
@@ -72,18 +107,7 @@ pub fn run(plan: &Plan, out: &Path, child: &[OsString], measure: bool, progress:
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped());
             let mut proc = cmd.spawn().map_err(|e| BenchError::Measure(format!("could not start the {backend} child: {e}")))?;
-            // stderr is drained on a thread so that a chatty child never blocks on a full pipe.
-            let err = proc.stderr.take().expect("piped stderr");
-            let err_thread = std::thread::spawn(move || {
-                let mut tail: Vec<String> = vec![];
-                for line in BufReader::new(err).lines().map_while(Result::ok) {
-                    tail.push(line);
-                    if tail.len() > 20 {
-                        tail.remove(0);
-                    }
-                }
-                tail
-            });
+            let err_thread = stderr_tail(proc.stderr.take().expect("piped stderr"), 20);
             let mut started = false;
             for line in BufReader::new(proc.stdout.take().expect("piped stdout")).lines().map_while(Result::ok) {
                 let Some(json) = line.strip_prefix(RECORD_PREFIX) else { continue };

@@ -104,12 +104,8 @@ struct RunArgs {
     /// the run that made them), e.g. after a time limit stopped it.
     #[arg(long)]
     report_only: bool,
-    #[arg(long, hide = true)]
-    child_plan: Option<PathBuf>,
-    #[arg(long, hide = true)]
-    child_backend: Option<String>,
-    #[arg(long, hide = true, default_value_t = 1)]
-    child_threads: usize,
+    #[command(flatten)]
+    child: run::ChildArgs,
 }
 
 pub fn run(args: BenchArgs) -> Result<(), BoxError> {
@@ -121,8 +117,8 @@ pub fn run(args: BenchArgs) -> Result<(), BoxError> {
         return Ok(());
     }
     let a = args.run;
-    if let (Some(plan), Some(backend)) = (&a.child_plan, &a.child_backend) {
-        return Ok(run::child(plan, backend, a.child_threads)?);
+    if let Some(done) = a.child.run() {
+        return Ok(done?);
     }
     let default_model = a.model.is_none();
     let model = crate::model_path::resolve(a.model.clone())?;
