@@ -30,6 +30,8 @@ use redrafter_bench::harness::run::ChildArgs;
 use redrafter_bench::harness::{BenchError, exit, quiet, run};
 use redrafter_io::fetch::{SMOLLM2_135M_INSTRUCT, fetch};
 
+/// Decode speed and peak memory of SmolLM2-135M by weight format and batch size, autoregressive
+/// and ReDrafter, with transformers and llama.cpp as anchors: a front end of the harness.
 #[derive(Parser)]
 struct Args {
     #[arg(long, default_value = "Write a short story about a robot who learns to paint.")]

@@ -27,6 +27,8 @@ use redrafter_bench::harness::run::ChildArgs;
 use redrafter_bench::harness::{BenchError, exit, quiet, report, run, suite};
 use redrafter_io::fetch::{MT_BENCH_QUESTIONS, SMOLLM2_135M_INSTRUCT, fetch};
 
+/// τ and speedup of ReDrafter over autoregressive decoding on MT-Bench's first turns (batch 1), one
+/// backend, one thread count, one or more drafters and W × L grids: a front end of the harness.
 #[derive(Parser)]
 struct Args {
     /// `name=dir` of a drafter (Apple's format), or `name=prompt-lookup`; repeat to compare.
