@@ -5,9 +5,13 @@
 //!     RAYON_NUM_THREADS=1 taskset -c 1 cargo run --release -p redrafter-kernels --features flex \
 //!         --example block_tiles -- [--format q4_1] [--rows 1,2,3,4,5,8,16,32] [--reps 5]
 //!
-//! `--format f32` times the dense f32 kernels (`skinny_matmul::host`) instead, with the weights
-//! in both layouts: as stored, `[out, in]` (dot products, what `--weights f32` loads on Flex), and
-//! `[in, out]` (row updates), the f32 head as the `[vocab, hidden]` table.
+//! `--format f16` is `--weights f16`: every projection and the head as F16 blocks. `--format f32`
+//! times the dense f32 kernels (`skinny_matmul::host`) instead, with the weights in both layouts:
+//! as stored, `[out, in]` (dot products, what `--weights f32` loads on Flex), and `[in, out]` (row
+//! updates), the f32 head as the `[vocab, hidden]` table.
+//!
+//! The weights sit in huge pages as the loader puts them (`redrafter_kernels::huge_pages`);
+//! `REDRAFTER_HUGE_PAGES=0` keeps them in ordinary heap memory, for the comparison.
 //!
 //! Why: a decode step is one row, verifying a tree of t tokens is t rows, a batch of b rows is b
 //! rows; how the time of a pass grows with m is what the verification and batched-decoding costs
@@ -22,6 +26,7 @@ use std::time::Instant;
 
 use redrafter_io::gguf::GgmlType;
 use redrafter_kernels::block_matmul::{BlockMatrix, host};
+use redrafter_kernels::huge_pages::{self, ArenaBytes, HugePageArena};
 use redrafter_kernels::skinny_matmul::host as dense;
 
 const HIDDEN: usize = 576;
@@ -129,9 +134,10 @@ fn main() {
         "q4_0" => GgmlType::Q4_0,
         "q4_1" => GgmlType::Q4_1,
         "q8_0" => GgmlType::Q8_0,
+        "f16" => GgmlType::F16,
         "f32" => GgmlType::F32,
         other => {
-            eprintln!("error: --format must be q4_0, q4_1, q8_0 or f32, not {other:?}");
+            eprintln!("error: --format must be q4_0, q4_1, q8_0, f16 or f32, not {other:?}");
             std::process::exit(2);
         }
     };
@@ -153,21 +159,29 @@ fn main() {
 
     // (rows n, cols k) of each projection, in the order a layer runs them.
     let shapes = [(HIDDEN, HIDDEN), (KV, HIDDEN), (KV, HIDDEN), (HIDDEN, HIDDEN), (INTER, HIDDEN), (INTER, HIDDEN), (HIDDEN, INTER)];
+    let arena = huge_pages::enabled().then(HugePageArena::new);
+    eprintln!("weights in {}", if arena.is_some() { "huge pages" } else { "ordinary pages (REDRAFTER_HUGE_PAGES=0)" });
     if format == GgmlType::F32 {
-        dense_f32(&shapes, &rows, reps);
+        dense_f32(&shapes, &rows, reps, arena.as_ref());
         return;
     }
-    eprintln!("quantizing {LAYERS} layers of {} and a {VOCAB}x{HIDDEN} Q8_0 head ...", format.name());
+    // The loader's head: F16 blocks with `--weights f16`, the GGUF's Q8_0 with `native`.
+    let head_format = if format == GgmlType::F16 { GgmlType::F16 } else { GgmlType::Q8_0 };
+    eprintln!("quantizing {LAYERS} layers of {} and a {VOCAB}x{HIDDEN} {} head ...", format.name(), head_format.name());
+    let place = |b: BlockMatrix| match &arena {
+        Some(a) => b.in_huge_pages(a),
+        None => b,
+    };
     let layers: Vec<Vec<BlockMatrix>> = (0..LAYERS)
         .map(|l| {
             shapes
                 .iter()
                 .enumerate()
-                .map(|(i, &(n, k))| BlockMatrix::from_f32(format, n, k, &values(n * k, (l * 16 + i) as u64)).expect("whole blocks"))
+                .map(|(i, &(n, k))| place(BlockMatrix::from_f32(format, n, k, &values(n * k, (l * 16 + i) as u64)).expect("whole blocks")))
                 .collect()
         })
         .collect();
-    let head = BlockMatrix::from_f32(GgmlType::Q8_0, VOCAB, HIDDEN, &values(VOCAB * HIDDEN, 999)).expect("whole blocks");
+    let head = place(BlockMatrix::from_f32(head_format, VOCAB, HIDDEN, &values(VOCAB * HIDDEN, 999)).expect("whole blocks"));
 
     let bodies: Vec<(&str, bool, bool)> = [("avx512", true, true), ("avx2", true, false)]
         .into_iter()
@@ -238,11 +252,12 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 /// `--format f32`: the dense kernels over f32 weights in both layouts, one pass = every layer's
 /// projections and the tied head (a [vocab, hidden] table, dot products in both cases).
-fn dense_f32(shapes: &[(usize, usize)], rows: &[usize], reps: usize) {
+fn dense_f32(shapes: &[(usize, usize)], rows: &[usize], reps: usize, arena: Option<&HugePageArena>) {
     eprintln!("filling {LAYERS} layers and a {VOCAB}x{HIDDEN} head in f32 ...");
     // Stored [n, k]; the row-major copy holds the same values as [k, n].
-    let stored: Vec<Vec<Vec<f32>>> =
-        (0..LAYERS).map(|l| shapes.iter().enumerate().map(|(i, &(n, k))| values(n * k, (l * 16 + i) as u64)).collect()).collect();
+    let stored: Vec<Vec<Weights>> = (0..LAYERS)
+        .map(|l| shapes.iter().enumerate().map(|(i, &(n, k))| Weights::new(values(n * k, (l * 16 + i) as u64), arena)).collect())
+        .collect();
     let rowmajor: Vec<Vec<Vec<f32>>> = stored
         .iter()
         .map(|layer| {
@@ -261,7 +276,7 @@ fn dense_f32(shapes: &[(usize, usize)], rows: &[usize], reps: usize) {
                 .collect()
         })
         .collect();
-    let head = values(VOCAB * HIDDEN, 999);
+    let head = Weights::new(values(VOCAB * HIDDEN, 999), arena);
     println!("| weights | rows | layers ms | head ms | pass ms | pass / 1 row | min pass ms | GB/s (min pass) |");
     println!("|---|---|---|---|---|---|---|---|");
     let bytes = (LAYERS * shapes.iter().map(|(n, k)| n * k).sum::<usize>() + VOCAB * HIDDEN) as f64 * 4.0;
@@ -296,4 +311,31 @@ fn dense_f32(shapes: &[(usize, usize)], rows: &[usize], reps: usize) {
     }
     println!();
     println!("roofline: {:.1} GB/s read (a sum over 512 MB); a pass reads {:.1} MB", read_rate() / 1e9, bytes / 1e6);
+}
+
+/// f32 weights where the loader would put them: in the huge-page arena, else a vector.
+enum Weights {
+    Heap(Vec<f32>),
+    HugePages(ArenaBytes),
+}
+
+impl Weights {
+    fn new(values: Vec<f32>, arena: Option<&HugePageArena>) -> Self {
+        match arena.and_then(|a| a.copy_f32(&values)) {
+            Some(bytes) => Self::HugePages(bytes),
+            None => Self::Heap(values),
+        }
+    }
+}
+
+impl std::ops::Deref for Weights {
+    type Target = [f32];
+
+    fn deref(&self) -> &[f32] {
+        match self {
+            Self::Heap(v) => v,
+            // SAFETY: the arena's slices start on a 64-byte line and hold the copied floats.
+            Self::HugePages(b) => unsafe { std::slice::from_raw_parts(b.as_slice().as_ptr().cast::<f32>(), b.len() / 4) },
+        }
+    }
 }

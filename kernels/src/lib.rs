@@ -27,6 +27,7 @@
 
 pub mod beam_merge;
 pub mod block_matmul;
+pub mod huge_pages;
 pub mod bits;
 pub mod kv_relocate;
 pub mod rotary;

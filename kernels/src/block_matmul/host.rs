@@ -26,7 +26,7 @@ use redrafter_io::gguf::{GgmlType, QK};
 use super::{Activations, BlockMatrix};
 #[cfg(target_arch = "x86_64")]
 use crate::skinny_matmul::host::hsum;
-use crate::skinny_matmul::host::{SyncPtr, reduce8, split_columns};
+use crate::skinny_matmul::host::{CacheAligned, SyncPtr, reduce8, split_columns};
 
 /// x rows quantized for the integer kernels: per 32-value block, `q = round(x / d)` with
 /// `d = max|x| / 127`, and `s = d · Σq` (what a weight block's minimum multiplies).
@@ -128,6 +128,9 @@ pub fn matmul_paths(m: usize, x: &[f32], w: &BlockMatrix, y: &mut [f32], simd: b
         return;
     }
     let simd = simd && self::simd();
+    // Every tile reads x rows from L1 once per weight row: keep them on cache lines.
+    let aligned = CacheAligned::new(x);
+    let x: &[f32] = &aligned;
     let out = SyncPtr(y.as_mut_ptr());
     match w.ty() {
         GgmlType::F16 | GgmlType::BF16 => {
@@ -496,6 +499,14 @@ unsafe fn half_tile_avx2<const J: usize, const R: usize>(bf16: bool, rows: [&[u8
         let mut acc = [[_mm256_setzero_ps(); R]; J];
         let mut c = 0;
         while c < kv {
+            if c % 32 == 0 {
+                // The next tile's rows (right after this one's), a cache line ahead of use: the
+                // J interleaved rows are J streams the hardware prefetcher alone keeps poorly
+                // fed (Zen 3, one thread, the f16 head: one x row 4.9 → 4.2 ms, four 8.0 → 5.3).
+                for row in &rows {
+                    _mm_prefetch::<_MM_HINT_T0>(row.as_ptr().wrapping_add(2 * c + J * 2 * k).cast());
+                }
+            }
             let xv: [__m256; R] = std::array::from_fn(|r| _mm256_loadu_ps(xs[r].as_ptr().add(c)));
             for t in 0..J {
                 let raw = _mm_loadu_si128(rows[t].as_ptr().add(2 * c) as *const __m128i);

@@ -20,6 +20,8 @@ use burn::tensor::ops::FloatTensor;
 use burn::tensor::{Tensor, TensorData, TensorPrimitive};
 use redrafter_io::gguf::{GgmlType, dequantize, quantize};
 
+use crate::huge_pages::{ArenaBytes, HugePageArena, MIN_BYTES};
+
 /// How the integer formats (Q8_0, Q4_0, Q4_1) meet the activations. F16 and BF16 always
 /// multiply f32 activations.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -52,8 +54,26 @@ pub struct BlockMatrix {
     rows: usize,
     cols: usize,
     row_bytes: usize,
-    data: Arc<[u8]>,
+    data: Blocks,
     act: Activations,
+}
+
+/// Where a matrix's bytes live: the ordinary heap, or a slice of the huge-page arena.
+#[derive(Clone)]
+enum Blocks {
+    Heap(Arc<[u8]>),
+    HugePages(Arc<ArenaBytes>),
+}
+
+impl std::ops::Deref for Blocks {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            Self::Heap(b) => b,
+            Self::HugePages(b) => b.as_slice(),
+        }
+    }
 }
 
 impl std::fmt::Debug for BlockMatrix {
@@ -110,7 +130,24 @@ impl BlockMatrix {
         if data.len() != expected {
             return Err(BlockMatrixError::WrongSize { expected, found: data.len() });
         }
-        Ok(Self { ty, rows, cols, row_bytes, data, act: Activations::default() })
+        Ok(Self { ty, rows, cols, row_bytes, data: Blocks::Heap(data), act: Activations::default() })
+    }
+
+    /// The same matrix with its bytes copied into `arena`'s huge pages, where it is large enough
+    /// to be worth it and the memory can be had (else unchanged): the kernels stream it faster
+    /// (crate::huge_pages).
+    pub fn in_huge_pages(mut self, arena: &HugePageArena) -> Self {
+        if self.data.len() >= MIN_BYTES && matches!(self.data, Blocks::Heap(_)) {
+            if let Some(bytes) = arena.copy(&self.data) {
+                self.data = Blocks::HugePages(Arc::new(bytes));
+            }
+        }
+        self
+    }
+
+    /// Whether the bytes live in huge-page memory ([`in_huge_pages`](Self::in_huge_pages)).
+    pub fn is_in_huge_pages(&self) -> bool {
+        matches!(self.data, Blocks::HugePages(_))
     }
 
     /// The same blocks multiplied with `act` activations (no effect on F16/BF16).
@@ -171,7 +208,7 @@ impl BlockMatrix {
             }
             data.extend_from_slice(self.row(j));
         }
-        Ok(Self { data: data.into(), rows: ids.len(), ..self.clone() })
+        Ok(Self { data: Blocks::Heap(data.into()), rows: ids.len(), ..self.clone() })
     }
 
     /// Row `j` widened to f32.

@@ -43,7 +43,48 @@ pub fn matmul_rowmajor(m: usize, k: usize, n: usize, x: &[f32], w: &[f32], y: &m
 /// `[out, in]`, or a tied embedding table used as the output head). Returns `false` when the
 /// machine has no FMA path.
 pub fn matmul_transposed(m: usize, k: usize, n: usize, x: &[f32], e: &[f32], y: &mut [f32]) -> bool {
-    run(m, k, n, x, e, y, TRANSPOSED)
+    run(m, k, n, &CacheAligned::new(x), e, y, TRANSPOSED)
+}
+
+/// A cache line of floats: the unit [`CacheAligned`] allocates.
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+pub(crate) struct Line([f32; 16]);
+
+/// x rows starting on a cache line: borrowed when they already do, else copied. The kernels
+/// read every x row once per weight row from L1, and a 32-byte load that straddles two cache
+/// lines costs two; from a 16-byte-aligned heap buffer every other one does. Measured on the
+/// f32 kernel (Zen 3, one thread, SmolLM2-135M's products): 4 rows 41.9 → 38.3 ms, 8 rows
+/// 65.8 → 56.4, 16 rows 121.8 → 106.5, one row unchanged (docs/benchmarks.md, session 25). The
+/// copy is m × k floats against n × k weights read.
+pub(crate) enum CacheAligned<'a> {
+    Borrowed(&'a [f32]),
+    Copied(Vec<Line>, usize),
+}
+
+impl<'a> CacheAligned<'a> {
+    pub(crate) fn new(x: &'a [f32]) -> Self {
+        if (x.as_ptr() as usize).is_multiple_of(std::mem::align_of::<Line>()) {
+            return Self::Borrowed(x);
+        }
+        let mut lines = vec![Line([0.0; 16]); x.len().div_ceil(16)];
+        for (line, chunk) in lines.iter_mut().zip(x.chunks(16)) {
+            line.0[..chunk.len()].copy_from_slice(chunk);
+        }
+        Self::Copied(lines, x.len())
+    }
+}
+
+impl std::ops::Deref for CacheAligned<'_> {
+    type Target = [f32];
+
+    fn deref(&self) -> &[f32] {
+        match self {
+            Self::Borrowed(x) => x,
+            // SAFETY: the lines are contiguous floats, at least `len` of them, all initialised.
+            Self::Copied(lines, len) => unsafe { std::slice::from_raw_parts(lines.as_ptr().cast::<f32>(), *len) },
+        }
+    }
 }
 
 /// Signature of the kernels: `(m, k, n, x, w, y, lo, hi)` fills columns `lo..hi` of y.
@@ -230,10 +271,15 @@ unsafe fn transposed_avx2(m: usize, k: usize, n: usize, x: &[f32], e: &[f32], y:
     /// per x row, folded to `(l + l+16) + (l+8 + l+24)` of reduce32's tree.
     #[inline]
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn rows<const G: usize>(x: *const f32, k: usize, er: *const f32, k32: usize) -> [__m256; G] {
+    unsafe fn rows<const G: usize, const PREFETCH: bool>(x: *const f32, k: usize, er: *const f32, k32: usize) -> [__m256; G] {
         let mut acc = [[_mm256_setzero_ps(); 4]; G];
         let mut c = 0;
         while c < k32 {
+            if PREFETCH {
+                // The next e row's two lines at this offset (a hint: no fault, even past the end).
+                _mm_prefetch::<_MM_HINT_T0>(er.wrapping_add(k + c).cast());
+                _mm_prefetch::<_MM_HINT_T0>(er.wrapping_add(k + c + 16).cast());
+            }
             // SAFETY: c + 32 ≤ k32 ≤ k inside the e row and each x row.
             unsafe {
                 let ev: [__m256; 4] = std::array::from_fn(|q| _mm256_loadu_ps(er.add(c + 8 * q)));
@@ -259,19 +305,23 @@ unsafe fn transposed_avx2(m: usize, k: usize, n: usize, x: &[f32], e: &[f32], y:
                 unsafe { *y.add((i + r) * n + v) = hsum(*s) + tail(k32, xr, er) };
             }
         };
-        // Two rows at a time (8 accumulators and 4 e registers of the 16), then a last one.
+        // Two rows at a time (8 accumulators and 4 e registers of the 16), then a last one. From
+        // three x rows on, the FMAs take as long as reading the e row, and the hardware
+        // prefetcher alone lets the stream stall: each pass also asks for the next e row's lines
+        // (Zen 3, one thread, the model's products: 4 rows 36.9 → 34.5 ms, 8 rows 57.1 → 47.6;
+        // at one or two rows the hint only costs, 25.7 → 32.3 ms at one).
         let mut i = 0;
         while i < m {
             // SAFETY: AVX2 and FMA are enabled here; the rows read (i, and i + 1 < m) exist.
             unsafe {
                 let xs = x.as_ptr().add(i * k);
-                if i + 1 < m {
-                    put(i, &rows::<2>(xs, k, er.as_ptr(), k32));
-                    i += 2;
-                } else {
-                    put(i, &rows::<1>(xs, k, er.as_ptr(), k32));
-                    i += 1;
+                match (m - i, m >= 3) {
+                    (1, false) => put(i, &rows::<1, false>(xs, k, er.as_ptr(), k32)),
+                    (1, true) => put(i, &rows::<1, true>(xs, k, er.as_ptr(), k32)),
+                    (_, false) => put(i, &rows::<2, false>(xs, k, er.as_ptr(), k32)),
+                    (_, true) => put(i, &rows::<2, true>(xs, k, er.as_ptr(), k32)),
                 }
+                i += (m - i).min(2);
             }
         }
     }
@@ -345,6 +395,28 @@ mod tests {
                 matmul_transposed(1, k, n, &x[i * k..][..k], &e, &mut one);
                 assert_eq!(one, yt[i * n..][..n], "transposed row {i}");
             }
+        }
+    }
+
+    /// Wherever x starts (copied onto cache lines or not), the bits are the same.
+    #[test]
+    fn x_alignment_does_not_change_bits() {
+        if !supported() {
+            return;
+        }
+        let (m, k, n) = (3, 96, 20);
+        let (x, e) = (data(m * k, 8), data(n * k, 7));
+        let mut want = None;
+        for off in 0..16 {
+            let mut buf = vec![0f32; m * k + 16];
+            buf[off..off + m * k].copy_from_slice(&x);
+            let placed = &buf[off..off + m * k];
+            let aligned = CacheAligned::new(placed);
+            assert_eq!(&aligned[..], &x[..], "offset {off}: the rows are x");
+            assert_eq!(aligned.as_ptr() as usize % 64, 0, "offset {off}");
+            let mut y = vec![0f32; m * n];
+            assert!(matmul_transposed(m, k, n, placed, &e, &mut y));
+            assert_eq!(&y, want.get_or_insert_with(|| y.clone()), "offset {off}");
         }
     }
 

@@ -296,17 +296,22 @@ fn build<B: BlockMatmulOps>(
     )
     .map_err(IoError::from)?;
     let (h, kvd, qd) = (c.hidden_size, c.num_kv_heads * c.head_dim, c.num_heads * c.head_dim);
-    // A host-resident backend streams its large f32 weights from huge pages (weight_arena.rs).
+    // A host-resident backend streams its large weights, f32 or blocks, from huge pages
+    // (redrafter_kernels::huge_pages).
     let arena = (B::host_resident() && crate::weight_arena::enabled()).then(WeightArena::new);
     let data = |t: HostTensor| match &arena {
         Some(a) => a.data(t),
         None => TensorData::new(t.data, t.shape),
     };
+    let blocks = |b: BlockMatrix| Projection::blocks(match &arena {
+        Some(a) => b.in_huge_pages(a.blocks()),
+        None => b,
+    });
     // The file's own blocks, where `native` keeps them.
     let native = |name: &str, shape: [usize; 2], heads: Option<usize>| -> Result<Option<Projection<B>>, ModelError> {
         match gguf {
             Some(g) if weights.keeps_blocks() => {
-                Ok(gguf_blocks(g, name, shape, heads)?.map(|b| Projection::blocks(b.with_activations(weights.activations()))))
+                Ok(gguf_blocks(g, name, shape, heads)?.map(|b| blocks(b.with_activations(weights.activations()))))
             }
             _ => Ok(None),
         }
@@ -318,7 +323,7 @@ fn build<B: BlockMatmulOps>(
         }
         if weights == WeightFormat::F16 {
             let b = BlockMatrix::from_f32(GgmlType::F16, t.shape[0], t.shape[1], &t.data).map_err(|e| block_error(src.path(), name, e))?;
-            return Ok(Projection::blocks(b));
+            return Ok(blocks(b));
         }
         // Flex's few-row matmul streams the stored [out, in] rows (docs/skinny-matmul.md).
         Ok(Projection::Dense(if B::host_resident() { linear_from_torch_rows(data(t), None, device) } else { linear_from_torch(t, None, device) }))
@@ -369,7 +374,7 @@ fn build<B: BlockMatmulOps>(
         (true, None) => match weights {
             WeightFormat::F32 => None,
             WeightFormat::Native | WeightFormat::NativeQ8 => native(names.embed, [c.vocab_size, h], None)?,
-            WeightFormat::F16 => Some(Projection::blocks(
+            WeightFormat::F16 => Some(blocks(
                 BlockMatrix::from_f32(GgmlType::F16, c.vocab_size, h, &embed_host.data).map_err(|e| block_error(src.path(), names.embed, e))?,
             )),
         },
