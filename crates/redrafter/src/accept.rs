@@ -1,6 +1,8 @@
 //! Acceptance of drafted beams (spec §4.2, §4.3): which beam's leading run of drafted tokens the
 //! LLM agrees with, and the bonus token that follows it.
 
+pub mod device;
+
 use crate::beam::Beams;
 use crate::sampling::Sampler;
 use crate::tree::TreeIndex;

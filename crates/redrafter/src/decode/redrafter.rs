@@ -6,7 +6,9 @@
 //! between (on cubecl backends the beam search and the tree build are kernels; elsewhere their
 //! references run on the host). The step then reads back, in one transfer, what acceptance needs:
 //! the argmax of every tree slot (greedy), the unpack map, the node counts and the beams. Sampling
-//! mode also reads the logits of the tree and the drafter's.
+//! with the exact rule then reads W + 1 numbers per tree node computed on the device
+//! ([`accept::device`]); with top-p or Apple's rule it reads the tree's logits (and, Apple's rule,
+//! the drafter's distributions).
 //!
 //! The step is five public phases, each usable on its own (a research variant replaces one):
 //! [`draft`] → [`build_tree`] → [`verify`] → [`accept`] → [`commit`]. [`ReDrafter::record_steps`]
@@ -271,12 +273,20 @@ fn split_read_back(
 }
 
 /// Phase 4, accept: per row, the beam and the number of its drafted tokens the LLM agrees with,
-/// and the bonus token. Greedy compares drafts with the LLM's argmax (lossless); sampling reads the
-/// tree's logits and applies the configured rule (docs/verification.md).
-pub fn accept<B: Backend>(v: &Verified<B>, sampler: &mut Sampler, rows: &[usize], vocab: usize) -> Result<Vec<Accepted>, DecodeError> {
+/// and the bonus token. Greedy compares drafts with the LLM's argmax (lossless). Sampling with
+/// the exact rule computes what its walk needs on the device and reads back W + 1 numbers per
+/// tree node ([`accept::device`]); top-p and Apple's rule read the tree's logits back
+/// (docs/verification.md).
+pub fn accept<B: KernelBackend>(v: &Verified<B>, sampler: &mut Sampler, rows: &[usize], vocab: usize) -> Result<Vec<Accepted>, DecodeError> {
     let n = v.tree.packed_len.len();
     if let Some(ids) = &v.argmax {
         return Ok((0..n).map(|r| accept::greedy(&v.tree, &v.beams, r, ids)).collect());
+    }
+    if accept::device::serves(sampler.config()) {
+        let children = accept::device::Children::of(&v.tree, &v.beams);
+        let uniforms = accept::device::node_uniforms(&v.tree, sampler, rows);
+        let draws = accept::device::node_draws(v.logits.clone(), &children, sampler.config(), &uniforms)?;
+        return Ok((0..n).map(|r| accept::device::exact(&v.tree, &v.beams, r, &draws, &children, sampler, rows[r])).collect());
     }
     let slots = v.tree.slots;
     let host = v.logits.clone().into_data().convert::<f32>().into_vec::<f32>().map_err(|e| DecodeError::Device(format!("reading the tree's logits back: {e:?}")))?;
