@@ -7,8 +7,8 @@
 //! references run on the host). The step then reads back, in one transfer, what acceptance needs:
 //! the argmax of every tree slot (greedy), the unpack map, the node counts and the beams. Sampling
 //! with the exact rule then reads W + 1 numbers per tree node computed on the device
-//! ([`accept::device`]); with top-p or Apple's rule it reads the tree's logits (and, Apple's rule,
-//! the drafter's distributions).
+//! ([`accept::device`]) where the device is not host memory; on Flex, with top-p or with Apple's
+//! rule it reads the tree's logits (and, Apple's rule, the drafter's distributions).
 //!
 //! The step is five public phases, each usable on its own (a research variant replaces one):
 //! [`draft`] → [`build_tree`] → [`verify`] → [`accept`] → [`commit`]. [`ReDrafter::record_steps`]
@@ -274,15 +274,18 @@ fn split_read_back(
 
 /// Phase 4, accept: per row, the beam and the number of its drafted tokens the LLM agrees with,
 /// and the bonus token. Greedy compares drafts with the LLM's argmax (lossless). Sampling with
-/// the exact rule computes what its walk needs on the device and reads back W + 1 numbers per
-/// tree node ([`accept::device`]); top-p and Apple's rule read the tree's logits back
-/// (docs/verification.md).
+/// the exact rule, on a backend whose tensors are not host memory, computes what its walk needs
+/// on the device and reads back W + 1 numbers per tree node ([`accept::device`]); on Flex, with
+/// top-p and with Apple's rule the host reads the tree's logits (docs/verification.md).
 pub fn accept<B: KernelBackend>(v: &Verified<B>, sampler: &mut Sampler, rows: &[usize], vocab: usize) -> Result<Vec<Accepted>, DecodeError> {
     let n = v.tree.packed_len.len();
     if let Some(ids) = &v.argmax {
         return Ok((0..n).map(|r| accept::greedy(&v.tree, &v.beams, r, ids)).collect());
     }
-    if accept::device::serves(sampler.config()) {
+    // Where the logits already live in host memory (Flex) reading them is free and the host walk
+    // touches only the nodes it visits; the device path there cost 1.8 ms more per W1 L3 step
+    // (docs/verification.md). Elsewhere it saves reading back every node's vocabulary.
+    if !B::host_resident() && accept::device::serves(sampler.config()) {
         let children = accept::device::Children::of(&v.tree, &v.beams);
         let uniforms = accept::device::node_uniforms(&v.tree, sampler, rows);
         let draws = accept::device::node_draws(v.logits.clone(), &children, sampler.config(), &uniforms)?;
