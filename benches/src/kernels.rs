@@ -1,4 +1,5 @@
-//! Tree attention, tree build, KV relocation and one beam-search expansion (warp + top-k + merge):
+//! Tree attention, tree build, KV relocation, one beam-search expansion (warp + top-k + merge) and
+//! the draws of sampled exact acceptance (`accept::device::node_draws` against the host path):
 //! the backend's op (the `#[cube]` kernel on wgpu/cuda, the
 //! tensor-op reference on CPU backends) against the tensor-op reference, and the deduplicated
 //! tree against dense attention over the whole W × L beam grid (no prefix dedup), for a sweep of
@@ -15,7 +16,10 @@ use burn::tensor::{BasicOps, Int, Tensor, TensorData};
 use clap::Parser;
 use redrafter::KernelBackend;
 use redrafter::backends::{BackendKind, BackendTask, run_on};
-use redrafter::tree::PackedTree;
+use redrafter::SamplingConfig;
+use redrafter::accept::device::{Children, node_draws};
+use redrafter::beam::Beams;
+use redrafter::tree::{PackedTree, TreeIndex};
 use redrafter_kernels::{beam_merge, bits, kv_relocate, tree_attention, tree_build, warp_top_k};
 use redrafter_train::plot::{Series, line_chart};
 
@@ -39,6 +43,11 @@ struct Args {
     /// Drafter vocabulary for the beam-search expansion (SmolLM2's by default).
     #[arg(long, default_value_t = 49152)]
     vocab: usize,
+    /// Sampled acceptance: temperature and top-p of the node draws.
+    #[arg(long, default_value_t = 1.0)]
+    temperature: f32,
+    #[arg(long, default_value_t = 0.9)]
+    top_p: f32,
     #[arg(long, default_value_t = 7)]
     runs: usize,
     #[arg(long, default_value = "bench-out")]
@@ -66,6 +75,35 @@ struct Row {
     /// The op is two launches on cubecl backends; the reference reads the W·V logits back.
     expand_op_ms: f64,
     expand_reference_ms: f64,
+    /// Sampled exact acceptance for the packed tree: the device's node draws with their read-back
+    /// of W + 1 numbers per node, against the host path's read-back of every node's logits and
+    /// the host distribution of each (the host walk computes those it visits: at most all).
+    sample_device_ms: f64,
+    sample_host_ms: f64,
+    /// Nodes the device path finished on the host (a nucleus past its candidates).
+    sample_nodes_on_host: usize,
+}
+
+/// Logits shaped like a language model's: p ∝ rank^-1.5 at temperature 1 (the top token 38%,
+/// 90% of the mass in the first ~55 tokens), the ranks a permutation of the ids per node.
+fn zipf_logits(nodes: usize, v: usize) -> Vec<f32> {
+    (0..nodes * v)
+        .map(|x| {
+            let (g, id) = (x / v, x % v);
+            // An odd multiplier not divisible by 3 permutes ids mod 49152 = 2^14 · 3.
+            let rank = (id as u64 * 2654435761 + g as u64 * 7919) % v as u64;
+            -1.5 * ((rank + 1) as f32).ln()
+        })
+        .collect()
+}
+
+fn time_host(runs: usize, mut f: impl FnMut()) -> f64 {
+    f();
+    median((0..runs).map(|_| {
+        let t0 = Instant::now();
+        f();
+        t0.elapsed().as_secs_f64() * 1e3
+    }).collect())
 }
 
 /// Beams that share their first tokens the way drafter beams do: a common root, then the
@@ -171,6 +209,23 @@ impl BackendTask for Bench {
                 let (logq, ids) = redrafter_kernels::warp_top_k::reference::warp_top_k(logits.clone(), w);
                 redrafter_kernels::beam_merge::reference::beam_merge(scores.clone(), logq, ids, grown.clone()).beams
             });
+            let config = SamplingConfig { temperature: a.temperature, top_p: a.top_p, ..Default::default() };
+            let index = TreeIndex::from(&tree);
+            let drafts = Beams { rows: 1, width: w, len: l, tokens: beams(w, l, 7), hist: None };
+            let children = Children::of(&index, &drafts);
+            let slots = index.slots;
+            let node_logits = Tensor::<B, 2>::from_data(TensorData::new(zipf_logits(slots, v), [slots, v]), &device);
+            let uniforms: Vec<f32> = (0..slots).map(|g| (g as f32 + 0.5) / slots as f32).collect();
+            let mut sample_nodes_on_host = 0;
+            let sample_device_ms = time_host(a.runs, || {
+                sample_nodes_on_host = node_draws(node_logits.clone(), &children, &config, &uniforms).expect("node draws").host_nodes;
+            });
+            let sample_host_ms = time_host(a.runs, || {
+                let host = node_logits.clone().into_data().convert::<f32>().into_vec::<f32>().expect("logits");
+                for q in 0..index.packed_len[0] {
+                    std::hint::black_box(config.distribution(&host[q * v..(q + 1) * v]));
+                }
+            });
             let row = Row {
                 backend: name.clone(),
                 width: w,
@@ -187,9 +242,12 @@ impl BackendTask for Bench {
                 build_reference_ms,
                 expand_op_ms,
                 expand_reference_ms,
+                sample_device_ms,
+                sample_host_ms,
+                sample_nodes_on_host,
             };
             eprintln!(
-                "{name:8} W{w:<2} L{l}  packed {p:3}/{g:3} ({:.2}x)  op tree {op_tree_ms:8.3} ms  reference tree {reference_tree_ms:8.3} ms  op dense {op_dense_ms:8.3} ms  relocate op {relocate_op_ms:7.3} ms / reference {relocate_reference_ms:7.3} ms  build op {build_op_ms:7.3} ms / reference {build_reference_ms:7.3} ms  expand op {expand_op_ms:7.3} ms / reference {expand_reference_ms:7.3} ms",
+                "{name:8} W{w:<2} L{l}  packed {p:3}/{g:3} ({:.2}x)  op tree {op_tree_ms:8.3} ms  reference tree {reference_tree_ms:8.3} ms  op dense {op_dense_ms:8.3} ms  relocate op {relocate_op_ms:7.3} ms / reference {relocate_reference_ms:7.3} ms  build op {build_op_ms:7.3} ms / reference {build_reference_ms:7.3} ms  expand op {expand_op_ms:7.3} ms / reference {expand_reference_ms:7.3} ms  sample device {sample_device_ms:7.3} ms ({sample_nodes_on_host} on host) / host {sample_host_ms:7.3} ms",
                 row.compression
             );
             rows.push(row);
@@ -223,13 +281,13 @@ fn main() {
     }
     let svg = line_chart("Tree attention, one layer (SmolLM2-135M shape)", "beam grid tokens W·L", "ms (median)", &series);
     std::fs::write(args.out.join("kernels.svg"), svg).expect("write svg");
-    println!("| backend | W×L | packed / grid | op tree ms | reference tree ms | op dense ms | relocate op / ref ms | build op / ref ms | expand op / ref ms |");
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("| backend | W×L | packed / grid | op tree ms | reference tree ms | op dense ms | relocate op / ref ms | build op / ref ms | expand op / ref ms | sampled draws device / host ms |");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     for r in &all {
         println!(
-            "| {} | {}×{} | {}/{} ({:.2}x) | {:.3} | {:.3} | {:.3} | {:.3} / {:.3} | {:.3} / {:.3} | {:.3} / {:.3} |",
+            "| {} | {}×{} | {}/{} ({:.2}x) | {:.3} | {:.3} | {:.3} | {:.3} / {:.3} | {:.3} / {:.3} | {:.3} / {:.3} | {:.3} / {:.3} |",
             r.backend, r.width, r.length, r.packed_tokens, r.grid_tokens, r.compression, r.op_tree_ms, r.reference_tree_ms, r.op_dense_ms, r.relocate_op_ms, r.relocate_reference_ms,
-            r.build_op_ms, r.build_reference_ms, r.expand_op_ms, r.expand_reference_ms
+            r.build_op_ms, r.build_reference_ms, r.expand_op_ms, r.expand_reference_ms, r.sample_device_ms, r.sample_host_ms
         );
     }
 }

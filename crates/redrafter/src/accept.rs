@@ -77,6 +77,17 @@ impl<F: FnMut(usize) -> Vec<(u32, f32)>> NodeDists for Lazy<F> {
     }
 }
 
+/// What the exact rule's walk ([`walk`]) asks of a node: p of each child it tries, and the token
+/// emitted where it stops. The host computes both from a node's distribution ([`exact`]); the
+/// device path reads them back precomputed for every node ([`device::exact`]).
+pub trait ExactNodes {
+    /// p(c) at packed node `node` of the walked row, for `c` one of the node's children.
+    fn child_prob(&mut self, node: usize, c: u32) -> f32;
+    /// The token emitted at `node` where the walk stops there: drawn from p without `rejected`,
+    /// which is every child of the node (none at the end of the beams).
+    fn bonus(&mut self, node: usize, rejected: &[u32], sampler: &mut Sampler, request_row: usize) -> u32;
+}
+
 /// Exact sampling-mode acceptance for a tree of deterministic drafts ([`Acceptance::Exact`]).
 ///
 /// From the root, at each accepted node: its children (the next drafted token of every beam
@@ -88,19 +99,18 @@ impl<F: FnMut(usize) -> Vec<(u32, f32)>> NodeDists for Lazy<F> {
 /// with probability p(c), any other token t emitted with probability p(t)), so every token of
 /// the output follows the LLM's sampling distribution, whatever the drafter proposed. The
 /// acceptance at a node is p's mass on its children. A node at the end of the beams gives its
-/// bonus from p itself. `p`, `sampler`, `request_row`: as in [`sampled`].
+/// bonus from p itself. `sampler`, `request_row`: as in [`sampled`].
 ///
 /// [`Acceptance::Exact`]: crate::sampling::Acceptance::Exact
-pub fn exact(tree: &TreeIndex, beams: &Beams, row: usize, p: &mut impl NodeDists, sampler: &mut Sampler, request_row: usize) -> Accepted {
+pub fn walk(tree: &TreeIndex, beams: &Beams, row: usize, nodes: &mut impl ExactNodes, sampler: &mut Sampler, request_row: usize) -> Accepted {
     let (w, l) = (tree.width, tree.len);
     // The beams that hold the prefix accepted so far; they share its nodes.
     let mut alive: Vec<usize> = (0..w).collect();
     let mut drafted = 0;
     loop {
         let node = tree.node(row, alive[0], drafted);
-        let mut left: Vec<(u32, f32)> = p.at(node).to_vec();
         if drafted == l - 1 {
-            let bonus = sampler.sample_from(request_row, &left);
+            let bonus = nodes.bonus(node, &[], sampler, request_row);
             return Accepted { beam: alive[0], drafted, bonus };
         }
         let mut children: Vec<u32> = Vec::with_capacity(alive.len());
@@ -110,16 +120,17 @@ pub fn exact(tree: &TreeIndex, beams: &Beams, row: usize, p: &mut impl NodeDists
                 children.push(c);
             }
         }
+        // p sums to one; each rejected child takes its mass out of what is left.
+        let mut left = 1.0f32;
         let mut taken = None;
-        for c in children {
-            let pc = prob(&left, c);
+        for &c in &children {
+            let pc = nodes.child_prob(node, c);
             if pc > 0.0 {
-                let total: f32 = left.iter().map(|e| e.1).sum();
-                if sampler.uniform(request_row) * total < pc {
+                if sampler.uniform(request_row) * left < pc {
                     taken = Some(c);
                     break;
                 }
-                left.retain(|e| e.0 != c);
+                left -= pc;
             }
         }
         match taken {
@@ -128,17 +139,40 @@ pub fn exact(tree: &TreeIndex, beams: &Beams, row: usize, p: &mut impl NodeDists
                 drafted += 1;
             }
             None => {
-                let total: f32 = left.iter().map(|e| e.1).sum();
-                // Rejecting every child leaves mass behind (a child holding all that was left
-                // is always accepted); the guard only covers rounding.
-                let bonus = if total > 0.0 {
-                    left.iter_mut().for_each(|e| e.1 /= total);
-                    sampler.sample_from(request_row, &left)
-                } else {
-                    sampler.sample_from(request_row, p.at(node))
-                };
+                let bonus = nodes.bonus(node, &children, sampler, request_row);
                 return Accepted { beam: alive[0], drafted, bonus };
             }
+        }
+    }
+}
+
+/// [`walk`] over host distributions, `p.at(node)` being the LLM's sampling distribution at each
+/// packed node of the row ([`Sampler::distribution`]).
+pub fn exact(tree: &TreeIndex, beams: &Beams, row: usize, p: &mut impl NodeDists, sampler: &mut Sampler, request_row: usize) -> Accepted {
+    walk(tree, beams, row, &mut OnHost(p), sampler, request_row)
+}
+
+struct OnHost<'a, D>(&'a mut D);
+
+impl<D: NodeDists> ExactNodes for OnHost<'_, D> {
+    fn child_prob(&mut self, node: usize, c: u32) -> f32 {
+        prob(self.0.at(node), c)
+    }
+
+    fn bonus(&mut self, node: usize, rejected: &[u32], sampler: &mut Sampler, request_row: usize) -> u32 {
+        let p = self.0.at(node);
+        if rejected.is_empty() {
+            return sampler.sample_from(request_row, p);
+        }
+        let mut left: Vec<(u32, f32)> = p.iter().filter(|e| !rejected.contains(&e.0)).copied().collect();
+        let total: f32 = left.iter().map(|e| e.1).sum();
+        // Rejecting every child leaves mass behind (a child holding all that was left is always
+        // accepted); the guard only covers rounding.
+        if total > 0.0 {
+            left.iter_mut().for_each(|e| e.1 /= total);
+            sampler.sample_from(request_row, &left)
+        } else {
+            sampler.sample_from(request_row, p)
         }
     }
 }

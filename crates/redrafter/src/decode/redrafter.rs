@@ -7,8 +7,8 @@
 //! references run on the host). The step then reads back, in one transfer, what acceptance needs:
 //! the argmax of every tree slot (greedy), the unpack map, the node counts and the beams. Sampling
 //! with the exact rule then reads W + 1 numbers per tree node computed on the device
-//! ([`accept::device`]) where the device is not host memory; on Flex, with top-p or with Apple's
-//! rule it reads the tree's logits (and, Apple's rule, the drafter's distributions).
+//! ([`accept::device`]) where the device is not host memory; on Flex or with Apple's rule it
+//! reads the tree's logits (and, Apple's rule, the drafter's distributions).
 //!
 //! The step is five public phases, each usable on its own (a research variant replaces one):
 //! [`draft`] → [`build_tree`] → [`verify`] → [`accept`] → [`commit`]. [`ReDrafter::record_steps`]
@@ -275,9 +275,10 @@ fn split_read_back(
 /// Phase 4, accept: per row, the beam and the number of its drafted tokens the LLM agrees with,
 /// and the bonus token. Greedy compares drafts with the LLM's argmax (lossless). Sampling with
 /// the exact rule, on a backend whose tensors are not host memory, computes what its walk needs
-/// on the device and reads back W + 1 numbers per tree node ([`accept::device`]); on Flex, with
-/// top-p and with Apple's rule the host reads the tree's logits (docs/verification.md).
-pub fn accept<B: KernelBackend>(v: &Verified<B>, sampler: &mut Sampler, rows: &[usize], vocab: usize) -> Result<Vec<Accepted>, DecodeError> {
+/// on the device and reads back W + 1 numbers per tree node ([`accept::device`]; `stats` counts
+/// its nodes); on Flex and with Apple's rule the host reads the tree's logits
+/// (docs/verification.md).
+pub fn accept<B: KernelBackend>(v: &Verified<B>, sampler: &mut Sampler, rows: &[usize], vocab: usize, stats: &mut GenerationStats) -> Result<Vec<Accepted>, DecodeError> {
     let n = v.tree.packed_len.len();
     if let Some(ids) = &v.argmax {
         return Ok((0..n).map(|r| accept::greedy(&v.tree, &v.beams, r, ids)).collect());
@@ -289,6 +290,8 @@ pub fn accept<B: KernelBackend>(v: &Verified<B>, sampler: &mut Sampler, rows: &[
         let children = accept::device::Children::of(&v.tree, &v.beams);
         let uniforms = accept::device::node_uniforms(&v.tree, sampler, rows);
         let draws = accept::device::node_draws(v.logits.clone(), &children, sampler.config(), &uniforms)?;
+        stats.device_nodes += children.live_nodes();
+        stats.nodes_finished_on_host += draws.host_nodes;
         return Ok((0..n).map(|r| accept::device::exact(&v.tree, &v.beams, r, &draws, &children, sampler, rows[r])).collect());
     }
     let slots = v.tree.slots;
@@ -380,7 +383,7 @@ impl<B: KernelBackend, S: DraftSource<B>> Strategy<B> for ReDrafter<S> {
         let t = Instant::now();
         let verified = verify(model, state, tree, drafted, greedy);
         stats.record_tree(verified.tree.packed_len.iter().sum(), n * self.beams.width * len);
-        let accepted = accept(&verified, sampler, &state.rows, model.config().vocab_size)?;
+        let accepted = accept(&verified, sampler, &state.rows, model.config().vocab_size, stats)?;
         stats.end_phase::<B>("verify", t, &device)?;
 
         let t = Instant::now();

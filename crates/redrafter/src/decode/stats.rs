@@ -44,6 +44,11 @@ pub struct GenerationStats {
     pub grid_tokens: usize,
     /// Speculative strategies: `accepted_counts[k]` = row-steps that accepted exactly k drafts.
     pub accepted_counts: Vec<usize>,
+    /// Sampling with top-p on the device: tree nodes whose nucleus ran past its candidates and
+    /// was finished on the host (`accept::device::NUCLEUS_CANDIDATES`), of `device_nodes`.
+    pub nodes_finished_on_host: usize,
+    /// Tree nodes whose acceptance draws were computed on the device (`accept::device`).
+    pub device_nodes: usize,
     #[serde(skip)]
     accepted_at: Vec<usize>,
     #[serde(skip)]
