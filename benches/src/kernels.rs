@@ -97,6 +97,7 @@ fn zipf_logits(nodes: usize, v: usize) -> Vec<f32> {
         .collect()
 }
 
+/// Median ms of `runs` calls after one warm-up call (kernel compilation, allocation).
 fn time_host(runs: usize, mut f: impl FnMut()) -> f64 {
     f();
     median((0..runs).map(|_| {
@@ -118,13 +119,11 @@ fn beams(w: usize, l: usize, seed: u64) -> Vec<u32> {
         .collect()
 }
 
+/// [`time_host`] of an op, synchronised by reading its result back.
 fn time<B: KernelBackend, const D: usize, K: BasicOps<B>>(runs: usize, mut f: impl FnMut() -> Tensor<B, D, K>) -> f64 {
-    f().into_data(); // warm-up: kernel compilation, allocation
-    median((0..runs).map(|_| {
-        let t0 = Instant::now();
+    time_host(runs, || {
         f().into_data();
-        t0.elapsed().as_secs_f64() * 1e3
-    }).collect())
+    })
 }
 
 struct Bench(Args, String);

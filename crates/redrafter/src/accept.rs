@@ -164,16 +164,22 @@ impl<D: NodeDists> ExactNodes for OnHost<'_, D> {
         if rejected.is_empty() {
             return sampler.sample_from(request_row, p);
         }
-        let mut left: Vec<(u32, f32)> = p.iter().filter(|e| !rejected.contains(&e.0)).copied().collect();
-        let total: f32 = left.iter().map(|e| e.1).sum();
         // Rejecting every child leaves mass behind (a child holding all that was left is always
-        // accepted); the guard only covers rounding.
-        if total > 0.0 {
-            left.iter_mut().for_each(|e| e.1 /= total);
-            sampler.sample_from(request_row, &left)
-        } else {
-            sampler.sample_from(request_row, p)
-        }
+        // accepted); `sample_left`'s fallback to p only covers rounding.
+        let left: Vec<(u32, f32)> = p.iter().filter(|e| !rejected.contains(&e.0)).copied().collect();
+        sample_left(sampler, request_row, left, p)
+    }
+}
+
+/// A draw from `left` (what rejections left of a node's distribution `p`) renormalised; from `p`
+/// itself when nothing is left.
+fn sample_left(sampler: &mut Sampler, request_row: usize, mut left: Vec<(u32, f32)>, p: &[(u32, f32)]) -> u32 {
+    let total: f32 = left.iter().map(|e| e.1).sum();
+    if total > 0.0 {
+        left.iter_mut().for_each(|e| e.1 /= total);
+        sampler.sample_from(request_row, &left)
+    } else {
+        sampler.sample_from(request_row, p)
     }
 }
 
@@ -228,13 +234,7 @@ pub fn sampled(
         // Residual max(0, P − Q), of probabilities, renormalised.
         let mut resid: Vec<(u32, f32)> = at.iter().map(|&(t, pt)| (t, (pt - q_of(beam, drafted, t)).max(0.0))).collect();
         resid.retain(|r| r.1 > 0.0);
-        let total: f32 = resid.iter().map(|r| r.1).sum();
-        if total > 0.0 {
-            resid.iter_mut().for_each(|r| r.1 /= total);
-            sampler.sample_from(request_row, &resid)
-        } else {
-            sampler.sample_from(request_row, at)
-        }
+        sample_left(sampler, request_row, resid, at)
     };
     Accepted { beam, drafted, bonus }
 }

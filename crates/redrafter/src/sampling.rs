@@ -159,6 +159,20 @@ fn nucleus(scaled: &mut Vec<(u32, f32)>, p: f64, prob: impl Fn(f32) -> f32) {
     }
 }
 
+/// Inverse-CDF sampling: the first token of `dist` whose cumulative probability exceeds
+/// `target` (`u` for a normalised `dist`, `u` times its mass otherwise), the last one when
+/// rounding leaves `target` at or past the end; `None` for an empty `dist`.
+pub fn inverse_cdf(dist: &[(u32, f32)], target: f32) -> Option<u32> {
+    let mut cum = 0.0;
+    for (tok, p) in dist {
+        cum += p;
+        if target < cum {
+            return Some(*tok);
+        }
+    }
+    dist.last().map(|d| d.0)
+}
+
 /// One RNG per request row, so a row's samples do not depend on which other rows share its batch.
 pub struct Sampler {
     config: SamplingConfig,
@@ -194,14 +208,7 @@ impl Sampler {
     /// Draws a token of request row `row` from (token, probability) pairs.
     pub fn sample_from(&mut self, row: usize, dist: &[(u32, f32)]) -> u32 {
         let u = self.uniform(row);
-        let mut cum = 0.0;
-        for (tok, p) in dist {
-            cum += p;
-            if u < cum {
-                return *tok;
-            }
-        }
-        dist.last().map(|d| d.0).expect("distribution keeps at least one token")
+        inverse_cdf(dist, u).expect("distribution keeps at least one token")
     }
 
     /// A draw from U(0, 1) on request row `row`'s RNG.

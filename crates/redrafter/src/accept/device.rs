@@ -32,7 +32,7 @@ use redrafter_llama::KernelBackend;
 use super::{Accepted, ExactNodes};
 use crate::beam::Beams;
 use crate::error::DecodeError;
-use crate::sampling::{Acceptance, Sampler, SamplingConfig};
+use crate::sampling::{Acceptance, Sampler, SamplingConfig, inverse_cdf};
 use crate::tree::TreeIndex;
 
 /// Whether `config` is served by this module: the exact rule, sampling.
@@ -213,16 +213,13 @@ fn finish_on_host<B: KernelBackend>(draws: &mut NodeDraws, logits: Tensor<B, 2>,
         let dist = config.distribution(&host[i * vocab..(i + 1) * vocab]);
         let kids = children.at(g);
         for (j, &c) in kids.iter().enumerate() {
-            draws.probs[g * draws.width + j] = dist.iter().find(|e| e.0 == c).map_or(0.0, |e| e.1);
+            draws.probs[g * draws.width + j] = super::prob(&dist, c);
         }
         let rest: Vec<(u32, f32)> = dist.into_iter().filter(|e| !kids.contains(&e.0)).collect();
-        let target = uniforms[g] * rest.iter().map(|e| e.1).sum::<f32>();
-        let mut cum = 0.0f32;
-        // The first token whose cumulative mass exceeds u · total; rounding: the last one.
-        draws.bonus[g] = rest.iter().find(|e| {
-            cum += e.1;
-            cum > target
-        }).or(rest.last()).map_or(draws.bonus[g], |e| e.0);
+        let total: f32 = rest.iter().map(|e| e.1).sum();
+        if let Some(t) = inverse_cdf(&rest, uniforms[g] * total) {
+            draws.bonus[g] = t;
+        }
     }
     draws.host_nodes = open.len();
     Ok(())
