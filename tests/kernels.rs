@@ -9,7 +9,7 @@ use redrafter_io::GgmlType;
 use redrafter::tree::PackedTree;
 use redrafter_kernels::block_matmul::Activations;
 use redrafter_kernels::warp_top_k::{LOG_ZERO, WARP_TOP_K};
-use redrafter_kernels::{BlockMatrix, beam_merge, bits, block_matmul, kv_relocate, rotary, skinny_matmul, swiglu, tree_attention, tree_build, warp_top_k};
+use redrafter_kernels::{BlockMatrix, beam_merge, bits, block_matmul, block_matmul_prefill, kv_relocate, prefill_matmul, rotary, skinny_matmul, swiglu, tree_attention, tree_build, warp_top_k};
 use redrafter_tests::{Rng, TF32_REL, assert_close, backend_tests, tf32_matmul, to_vec};
 
 /// One tree-attention problem. `mask` is [b, t, t]; committed slots `0..lens[r]` of row r.
@@ -255,10 +255,11 @@ fn host_matmul(m: usize, k: usize, n: usize, x: &[f32], w: impl Fn(usize, usize)
 
 fn skinny_matmul_on_both_layouts<B: KernelBackend>(device: B::Device) {
     let mut rng = Rng(11);
-    // Row counts of decode (1), trees (3..21), the largest kernel case (64) and the fallback (65);
+    // Row counts of decode (1), trees (3..21), one kernel call (64) and chunks of them (65, 150);
     // k not a multiple of 4 or 8 exercises the kernels' tails; n crosses column blocks.
     // (5, 576, 1536) is large enough to be split between threads when the pool has several.
-    for &(m, k, n) in &[(1, 576, 300), (3, 37, 513), (5, 576, 1536), (21, 64, 1000), (64, 24, 260), (65, 16, 70)] {
+    let exact = <B as redrafter_kernels::BlockMatmulOps>::host_resident();
+    for &(m, k, n) in &[(1, 576, 300), (3, 37, 513), (5, 576, 1536), (21, 64, 1000), (64, 24, 260), (65, 16, 70), (150, 40, 90)] {
         let x = rng.floats(m * k);
         let w = rng.floats(k * n);
         let e = rng.floats(n * k);
@@ -280,9 +281,22 @@ fn skinny_matmul_on_both_layouts<B: KernelBackend>(device: B::Device) {
         let got = to_vec(skinny_matmul(xt.clone(), wt.clone()));
         assert_close(&got, &host_matmul(m, k, n, &x, |c, j| w[c * n + j]), 1e-3, &format!("row-major {what}"));
         assert_close(&got, &to_vec(xt.clone().matmul(wt.clone())), ref_tol, &format!("row-major vs reference {what}"));
+        // A row's bits do not depend on the other rows (Flex: what keeps greedy ReDrafter exact
+        // at any batch size); the last row alone, against the whole call.
+        let last = |t: &Tensor<B, 2>| to_vec(skinny_matmul(xt.clone().slice([m - 1..m, 0..k]), t.clone()));
+        if exact {
+            assert_eq!(last(&wt), got[(m - 1) * n..], "row-major {what}: last row alone");
+        }
+        let pre = to_vec(prefill_matmul(xt.clone(), wt.clone()));
+        assert_close(&pre, &host_matmul(m, k, n, &x, |c, j| w[c * n + j]), ref_tol, &format!("prefill row-major {what}"));
         let got = to_vec(skinny_matmul(xt.clone(), et.clone()));
         assert_close(&got, &host_matmul(m, k, n, &x, |c, j| e[j * k + c]), 1e-3, &format!("transposed {what}"));
         assert_close(&got, &to_vec(xt.clone().matmul(et.clone())), ref_tol, &format!("transposed vs reference {what}"));
+        if exact {
+            assert_eq!(last(&et), got[(m - 1) * n..], "transposed {what}: last row alone");
+        }
+        let pre = to_vec(prefill_matmul(xt.clone(), et.clone()));
+        assert_close(&pre, &host_matmul(m, k, n, &x, |c, j| e[j * k + c]), ref_tol, &format!("prefill transposed {what}"));
         // A view that is neither layout (a column slice).
         if n > 2 {
             let sliced = wt.clone().slice([0..k, 1..n - 1]);
@@ -298,7 +312,7 @@ fn skinny_matmul_on_both_layouts<B: KernelBackend>(device: B::Device) {
 fn block_matmul_against_its_reference<B: KernelBackend>(device: B::Device) {
     let mut rng = Rng(12);
     let formats = [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0, GgmlType::F16, GgmlType::BF16];
-    for &(m, k, n) in &[(1, 64, 37), (4, 576, 1536), (17, 96, 261), (64, 32, 9)] {
+    for &(m, k, n) in &[(1, 64, 37), (4, 576, 1536), (17, 96, 261), (64, 32, 9), (100, 64, 40)] {
         let x = rng.floats(m * k);
         let xt = Tensor::<B, 2>::from_data(TensorData::new(x.clone(), [m, k]), &device);
         for (ty, act) in formats.into_iter().flat_map(|t| [Activations::F32, Activations::Q8].map(|a| (t, a))) {
@@ -311,6 +325,8 @@ fn block_matmul_against_its_reference<B: KernelBackend>(device: B::Device) {
             // The first row alone: the same bits as inside the call.
             let one = to_vec(block_matmul(xt.clone().slice([0..1, 0..k]), &w));
             assert_eq!(one, got[..n], "{what}: row 0 alone");
+            let pre = to_vec(block_matmul_prefill(xt.clone(), &w));
+            assert_close(&pre, &want, tol, &format!("{what}: prefill vs reference"));
         }
     }
 }

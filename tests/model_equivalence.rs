@@ -168,6 +168,45 @@ fn truncate_rolls_back<B: KernelBackend>(device: B::Device) {
     assert!(cache.commit(&[vec![1]]).is_err(), "index outside the block is rejected");
 }
 
+/// A decode step of more rows than the host kernels take in one call (70 here; a batch of 22
+/// W1 L3 trees is 66) gives each row the logits it gets alone: on Flex bit for bit (what keeps
+/// greedy ReDrafter lossless at any batch size), elsewhere within rounding. A prefill block
+/// (`BlockInput::prefill`, which may take a packing GEMM there) stays within rounding of the
+/// decode path, for dense and block weights.
+fn wide_steps_give_each_row_its_own_logits<B: KernelBackend>(device: B::Device) {
+    let exact = <B as redrafter_kernels::BlockMatmulOps>::host_resident();
+    for (ty, weights) in [(GgmlType::F32, WeightFormat::F32), (GgmlType::Q4_1, WeightFormat::Native)] {
+        let m = tiny_gguf_model_as::<B>(9, ty, weights, &device).model;
+        let v = m.config().vocab_size;
+        let rows: Vec<Vec<u32>> = (0..70u32).map(|r| vec![3 + r, 90 + 2 * r, 7 + (r * 5) % 60]).collect();
+        let step = |rows: &[Vec<u32>], prefill: bool| {
+            let b = rows.len();
+            let mut cache = m.new_cache(b, 8, &device);
+            let input = if prefill { BlockInput::prefill(rows, &vec![0; b], &device) } else { BlockInput::causal(rows, &vec![0; b], &device) };
+            let first = to_vec(m.forward(&input, &mut cache).logits);
+            cache.commit(&vec![vec![0, 1, 2]; b]).unwrap();
+            let next: Vec<i64> = rows.iter().map(|r| (r[0] + 8) as i64).collect();
+            let input = BlockInput::<B>::from_host(next, vec![3; b], vec![true; b], b, 1, &device);
+            (first, to_vec(m.forward(&input, &mut cache).logits))
+        };
+        let (first, wide) = step(&rows, false);
+        for r in [0usize, 40, 69] {
+            let (one_first, alone) = step(&rows[r..r + 1], false);
+            let what = format!("{ty:?} as {weights:?}, row {r} of 70");
+            if exact {
+                assert_eq!(&first[r * 3 * v..(r + 1) * 3 * v], &one_first[..], "{what}: prompt logits");
+                assert_eq!(&wide[r * v..(r + 1) * v], &alone[..], "{what}: step logits");
+            } else {
+                assert_close(&wide[r * v..(r + 1) * v], &alone, TOL, &what);
+            }
+        }
+        let (pre_first, pre_wide) = step(&rows, true);
+        let tol = TOL.max(1e-5 * first.iter().fold(0f32, |a, x| a.max(x.abs())));
+        assert_close(&pre_first, &first, tol, &format!("{ty:?} as {weights:?}: prefill block"));
+        assert_close(&pre_wide, &wide, tol, &format!("{ty:?} as {weights:?}: step after a prefill block"));
+    }
+}
+
 backend_tests!(
     gguf_and_safetensors_load_the_same_model,
     quantized_weights_stay_close_to_f32,
@@ -176,4 +215,5 @@ backend_tests!(
     tree_block_matches_linear_paths,
     ragged_batch_matches_single_rows,
     truncate_rolls_back,
+    wide_steps_give_each_row_its_own_logits,
 );

@@ -90,6 +90,11 @@ impl SkinnyMatmulOps for burn::backend::Flex {
             None => Self::float_matmul(x, w),
         }
     }
+    fn prefill_matmul(x: FloatTensor<Self>, w: FloatTensor<Self>) -> FloatTensor<Self> {
+        // Hundreds of rows: burn-flex's packing GEMM is several times faster a row than the
+        // host kernel there (docs/skinny-matmul.md, "Prefill").
+        if crate::skinny_matmul::flex::many_rows(&x) { Self::float_matmul(x, w) } else { Self::skinny_matmul(x, w) }
+    }
 }
 
 impl<B: TreeAttentionOps, C: CheckpointStrategy> TreeAttentionOps for Autodiff<B, C> {}

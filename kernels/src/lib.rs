@@ -49,11 +49,11 @@ mod fusion;
 pub mod runtimes;
 
 pub use beam_merge::{BeamMergeOps, Merged, beam_merge};
-pub use block_matmul::{BlockMatmulOps, BlockMatrix, BlockMatrixError, block_matmul};
+pub use block_matmul::{BlockMatmulOps, BlockMatrix, BlockMatrixError, block_matmul, block_matmul_prefill};
 pub use bits::{pack_mask, WORD_BITS};
 pub use kv_relocate::{KvRelocateOps, kv_relocate};
 pub use rotary::{RotaryOps, rotary};
-pub use skinny_matmul::{SkinnyMatmulOps, skinny_matmul};
+pub use skinny_matmul::{SkinnyMatmulOps, prefill_matmul, skinny_matmul};
 pub use swiglu::{SwigluOps, swiglu};
 pub use tree_attention::{TreeAttentionOps, tree_attention};
 pub use tree_build::{DeviceTree, PackedTree, TreeBuildOps, tree_build};

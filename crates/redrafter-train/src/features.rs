@@ -224,7 +224,7 @@ pub fn live_states<B: KernelBackend>(llm: &Llama<B>, rows: &[&[u32]]) -> Vec<Vec
     let owned: Vec<Vec<u32>> = rows.iter().map(|r| r.to_vec()).collect();
     let (b, n) = (owned.len(), owned.iter().map(Vec::len).max().unwrap_or(1).max(1));
     let mut cache = llm.new_cache(b, n, &device);
-    let hidden: Tensor<B, 3> = llm.forward_hidden(&BlockInput::causal(&owned, &vec![0; b], &device), &mut cache);
+    let hidden: Tensor<B, 3> = llm.forward_hidden(&BlockInput::prefill(&owned, &vec![0; b], &device), &mut cache);
     cache.discard_pending();
     let host = hidden.into_data().convert::<f32>().into_vec::<f32>().expect("f32");
     owned

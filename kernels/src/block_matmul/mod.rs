@@ -260,6 +260,18 @@ pub fn block_matmul<B: BlockMatmulOps>(x: Tensor<B, 2>, w: &BlockMatrix) -> Tens
     Tensor::from_data(TensorData::new(y, [m, w.rows()]), &device)
 }
 
+/// `x [m, k] · Wᵀ` for a block whose rows need not get a decode step's bits (prefill, training
+/// features): above [`MAX_ROWS`](crate::skinny_matmul::MAX_ROWS) rows on a host-resident backend,
+/// W is widened to f32 for the call and multiplied by the backend's packing GEMM ([`reference`]),
+/// which for hundreds of rows beats the block kernels (built to stream W once for a few rows)
+/// by more than the widening costs (docs/skinny-matmul.md, "Prefill"). Otherwise [`block_matmul`].
+pub fn block_matmul_prefill<B: BlockMatmulOps>(x: Tensor<B, 2>, w: &BlockMatrix) -> Tensor<B, 2> {
+    if crate::fused() && B::host_resident() && x.dims()[0] > crate::skinny_matmul::MAX_ROWS {
+        return reference(x, w);
+    }
+    block_matmul(x, w)
+}
+
 /// The product in plain tensor ops: W widened to f32 and, with [`Activations::Q8`], x rounded to
 /// the 8-bit rows the kernels multiply ([`host::QuantRows`]), then the backend's matmul.
 /// Widens the whole weight on every call: for tests and `REDRAFTER_KERNELS=reference`.

@@ -18,6 +18,12 @@ pub struct BlockInput<B: Backend> {
     /// [B, T, words(T)] bitsets (`redrafter_kernels::bits`): bit j of query i = it may attend to
     /// block key j. Every query must see itself.
     pub mask: Tensor<B, 3, Int>,
+    /// A prefill: the projections may take a path whose bits for a token depend on the block's
+    /// size (a packing GEMM above `redrafter_kernels::skinny_matmul::MAX_ROWS` rows), which is
+    /// faster for hundreds of rows. Decode steps, autoregressive or tree, leave it `false`: there
+    /// every token gets the bits it gets alone, which keeps greedy ReDrafter lossless. Both
+    /// strategies share one prefill, so it may use the fast path.
+    pub prefill: bool,
 }
 
 impl<B: Backend> BlockInput<B> {
@@ -43,6 +49,13 @@ impl<B: Backend> BlockInput<B> {
         Self::from_host(tokens, positions, mask, b, t, device)
     }
 
+    /// [`causal`](Self::causal) marked as a prefill (see [`prefill`](Self::prefill)): the rows'
+    /// prompts from position `start[b]`, or any long causal run whose states only the caller
+    /// reads (training features).
+    pub fn prefill(rows: &[Vec<u32>], start: &[usize], device: &B::Device) -> Self {
+        Self { prefill: true, ..Self::causal(rows, start, device) }
+    }
+
     /// Builds a block from host buffers laid out row-major ([B, T], [B, T], and the boolean mask
     /// [B, T, T], packed here into bitsets).
     pub fn from_host(tokens: Vec<i64>, positions: Vec<i64>, mask: Vec<bool>, b: usize, t: usize, device: &B::Device) -> Self {
@@ -50,6 +63,7 @@ impl<B: Backend> BlockInput<B> {
             tokens: Tensor::from_data(TensorData::new(tokens, [b, t]), device),
             positions: Tensor::from_data(TensorData::new(positions, [b, t]), device),
             mask: bits::mask_tensor(&mask, b, t, device),
+            prefill: false,
         }
     }
 

@@ -34,16 +34,19 @@ pub struct Mlp<B: Backend> {
 }
 
 /// `x · W` over the last axis as one 2-D matmul: a batched matmul against a broadcast weight makes
-/// some backends (ndarray) materialise the weight once per batch entry.
-pub fn project<B: KernelBackend>(layer: &Projection<B>, x: Tensor<B, 3>) -> Tensor<B, 3> {
+/// some backends (ndarray) materialise the weight once per batch entry. `prefill` allows the
+/// fast path for many rows (`BlockInput::prefill`).
+pub fn project<B: KernelBackend>(layer: &Projection<B>, x: Tensor<B, 3>, prefill: bool) -> Tensor<B, 3> {
     let [b, t, h] = x.dims();
-    layer.forward_2d(x.reshape([b * t, h])).reshape([b, t, layer.out_features()])
+    let x = x.reshape([b * t, h]);
+    let y = if prefill { layer.forward_prefill_2d(x) } else { layer.forward_2d(x) };
+    y.reshape([b, t, layer.out_features()])
 }
 
 impl<B: KernelBackend> Mlp<B> {
-    pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        let act = redrafter_kernels::swiglu(project(&self.gate_proj, x.clone()), project(&self.up_proj, x));
-        project(&self.down_proj, act)
+    pub fn forward(&self, x: Tensor<B, 3>, prefill: bool) -> Tensor<B, 3> {
+        let act = redrafter_kernels::swiglu(project(&self.gate_proj, x.clone(), prefill), project(&self.up_proj, x, prefill));
+        project(&self.down_proj, act, prefill)
     }
 }
 
@@ -72,7 +75,8 @@ impl<B: KernelBackend> Attention<B> {
     pub fn forward(&self, x: Tensor<B, 3>, block: &Block<'_, B>, cache: &mut KvCache<B>, layer: usize) -> Tensor<B, 3> {
         let cfg = block.config;
         let [b, t, _] = x.dims();
-        let heads = |p: &Projection<B>, n: usize| project(p, x.clone()).reshape([b, t, n, cfg.head_dim]).swap_dims(1, 2);
+        let prefill = block.input.prefill;
+        let heads = |p: &Projection<B>, n: usize| project(p, x.clone(), prefill).reshape([b, t, n, cfg.head_dim]).swap_dims(1, 2);
         let positions = &block.input.positions;
         let q = block.rope.apply(heads(&self.q_proj, cfg.num_heads), positions);
         let k = block.rope.apply(heads(&self.k_proj, cfg.num_kv_heads), positions);
@@ -81,7 +85,7 @@ impl<B: KernelBackend> Attention<B> {
         let scale = 1.0 / (cfg.head_dim as f32).sqrt();
         let o = tree_attention(q, committed, block.lens.clone(), k.clone(), v.clone(), block.input.mask.clone(), scale);
         cache.set_pending(layer, k, v);
-        project(&self.o_proj, o.swap_dims(1, 2).reshape([b, t, cfg.num_heads * cfg.head_dim]))
+        project(&self.o_proj, o.swap_dims(1, 2).reshape([b, t, cfg.num_heads * cfg.head_dim]), prefill)
     }
 }
 
@@ -89,7 +93,7 @@ impl<B: KernelBackend> DecoderLayer<B> {
     /// Pre-norm residual layer: `x + attn(norm(x))`, then `+ mlp(norm(..))`.
     pub fn forward(&self, x: Tensor<B, 3>, block: &Block<'_, B>, cache: &mut KvCache<B>, layer: usize) -> Tensor<B, 3> {
         let x = x.clone() + self.attn.forward(self.input_norm.forward(x), block, cache, layer);
-        x.clone() + self.mlp.forward(self.post_attn_norm.forward(x))
+        x.clone() + self.mlp.forward(self.post_attn_norm.forward(x), block.input.prefill)
     }
 }
 

@@ -6,7 +6,7 @@ use burn::nn::Linear;
 use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
 use redrafter_kernels::block_matmul::Activations;
-use redrafter_kernels::{BlockMatrix, KernelBackend, block_matmul, skinny_matmul};
+use redrafter_kernels::{BlockMatrix, KernelBackend, block_matmul, block_matmul_prefill, prefill_matmul, skinny_matmul};
 
 /// How the model's weights are held (`--weights`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -119,22 +119,33 @@ impl<B: Backend> Projection<B> {
 
 impl<B: KernelBackend> Projection<B> {
     /// `x [n, in] → [n, out]`: the few-row matmul for a dense weight, the block kernels otherwise.
+    /// Each row gets the bits it would get alone (decode steps, trees, draft steps).
     pub fn forward_2d(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
-        match self {
-            Self::Dense(layer) => {
-                let y = skinny_matmul(x, layer.weight.val());
-                match &layer.bias {
-                    Some(bias) => y + bias.val().unsqueeze::<2>(),
-                    None => y,
-                }
-            }
-            Self::Blocks(layer) => {
-                let y = block_matmul(x, &layer.weight);
-                match &layer.bias {
-                    Some(bias) => y + bias.val().unsqueeze::<2>(),
-                    None => y,
-                }
-            }
+        let y = match self {
+            Self::Dense(layer) => skinny_matmul(x, layer.weight.val()),
+            Self::Blocks(layer) => block_matmul(x, &layer.weight),
+        };
+        self.add_bias(y)
+    }
+
+    /// [`forward_2d`](Self::forward_2d) for a prefill block, where a row's bits may depend on the
+    /// others: many rows go to a packing GEMM (block weights widened for the call).
+    pub fn forward_prefill_2d(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
+        let y = match self {
+            Self::Dense(layer) => prefill_matmul(x, layer.weight.val()),
+            Self::Blocks(layer) => block_matmul_prefill(x, &layer.weight),
+        };
+        self.add_bias(y)
+    }
+
+    fn add_bias(&self, y: Tensor<B, 2>) -> Tensor<B, 2> {
+        let bias = match self {
+            Self::Dense(layer) => &layer.bias,
+            Self::Blocks(layer) => &layer.bias,
+        };
+        match bias {
+            Some(bias) => y + bias.val().unsqueeze::<2>(),
+            None => y,
         }
     }
 }

@@ -249,7 +249,7 @@ impl<'a, B: KernelBackend> Generator<'a, B> {
     ) -> Result<(Vec<u32>, Tensor<B, 2>), DecodeError> {
         let device = cache.device().clone();
         let b = prompts.len();
-        let input = BlockInput::causal(prompts, &vec![0; b], &device);
+        let input = BlockInput::prefill(prompts, &vec![0; b], &device);
         let [_, t] = input.dims();
         let hidden = self.model.forward_hidden(&input, cache);
         cache.commit(&prompts.iter().map(|p| (0..p.len()).collect()).collect::<Vec<_>>())?;

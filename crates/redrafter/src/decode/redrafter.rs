@@ -227,7 +227,7 @@ pub fn verify<B: KernelBackend>(model: &Llama<B>, state: &mut DecodeState<B>, tr
     let [n, w, len] = drafted.tokens.dims();
     let grid = n * w * len;
     let slots = tree.tokens.dims()[1];
-    let input = BlockInput { tokens: tree.tokens, positions: tree.positions, mask: tree.mask };
+    let input = BlockInput { tokens: tree.tokens, positions: tree.positions, mask: tree.mask, prefill: false };
     let hidden = model.forward_hidden(&input, &mut state.cache).reshape([n * slots, model.config().hidden_size]);
     let logits = model.logits(hidden.clone());
     let mut parts = vec![tree.unpack.reshape([grid]), tree.packed_len];
