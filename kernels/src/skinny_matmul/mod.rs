@@ -67,8 +67,8 @@ pub(crate) mod flex {
 
     use super::{MAX_ROWS, host};
 
-    /// Whether [`skinny_matmul`] would leave a product of `x`'s rows to the GEMM anyway (more
-    /// than [`MAX_ROWS`] rows): the prefill path's test.
+    /// Whether `x` has more than [`MAX_ROWS`] rows: where the prefill path takes the GEMM
+    /// (decode steps of that many rows run [`skinny_matmul`] in chunks instead).
     pub fn many_rows(x: &FlexTensor) -> bool {
         let s = x.layout().shape();
         s.num_dims() == 2 && s[0] > MAX_ROWS
