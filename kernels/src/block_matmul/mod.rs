@@ -10,6 +10,8 @@
 //! dense weights instead). [`reference`] is the same product in plain tensor ops.
 
 pub mod host;
+#[cfg(target_arch = "x86_64")]
+mod panel;
 mod widen;
 mod widen_avx512;
 

@@ -129,6 +129,39 @@ unsafe fn wide_tile_avx2<const J: usize, const R: usize>(ty: GgmlType, rows: [&[
     }
 }
 
+/// One block's 32 weights in f32 as four 8-lane groups (weights 0–7, 8–15, 16–23, 24–31):
+/// `d·q` for Q8_0, `d·q + m` for the 4-bit formats, as [`dequantize_block`] computes them.
+/// `F` is the format, `BS` its block size in bytes.
+///
+/// # Safety
+/// `blk` points at `BS` readable bytes; the CPU supports AVX2, FMA and F16C.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+pub(super) unsafe fn widen_block<const F: u8, const BS: usize>(blk: *const u8) -> [std::arch::x86_64::__m256; 4] {
+    use std::arch::x86_64::*;
+    unsafe {
+        if F == Q8_0 {
+            let d = _mm256_set1_ps(_mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(std::ptr::read_unaligned(blk as *const u16) as i32))));
+            std::array::from_fn(|g| _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(blk.add(2 + 8 * g) as *const __m128i)))))
+        } else {
+            let low = _mm256_set1_epi32(0x0f);
+            let dm = _mm_cvtph_ps(_mm_cvtsi32_si128(std::ptr::read_unaligned(blk as *const i32)));
+            let d = _mm256_broadcastss_ps(dm);
+            let m = if F == Q4_1 { _mm256_broadcastss_ps(_mm_movehdup_ps(dm)) } else { _mm256_mul_ps(_mm256_set1_ps(-8.0), d) };
+            let qs = blk.add(BS - QK / 2);
+            let lo = _mm256_cvtepu8_epi32(_mm_loadl_epi64(qs as *const __m128i));
+            let hi = _mm256_cvtepu8_epi32(_mm_loadl_epi64(qs.add(8) as *const __m128i));
+            [
+                _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(_mm256_and_si256(lo, low)), m),
+                _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(_mm256_and_si256(hi, low)), m),
+                _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(_mm256_srli_epi32::<4>(lo)), m),
+                _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(_mm256_srli_epi32::<4>(hi)), m),
+            ]
+        }
+    }
+}
+
 /// One tile's blocks in order: per block, each of the J weight rows is dequantized once to four
 /// 8-lane groups (weights 0–7, 8–15, 16–23, 24–31) and multiplied with each of the R x rows;
 /// groups 0 and 2 go to the accumulator's low register, 1 and 3 to its high one. `F` is the
@@ -139,7 +172,6 @@ unsafe fn wide_tile_avx2<const J: usize, const R: usize>(ty: GgmlType, rows: [&[
 unsafe fn wide_loop<const J: usize, const R: usize, const F: u8, const BS: usize>(rows: [&[u8]; J], xs: [&[f32]; R], kb: usize) -> [[f32; R]; J] {
     use std::arch::x86_64::*;
     unsafe {
-        let low = _mm256_set1_epi32(0x0f);
         let mut acc = [[[_mm256_setzero_ps(); 2]; R]; J];
         let wp: [*const u8; J] = std::array::from_fn(|t| rows[t].as_ptr());
         for b in 0..kb {
@@ -147,23 +179,7 @@ unsafe fn wide_loop<const J: usize, const R: usize, const F: u8, const BS: usize
                 let blk = wp[t].add(b * BS);
                 // Ahead of use: the next tile's rows start right after this one's.
                 _mm_prefetch::<_MM_HINT_T0>(blk.wrapping_add(J * BS * kb) as *const i8);
-                let w: [__m256; 4] = if F == Q8_0 {
-                    let d = _mm256_set1_ps(_mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(std::ptr::read_unaligned(blk as *const u16) as i32))));
-                    std::array::from_fn(|g| _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(blk.add(2 + 8 * g) as *const __m128i)))))
-                } else {
-                    let dm = _mm_cvtph_ps(_mm_cvtsi32_si128(std::ptr::read_unaligned(blk as *const i32)));
-                    let d = _mm256_broadcastss_ps(dm);
-                    let m = if F == Q4_1 { _mm256_broadcastss_ps(_mm_movehdup_ps(dm)) } else { _mm256_mul_ps(_mm256_set1_ps(-8.0), d) };
-                    let qs = blk.add(BS - QK / 2);
-                    let lo = _mm256_cvtepu8_epi32(_mm_loadl_epi64(qs as *const __m128i));
-                    let hi = _mm256_cvtepu8_epi32(_mm_loadl_epi64(qs.add(8) as *const __m128i));
-                    [
-                        _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(_mm256_and_si256(lo, low)), m),
-                        _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(_mm256_and_si256(hi, low)), m),
-                        _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(_mm256_srli_epi32::<4>(lo)), m),
-                        _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(_mm256_srli_epi32::<4>(hi)), m),
-                    ]
-                };
+                let w = widen_block::<F, BS>(blk);
                 for r in 0..R {
                     let xp = xs[r].as_ptr().add(b * QK);
                     let [mut a0, mut a1] = acc[t][r];
