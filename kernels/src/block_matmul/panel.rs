@@ -66,19 +66,19 @@ unsafe fn cols<const F: u8, const BS: usize>(m: usize, x: &[f32], w: &BlockMatri
     use std::arch::x86_64::*;
     let k = w.cols();
     let kb = k / QK;
-    let rows: Vec<&[u8]> = (lo..hi).map(|j| w.row(j)).collect();
-    check_rows(w.ty(), &rows, kb);
     // 32-byte vectors, so the panel's rows sit on vector boundaries (k is whole blocks).
     let mut panel = vec![_mm256_setzero_ps(); PANEL * k / 8];
     let p = panel.as_mut_ptr() as *mut f32;
     let mut j = lo;
-    // SAFETY: rows were checked to hold kb blocks, x holds m × k floats, the panel PANEL × k;
-    // y's columns lo..hi are this task's.
+    // SAFETY: each panel's rows are checked to hold kb blocks, x holds m × k floats, the panel
+    // PANEL × k; y's columns lo..hi are this task's.
     unsafe {
         while j < hi {
             let take = (hi - j).min(PANEL);
-            for t in 0..take {
-                let blk = rows[j - lo + t].as_ptr();
+            let rows: [&[u8]; PANEL] = std::array::from_fn(|t| w.row(j + t.min(take - 1)));
+            check_rows(w.ty(), &rows[..take], kb);
+            for (t, row) in rows[..take].iter().enumerate() {
+                let blk = row.as_ptr();
                 for b in 0..kb {
                     let g = widen_block::<F, BS>(blk.add(b * BS));
                     for (q, v) in g.into_iter().enumerate() {
