@@ -89,6 +89,17 @@ fn seeded_sampling_is_reproducible_per_row<B: KernelBackend>(device: B::Device) 
     assert_eq!(a.rows[0].tokens, b.rows[0].tokens);
     assert_eq!(a.rows[1].tokens, b.rows[1].tokens);
     assert_ne!(a.rows[0].tokens, c.rows[0].tokens, "a different seed gives a different sample");
+    // Seeds given per row follow the row, not its slot: swapped prompts with swapped seeds give
+    // swapped answers (distill-data seeds each answer by its conversation id).
+    let seeded = |seeds: Vec<u64>| GenerationConfig { row_seeds: seeds, ..cfg(1) };
+    let d = g.generate(&mut Autoregressive, &[vec![1, 2, 3], vec![4, 5]], &seeded(vec![11, 22]), None).unwrap();
+    let e = g.generate(&mut Autoregressive, &[vec![4, 5], vec![1, 2, 3]], &seeded(vec![22, 11]), None).unwrap();
+    assert_eq!(d.rows[0].tokens, e.rows[1].tokens);
+    assert_eq!(d.rows[1].tokens, e.rows[0].tokens);
+    let f = g.generate(&mut Autoregressive, &[vec![1, 2, 3], vec![4, 5]], &seeded(vec![12, 22]), None).unwrap();
+    assert_ne!(d.rows[0].tokens, f.rows[0].tokens, "row 0's own seed decides its sample");
+    let bad = g.generate(&mut Autoregressive, &[vec![1, 2, 3], vec![4, 5]], &seeded(vec![11]), None);
+    assert!(matches!(bad, Err(DecodeError::InvalidOption(_))), "one seed for two prompts is refused");
 }
 
 fn invalid_requests_are_errors<B: KernelBackend>(device: B::Device) {

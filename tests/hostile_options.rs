@@ -169,6 +169,7 @@ fn option_validation_property() {
         let stop_loops: Option<LoopStop> = pick!([None, rule(4, 32, 16), rule(1, 2, 1)], [rule(0, 8, 2), rule(2, 0, 0), rule(2, 4, 4)]);
         let prompt_len: usize = pick!([1, 4, 12], [0, 19, model_max]);
         let rows = 1 + rng.below(3);
+        let row_seeds: Vec<u64> = pick!([vec![], (0..rows as u64).map(|r| 3 * r + 1).collect()], [vec![1; rows + 1]]);
         let (width, length): (usize, usize) = (pick!([1, 3], [0, 100_000]), pick!([2, 4], [0, 1]));
         let redrafter = rng.below(2) == 1;
         let acceptance = if rng.below(2) == 1 { redrafter::Acceptance::Apple } else { redrafter::Acceptance::Exact };
@@ -181,6 +182,7 @@ fn option_validation_property() {
             context_limit,
             sync_phases: false,
             stop_loops,
+            row_seeds: row_seeds.clone(),
         };
         let limit = context_limit.map_or(model_max, |c| c.min(model_max));
         let beams_valid = width >= 1 && length >= 2;
@@ -193,10 +195,11 @@ fn option_validation_property() {
             && stop_loops.is_none_or(|r| r.ngram >= 1 && r.window >= 1 && r.max_repeats < r.window)
             && prompt_len >= 1
             && prompt_len < limit
+            && (row_seeds.is_empty() || row_seeds.len() == rows)
             && (!redrafter || (beams_valid && width < 100_000));
         let what = format!(
             "case {case}: T {temperature} top-p {top_p} top-k {top_k} max {max_new_tokens} ctx {context_limit:?} stop {stop_strings:?} \
-             loops {stop_loops:?} prompt {prompt_len} rows {rows} redrafter {redrafter} W {width} L {length} {acceptance:?}"
+             loops {stop_loops:?} prompt {prompt_len} rows {rows} row seeds {row_seeds:?} redrafter {redrafter} W {width} L {length} {acceptance:?}"
         );
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             budget::scoped(1 << 30, || {

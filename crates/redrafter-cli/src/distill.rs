@@ -1,5 +1,6 @@
 //! `redrafter distill-data`: the paper's distillation data (spec §6.3). The LLM answers the first
-//! user turn of each conversation greedily; the result is a JSONL of `{"id", "messages"}` that
+//! user turn of each conversation greedily (or sampled, `--temperature`, each answer seeded by
+//! its conversation id); the result is a JSONL of `{"id", "messages"}` that
 //! `redrafter train --data` reads like any conversation file, so the drafter learns the LLM's own
 //! continuations. Generation is batched and resumable: finished ids are read back from the output
 //! and skipped, and every batch is appended and flushed as soon as it is done.
@@ -72,6 +73,20 @@ pub struct DistillArgs {
     /// depend on it.
     #[arg(long, value_parser = parse_shard)]
     shard: Option<(usize, usize)>,
+    /// Sample the answers at this temperature instead of answering greedily (0, the default).
+    /// Sampled answers get their own file (the sampling options are part of its address).
+    #[arg(long, default_value_t = 0.0)]
+    temperature: f32,
+    /// With `--temperature`: keep the k most likely tokens (0: all).
+    #[arg(long, default_value_t = 0)]
+    top_k: usize,
+    /// With `--temperature`: nucleus sampling (1: off).
+    #[arg(long, default_value_t = 1.0)]
+    top_p: f32,
+    /// With `--temperature`: each answer's draws are seeded by this and its conversation id, so
+    /// an answer does not depend on its batch, its shard or where a run was resumed.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
 }
 
 pub(crate) fn parse_shard(s: &str) -> Result<(usize, usize), String> {
@@ -88,6 +103,16 @@ impl DistillArgs {
     fn stop_loops(&self) -> Option<redrafter::LoopStop> {
         (!self.keep_loops).then(redrafter::LoopStop::default)
     }
+
+    fn sampling(&self) -> redrafter::SamplingConfig {
+        redrafter::SamplingConfig { temperature: self.temperature, top_k: self.top_k, top_p: self.top_p, seed: self.seed, ..Default::default() }
+    }
+
+    /// The seed of conversation `id`'s answer: what a sampler gives request row `id`
+    /// (`seed ^ id·φ`), whatever slot the answer takes in its batch.
+    fn row_seed(&self, id: usize) -> u64 {
+        self.seed ^ (id as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+    }
 }
 
 pub fn run(args: DistillArgs) -> Result<(), BoxError> {
@@ -95,6 +120,8 @@ pub fn run(args: DistillArgs) -> Result<(), BoxError> {
     if args.batch_size == 0 {
         return Err("--batch-size must be at least 1".into());
     }
+    // Checked before the model loads: a bad sampling option is an error at once.
+    args.sampling().validate()?;
     let model = crate::model_path::resolve(args.model.clone())?;
     run_on(kind, Task { args, model })?
 }
@@ -187,12 +214,14 @@ impl BackendTask for Task {
             max_new_tokens: args.max_new_tokens,
             eos_ids: tok.eos.clone(),
             stop_loops: args.stop_loops(),
+            sampling: args.sampling(),
             ..Default::default()
         };
         let (mut tokens, mut generated, t0) = (0usize, 0usize, std::time::Instant::now());
         let (mut prefill_s, mut decode_s) = (0f64, 0f64);
         for batch in todo.chunks(args.batch_size) {
             let prompts: Vec<Vec<u32>> = batch.iter().map(|(_, _, ids)| ids.clone()).collect();
+            let config = GenerationConfig { row_seeds: batch.iter().map(|(id, _, _)| args.row_seed(*id)).collect(), ..config.clone() };
             let result = generator.generate(&mut Autoregressive, &prompts, &config, None)?;
             // One append per batch, under the file's lock: with `--shard`, several processes
             // append to the same file.
@@ -241,8 +270,14 @@ fn content_address(args: &DistillArgs, model: &std::path::Path, data: &std::path
     } else {
         crate::model_path::identity(data)?
     };
+    // Greedy answers keep the address of the runs before sampling existed ("greedy").
+    let decoding = if args.temperature == 0.0 {
+        "greedy".to_string()
+    } else {
+        format!("sampled temperature {} top_k {} top_p {} seed {} per-id", args.temperature, args.top_k, args.top_p, args.seed)
+    };
     let mut spec = format!(
-        "redrafter-distill-v1\nmodel {}\nweights {:?}\ndata {data_id}\nmax_new_tokens {}\nmax_prompt_tokens {}\nholdout {}\ngreedy\n",
+        "redrafter-distill-v1\nmodel {}\nweights {:?}\ndata {data_id}\nmax_new_tokens {}\nmax_prompt_tokens {}\nholdout {}\n{decoding}\n",
         crate::model_path::identity(model)?,
         args.weights,
         args.max_new_tokens,

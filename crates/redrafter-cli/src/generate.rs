@@ -168,6 +168,7 @@ impl BackendTask for Task {
             context_limit: args.context_limit,
             sync_phases: args.sync_phases,
             stop_loops: args.stop_loops.then(redrafter::LoopStop::default),
+            row_seeds: vec![],
         };
         let generator = Generator::new(&loaded.model, Some(tok));
         let mut stdout = std::io::stdout();

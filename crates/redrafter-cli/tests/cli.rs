@@ -296,6 +296,45 @@ fn distill_data_is_batched_and_resumes() {
     let (keep, _) = run_cached(&["--keep-loops"]);
     assert_ne!(keep, first, "answers that run on through loops are another file");
 
+    // Sampled answers: another file, and each answer follows its conversation id, not its batch,
+    // shard or resume point: batches of 1 and of 3 give the same answers.
+    let base = ["distill-data", "--data", data.to_str().unwrap(), "--model", m.to_str().unwrap(), "--backend", "ndarray", "--max-new-tokens", "4", "--no-holdout"];
+    let answers_of = |extra: &[&str]| {
+        let all: Vec<&str> = base.iter().chain(extra).copied().collect();
+        let out = Command::new(env!("CARGO_BIN_EXE_redrafter")).args(&all).env("REDRAFTER_CACHE", &cache).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let path = std::path::PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+        let mut answers: Vec<(u64, serde_json::Value)> = std::fs::read_to_string(&path)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .map(|j| (j["id"].as_u64().unwrap(), j["answer_ids"].clone()))
+            .collect();
+        answers.sort_by_key(|a| a.0);
+        // Removed, so the next call answers every prompt again.
+        std::fs::remove_file(&path).unwrap();
+        (path, answers)
+    };
+    // The tiny model's distribution is peaked (greedy and T = 1 both give one token throughout):
+    // a high temperature flattens it, so that the draws differ and the checks below can fail.
+    let sampled = ["--temperature", "100", "--seed", "5"];
+    let (s1, one) = answers_of(&[&sampled[..], &["--batch-size", "1"]].concat());
+    let (s3, three) = answers_of(&[&sampled[..], &["--batch-size", "3"]].concat());
+    assert_eq!(s1, s3, "the batch size is not part of the address");
+    assert_eq!(one.len(), 5);
+    assert!(one.iter().any(|a| a.1 != one[0].1), "the draws differ between answers: {one:?}");
+    assert_eq!(one, three, "a sampled answer does not depend on its batch");
+    let (greedy_path, greedy) = answers_of(&["--batch-size", "3"]);
+    assert_eq!(greedy_path, first, "greedy keeps its address");
+    assert_ne!(s1, first, "sampled answers are another file");
+    assert_ne!(one, greedy, "a temperature samples, it does not take the argmax");
+    let (s6, other) = answers_of(&["--temperature", "100", "--seed", "6", "--batch-size", "3"]);
+    assert_ne!(s6, s1, "another seed is another file");
+    assert_ne!(other, one, "another seed draws other answers");
+    let (code, _, stderr) = run(&["distill-data", "--temperature=-1", "--model", m.to_str().unwrap(), "--data", data.to_str().unwrap()]);
+    assert_ne!(code, 0);
+    assert!(stderr.contains("temperature must be >= 0"), "{stderr}");
+
     std::fs::write(dir.join("text.txt"), "plain text, no conversations").unwrap();
     let (code, _, stderr) = run(&["distill-data", "--data", "mt-bench", "--out", dir.join("x.jsonl").to_str().unwrap(), "--model", m.to_str().unwrap()]);
     assert_eq!(code, 1);

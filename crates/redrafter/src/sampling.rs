@@ -187,6 +187,12 @@ impl Sampler {
         Self { config, rngs }
     }
 
+    /// One RNG per request row seeded with `seeds[r]` as given (`config.seed` is not used):
+    /// a row's draws then depend on its seed only, not on its slot in the batch.
+    pub fn with_row_seeds(config: SamplingConfig, seeds: &[u64]) -> Self {
+        Self { config, rngs: seeds.iter().map(|&s| StdRng::seed_from_u64(s)).collect() }
+    }
+
     pub fn config(&self) -> &SamplingConfig {
         &self.config
     }

@@ -49,6 +49,11 @@ pub struct GenerationConfig {
     pub sync_phases: bool,
     /// Stop a row once its output falls into a repetition loop (see [`LoopStop`]); off by default.
     pub stop_loops: Option<LoopStop>,
+    /// The sampling seed of each request row, when a row's samples must not depend on its slot
+    /// in the batch (e.g. a seed derived from the request's id, so that a resumed run that
+    /// batches the rest differently draws the same answers). Empty: row `r` gets
+    /// `sampling.seed ^ r·φ` ([`Sampler::new`]). Greedy decoding ignores it.
+    pub row_seeds: Vec<u64>,
 }
 
 impl Default for GenerationConfig {
@@ -61,6 +66,7 @@ impl Default for GenerationConfig {
             context_limit: None,
             sync_phases: false,
             stop_loops: None,
+            row_seeds: vec![],
         }
     }
 }
@@ -162,6 +168,13 @@ impl<'a, B: KernelBackend> Generator<'a, B> {
         if let Some(rule) = &config.stop_loops {
             rule.validate()?;
         }
+        if !config.row_seeds.is_empty() && config.row_seeds.len() != prompts.len() {
+            return Err(DecodeError::InvalidOption(format!(
+                "{} row seeds for {} prompts: give one per prompt, or none",
+                config.row_seeds.len(),
+                prompts.len()
+            )));
+        }
         let limit = self.context_limit(config);
         let vocab = self.model.config().vocab_size;
         for (row, p) in prompts.iter().enumerate() {
@@ -192,7 +205,10 @@ impl<'a, B: KernelBackend> Generator<'a, B> {
         let mut stats = GenerationStats::new(strategy.name(), prompts.len());
         stats.synced_phases = config.sync_phases;
         stats.prompt_tokens = prompts.iter().map(Vec::len).sum();
-        let mut sampler = Sampler::new(config.sampling.clone(), prompts.len());
+        let mut sampler = match config.row_seeds.as_slice() {
+            [] => Sampler::new(config.sampling.clone(), prompts.len()),
+            seeds => Sampler::with_row_seeds(config.sampling.clone(), seeds),
+        };
         let mut rows: Vec<RowState> = prompts.iter().map(|p| RowState::new(p.len(), config.stop_loops)).collect();
 
         let start = Instant::now();
