@@ -3,4 +3,5 @@
 //! in a child process per backend, results kept as JSON lines so a rerun resumes, and reports
 //! (versioned JSON, CSV, SVG, Markdown) that `bench compare` merges across machines.
 
+pub mod cli_args;
 pub mod harness;

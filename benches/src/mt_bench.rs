@@ -22,6 +22,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
+use redrafter_bench::cli_args::SamplingArgs;
 use redrafter_bench::harness::plan::{DrafterSpec, Plan, parse_grids};
 use redrafter_bench::harness::run::ChildArgs;
 use redrafter_bench::harness::{BenchError, exit, quiet, report, run, suite};
@@ -56,19 +57,13 @@ struct Args {
     /// (the same with 8-bit activations), f16 or f32.
     #[arg(long, default_value = "native")]
     weights: String,
-    /// Sample at this temperature instead of greedy decoding (0). Sampled outputs are not
-    /// compared with autoregressive decoding's (same distribution, not the same draws).
-    #[arg(long, default_value_t = 0.0)]
-    temperature: f32,
-    #[arg(long, default_value_t = 0)]
-    top_k: usize,
-    #[arg(long, default_value_t = 1.0)]
-    top_p: f32,
+    /// Sampled outputs (`--temperature` above 0) are not compared with autoregressive
+    /// decoding's (same distribution, not the same draws).
+    #[command(flatten)]
+    sampling: SamplingArgs,
     /// How sampled drafts are accepted: exact or apple.
     #[arg(long, default_value = "exact")]
     acceptance: String,
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
     /// Repeats of every cell (interleaved); the report gives the median and the spread.
     #[arg(long, default_value_t = 1)]
     runs: usize,
@@ -106,11 +101,11 @@ fn bench(a: Args) -> Result<(), Box<dyn std::error::Error>> {
         drafters: a.drafter.iter().map(|s| DrafterSpec::parse(s)).collect::<Result<_, _>>()?,
         grids: parse_grids(&a.grids)?,
         batches: vec![1],
-        temperatures: vec![a.temperature],
-        top_k: a.top_k,
-        top_p: a.top_p,
+        temperatures: vec![a.sampling.temperature],
+        top_k: a.sampling.top_k,
+        top_p: a.sampling.top_p,
         acceptance: a.acceptance,
-        seed: a.seed,
+        seed: a.sampling.seed,
         runs: a.runs,
         peers: vec![],
     };

@@ -24,6 +24,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use redrafter::KernelBackend;
 use redrafter::backends::{BackendKind, BackendTask, run_on};
 use redrafter::{Autoregressive, GenerationConfig, Generator};
+use redrafter_bench::cli_args::SamplingArgs;
 use redrafter_io::Message;
 use redrafter_train::data::{Corpus, hold_out, read_corpus};
 
@@ -73,20 +74,10 @@ pub struct DistillArgs {
     /// depend on it.
     #[arg(long, value_parser = parse_shard)]
     shard: Option<(usize, usize)>,
-    /// Sample the answers at this temperature instead of answering greedily (0, the default).
-    /// Sampled answers get their own file (the sampling options are part of its address).
-    #[arg(long, default_value_t = 0.0)]
-    temperature: f32,
-    /// With `--temperature`: keep the k most likely tokens (0: all).
-    #[arg(long, default_value_t = 0)]
-    top_k: usize,
-    /// With `--temperature`: nucleus sampling (1: off).
-    #[arg(long, default_value_t = 1.0)]
-    top_p: f32,
-    /// With `--temperature`: each answer's draws are seeded by this and its conversation id, so
-    /// an answer does not depend on its batch, its shard or where a run was resumed.
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
+    /// Sampled answers (`--temperature` above 0) get their own file: the sampling options are
+    /// part of its address.
+    #[command(flatten)]
+    sampling: SamplingArgs,
 }
 
 pub(crate) fn parse_shard(s: &str) -> Result<(usize, usize), String> {
@@ -105,13 +96,13 @@ impl DistillArgs {
     }
 
     fn sampling(&self) -> redrafter::SamplingConfig {
-        redrafter::SamplingConfig { temperature: self.temperature, top_k: self.top_k, top_p: self.top_p, seed: self.seed, ..Default::default() }
+        self.sampling.config(redrafter::Acceptance::default())
     }
 
-    /// The seed of conversation `id`'s answer: what a sampler gives request row `id`
-    /// (`seed ^ id·φ`), whatever slot the answer takes in its batch.
+    /// The seed of conversation `id`'s answer: what a sampler gives request row `id`,
+    /// whatever slot the answer takes in its batch.
     fn row_seed(&self, id: usize) -> u64 {
-        self.seed ^ (id as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        redrafter::Sampler::row_seed(self.sampling.seed, id as u64)
     }
 }
 
@@ -271,10 +262,11 @@ fn content_address(args: &DistillArgs, model: &std::path::Path, data: &std::path
         crate::model_path::identity(data)?
     };
     // Greedy answers keep the address of the runs before sampling existed ("greedy").
-    let decoding = if args.temperature == 0.0 {
+    let s = &args.sampling;
+    let decoding = if s.temperature == 0.0 {
         "greedy".to_string()
     } else {
-        format!("sampled temperature {} top_k {} top_p {} seed {} per-id", args.temperature, args.top_k, args.top_p, args.seed)
+        format!("sampled temperature {} top_k {} top_p {} seed {} per-id", s.temperature, s.top_k, s.top_p, s.seed)
     };
     let mut spec = format!(
         "redrafter-distill-v1\nmodel {}\nweights {:?}\ndata {data_id}\nmax_new_tokens {}\nmax_prompt_tokens {}\nholdout {}\n{decoding}\n",

@@ -6,9 +6,10 @@ use redrafter::KernelBackend;
 use clap::Args;
 use redrafter::backends::{BackendKind, BackendTask, run_on};
 use redrafter::{
-    Autoregressive, BeamConfig, GenerationConfig, GenerationStats, Generator, ReDrafter, SamplingConfig, Strategy,
+    Autoregressive, BeamConfig, GenerationConfig, GenerationStats, Generator, ReDrafter, Strategy,
     load_drafter,
 };
+use redrafter_bench::cli_args::SamplingArgs;
 use redrafter_io::Message;
 
 type BoxError = Box<dyn std::error::Error>;
@@ -28,17 +29,8 @@ pub struct GenerateArgs {
     backend: Option<String>,
     #[arg(long, default_value_t = 256)]
     max_new_tokens: usize,
-    /// 0 = greedy decoding.
-    #[arg(long, default_value_t = 0.0)]
-    temperature: f32,
-    /// Sample only among the k most likely tokens (0 = off).
-    #[arg(long, default_value_t = 0)]
-    top_k: usize,
-    /// Nucleus sampling threshold (1 = off).
-    #[arg(long, default_value_t = 1.0)]
-    top_p: f32,
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
+    #[command(flatten)]
+    sampling: SamplingArgs,
     /// How sampled ReDrafter steps accept drafts: `exact` (every token follows the LLM's
     /// sampling distribution) or `apple` (the reference's approximate rule, to compare with it).
     #[arg(long, default_value = "exact")]
@@ -162,7 +154,7 @@ impl BackendTask for Task {
         };
         let config = GenerationConfig {
             max_new_tokens: args.max_new_tokens,
-            sampling: SamplingConfig { temperature: args.temperature, top_k: args.top_k, top_p: args.top_p, seed: args.seed, acceptance: args.acceptance },
+            sampling: args.sampling.config(args.acceptance),
             stop_strings: args.stop.clone(),
             eos_ids: tok.eos.clone(),
             context_limit: args.context_limit,

@@ -181,10 +181,16 @@ pub struct Sampler {
 
 impl Sampler {
     pub fn new(config: SamplingConfig, rows: usize) -> Self {
-        let rngs = (0..rows as u64)
-            .map(|r| StdRng::seed_from_u64(config.seed ^ r.wrapping_mul(0x9E37_79B9_7F4A_7C15)))
-            .collect();
+        let rngs = (0..rows as u64).map(|r| StdRng::seed_from_u64(Self::row_seed(config.seed, r))).collect();
         Self { config, rngs }
+    }
+
+    /// The seed [`Sampler::new`] gives request row `row` for `seed` (`seed ^ row·φ`, φ the
+    /// 64-bit golden ratio, so neighbouring rows get unrelated streams). A caller that places
+    /// requests in batches itself passes `row_seed(seed, id)` for each request's own id to
+    /// [`Sampler::with_row_seeds`], and its draws then do not depend on the batch slot.
+    pub fn row_seed(seed: u64, row: u64) -> u64 {
+        seed ^ row.wrapping_mul(0x9E37_79B9_7F4A_7C15)
     }
 
     /// One RNG per request row seeded with `seeds[r]` as given (`config.seed` is not used):
