@@ -83,6 +83,7 @@ fn main() -> Result<(), BoxError> {
         drafter: DrafterConfig { exit_dim: 64, num_draft_layers: 1, ..DrafterConfig::for_llm(lc.vocab_size, lc.hidden_size) }.with_tied_lm_head(true),
         init: None,
         draft_vocab: None,
+        soft_targets: 0.0,
     };
 
     let t0 = std::time::Instant::now();

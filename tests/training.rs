@@ -43,6 +43,7 @@ fn config(steps: usize, vocab: usize, hidden: usize) -> TrainConfig {
         drafter: DrafterConfig { exit_dim: 64, num_draft_layers: 1, ..DrafterConfig::for_llm(vocab, hidden) }.with_tied_lm_head(true),
         init: None,
         draft_vocab: None,
+        soft_targets: 0.0,
     }
 }
 
@@ -385,8 +386,66 @@ fn training_over_a_draft_vocabulary<B: KernelBackend>(device: B::Device) {
     assert!(e.to_string().contains("draft_vocab_size"), "{e}");
 }
 
+/// Soft targets: every label's teacher row is the LLM's distribution at the label's own position
+/// (its argmax is the `llm-greedy` label, over all V tokens and over a draft vocabulary), a
+/// weight of 0 adds no teacher, one outside [0, 1] is refused, and training on them raises τ.
+fn soft_targets_follow_the_llm<B: KernelBackend>(device: B::Device) {
+    let m = tiny_gguf_model::<Autodiff<B>>(51, GgmlType::F32, &device);
+    let llm = m.model.no_grad();
+    let lc = llm.config().clone();
+    let examples = self_generated(&llm.valid(), 24);
+    let exs: Vec<&Example> = examples.iter().collect();
+    let slots: Vec<usize> = (0..exs.len()).collect();
+    let soft = TrainConfig { soft_targets: 0.5, positions_per_sequence: 5, ..config(60, lc.vocab_size, lc.hidden_size) };
+    let ids = top_tokens(&examples, lc.vocab_size, 40);
+    let reduced = TrainConfig {
+        drafter: DrafterConfig { draft_vocab_size: Some(ids.len()), ..soft.drafter.clone() },
+        draft_vocab: Some(ids.clone()),
+        ..soft.clone()
+    };
+    for (cfg, k) in [(&soft, lc.vocab_size), (&reduced, ids.len())] {
+        let (batch, valid) = make_batch(&llm, &exs, &slots, None, cfg, 7).unwrap();
+        let teacher = batch.teacher.expect("soft targets give a teacher");
+        assert_eq!(teacher.weight, 0.5);
+        let [n, t, kk] = teacher.probs.dims();
+        assert_eq!((n, t, kk), (valid.len(), 3, k));
+        let probs = to_vec(teacher.probs.inner());
+        let labels = to_ints(batch.labels);
+        let mut checked = 0;
+        for (j, &v) in valid.concat().iter().enumerate() {
+            let row = &probs[j * k..(j + 1) * k];
+            let sum: f32 = row.iter().sum();
+            assert!((sum - 1.0).abs() < 1e-4, "teacher row {j} sums to {sum}");
+            if v {
+                let max = row.iter().cloned().fold(f32::MIN, f32::max);
+                let label = labels[j] as usize;
+                assert!(row[label] >= max * (1.0 - 1e-6), "row {j}: label {label} has p {} but the max is {max}", row[label]);
+                checked += 1;
+            }
+        }
+        assert!(checked > 20, "only {checked} labels checked");
+    }
+    let (plain, _) = make_batch(&llm, &exs, &slots, None, &TrainConfig { soft_targets: 0.0, ..soft.clone() }, 7).unwrap();
+    assert!(plain.teacher.is_none());
+    let bad = TrainConfig { soft_targets: 1.5, ..soft.clone() };
+    let e = Trainer { llm: &llm, examples: &examples, config: bad, out_dir: temp_dir("train-soft-bad"), stop_after: None, hidden_cache: None }
+        .run(&mut |_, _, _| {})
+        .err()
+        .expect("weight outside [0, 1]");
+    assert!(e.to_string().contains("soft-target weight 1.5"), "{e}");
+
+    let mut trainer = Trainer { llm: &llm, examples: &examples, config: soft.clone(), out_dir: temp_dir("train-soft"), stop_after: None, hidden_cache: None };
+    let (drafter, log) = trainer.run(&mut |_, _, _| {}).unwrap();
+    let inner = llm.valid();
+    let random = Drafter::<B>::random(soft.drafter.clone(), 1, &device).unwrap();
+    let (t_random, t_trained) = (lossless_tau(&inner, random), lossless_tau(&inner, drafter.valid()));
+    eprintln!("soft targets: loss {:.3} -> {:.3}; tau random {t_random:.2} -> trained {t_trained:.2}", log[0].loss, log[log.len() - 1].loss);
+    assert!(t_trained > t_random + 0.5, "tau random {t_random:.2}, trained {t_trained:.2}");
+}
+
 backend_tests!(
     training_learns_and_raises_tau,
+    soft_targets_follow_the_llm,
     resume_is_exact_and_foreign_checkpoints_are_refused,
     fine_tuning_starts_from_the_given_drafter,
     bad_training_data_is_refused,

@@ -57,6 +57,12 @@ pub struct TrainArgs {
     /// ground-truth (the data's tokens) or llm-greedy (the LLM's own next tokens).
     #[arg(long, default_value = "ground-truth")]
     targets: String,
+    /// Weight w in [0, 1] of the LLM's own next-token distribution (over the draft vocabulary)
+    /// in the loss: each draft step trains on (1 − w)·CE(label) + w·CE(LLM distribution). It is
+    /// computed from the hidden states the run already has (cache or live), without another
+    /// LLM pass. 0: the labels only.
+    #[arg(long, default_value_t = 0.0)]
+    soft_targets: f32,
     /// Residual blocks N of the head.
     #[arg(long, default_value_t = 2)]
     layers: usize,
@@ -121,6 +127,9 @@ pub fn run(args: TrainArgs) -> Result<(), BoxError> {
         "llm-greedy" => Targets::LlmGreedy,
         other => return Err(format!("unknown --targets `{other}` (ground-truth or llm-greedy)").into()),
     };
+    if !(0.0..=1.0).contains(&args.soft_targets) {
+        return Err(format!("--soft-targets {} is outside [0, 1]", args.soft_targets).into());
+    }
     if args.steps == 0 && args.init.is_none() {
         return Err("--steps 0 evaluates an existing drafter: give it with --init".into());
     }
@@ -206,6 +215,7 @@ impl BackendTask for Task {
             drafter: dc,
             init: args.init.clone(),
             draft_vocab,
+            soft_targets: args.soft_targets,
         };
         std::fs::create_dir_all(&args.out)?;
         let hidden_cache = match args.hidden_cache.as_deref() {

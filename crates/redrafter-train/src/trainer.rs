@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::Example;
 use crate::features::{HiddenCache, hidden_states, live_states};
-use crate::loss::{Batch, redrafter_loss, valid_counts};
+use crate::loss::{Batch, Teacher, redrafter_loss, valid_counts};
 use crate::schedule::learning_rate;
 use crate::TrainError;
 
@@ -61,6 +61,11 @@ pub struct TrainConfig {
     /// could never propose them (docs/training.md, "Reduced draft vocabulary").
     #[serde(default)]
     pub draft_vocab: Option<Vec<u32>>,
+    /// Weight w in [0, 1] of the LLM's own next-token distribution in each draft step's loss:
+    /// (1 − w)·CE(label) + w·CE(LLM softmax over the drafter's vocabulary), computed from the same
+    /// hidden states as the labels (no extra LLM pass). 0: labels only (Apple's loss).
+    #[serde(default)]
+    pub soft_targets: f32,
 }
 
 /// Trainer state saved with each checkpoint; resuming requires the same `config` (up to
@@ -182,6 +187,11 @@ pub fn make_batch<B: AutodiffBackend<InnerBackend: KernelBackend> + KernelBacken
         Targets::LlmGreedy => Some(greedy_labels(&inner, examples, &states, &chosen, t_steps)),
         Targets::GroundTruth => None,
     };
+    let teacher = if config.soft_targets > 0.0 {
+        Some(teacher_probs(&inner, examples, &states, &chosen, t_steps, config.draft_vocab.as_deref())?)
+    } else {
+        None
+    };
     let to_draft = |token: u32| -> Option<u32> {
         match &config.draft_vocab {
             None => Some(token),
@@ -224,14 +234,80 @@ pub fn make_batch<B: AutodiffBackend<InnerBackend: KernelBackend> + KernelBacken
         labels = vec![0; t_steps];
         valid.push(vec![false; t_steps]);
     }
+    let teacher = match teacher {
+        Some((probs, index)) if !index.is_empty() => {
+            let k = probs.dims()[1];
+            let index = Tensor::<B::InnerBackend, 1, Int>::from_data(TensorData::new(index, [rows_n * t_steps]), &probs.device());
+            let probs = probs.select(0, index).reshape([rows_n, t_steps, k]);
+            Some(Teacher { probs: Tensor::from_inner(probs), weight: config.soft_targets })
+        }
+        // No chain, or no label read from any state: nothing for a teacher to weigh.
+        _ => None,
+    };
     let flat_valid: Vec<bool> = valid.concat();
     let batch = Batch {
         hidden: Tensor::from_data(TensorData::new(hid, [rows_n, hsz]), &device),
         inputs: Tensor::<B, 2, Int>::from_data(TensorData::new(inputs, [rows_n, t_steps]), &device),
         labels: Tensor::<B, 2, Int>::from_data(TensorData::new(labels, [rows_n, t_steps]), &device),
         valid: Tensor::<B, 2, Bool>::from_data(TensorData::new(flat_valid, [rows_n, t_steps]), &device),
+        teacher,
     };
     Ok((batch, valid))
+}
+
+/// The positions (example, q) whose next token some chosen chain takes as a label
+/// (q = t + 1 ..= t + T for chosen t, with q + 1 inside the example), each once, in order.
+fn label_positions(examples: &[&Example], chosen: &[Vec<usize>], t_steps: usize) -> Vec<(usize, usize)> {
+    let mut wanted: Vec<(usize, usize)> = vec![];
+    for (r, pos) in chosen.iter().enumerate() {
+        let mut p: Vec<usize> = pos.iter().flat_map(|&t| (t + 1..=t + t_steps).filter(|&q| q + 1 < examples[r].tokens.len())).collect();
+        p.sort_unstable();
+        p.dedup();
+        wanted.extend(p.into_iter().map(|q| (r, q)));
+    }
+    wanted
+}
+
+/// The LLM's softmax after every label position of the chosen chains (f16-rounded states, like
+/// the labels), over the draft vocabulary `draft_vocab` when given (renormalised over it), else
+/// over all V tokens: [U, K] for the U distinct positions, and per chain and draft step (in the
+/// batch's row order) the row of its label's position (0 where a step has no label, which does
+/// not count). Each distinct position goes through the head once.
+fn teacher_probs<B: KernelBackend>(
+    llm: &Llama<B>,
+    examples: &[&Example],
+    states: &[Vec<f32>],
+    chosen: &[Vec<usize>],
+    t_steps: usize,
+    draft_vocab: Option<&[u32]>,
+) -> Result<(Tensor<B, 2>, Vec<i64>), TrainError> {
+    let h = llm.config().hidden_size;
+    let wanted = label_positions(examples, chosen, t_steps);
+    let row_of: std::collections::HashMap<(usize, usize), i64> = wanted.iter().enumerate().map(|(i, &p)| (p, i as i64)).collect();
+    let mut index = vec![];
+    for (r, pos) in chosen.iter().enumerate() {
+        for &t in pos {
+            index.extend((1..=t_steps).map(|i| row_of.get(&(r, t + i)).copied().unwrap_or(0)));
+        }
+    }
+    let device = llm.embed.weight.device();
+    let head = draft_vocab.map(|ids| llm.head_rows(ids)).transpose().map_err(|e| TrainError::Config(format!("draft vocabulary: {e}")))?;
+    let rows: Vec<f32> = wanted.iter().flat_map(|&(r, q)| states[r][q * h..(q + 1) * h].iter().copied()).collect();
+    let mut parts = vec![];
+    // A few hundred rows at a time keeps the [rows, V] logits small.
+    for chunk in rows.chunks(256 * h) {
+        let m = chunk.len() / h;
+        let x = Tensor::<B, 2>::from_data(TensorData::new(chunk.to_vec(), [m, h]), &device);
+        let logits = match &head {
+            Some(head) => head.forward_2d(x),
+            None => llm.logits(x),
+        };
+        parts.push(burn::tensor::activation::softmax(logits, 1));
+    }
+    if parts.is_empty() {
+        return Ok((Tensor::zeros([1, draft_vocab.map_or(llm.config().vocab_size, <[u32]>::len)], &device), vec![]));
+    }
+    Ok((Tensor::cat(parts, 0), index))
 }
 
 /// The LLM's greedy next token after each position that a chosen chain reads a label from
@@ -245,13 +321,7 @@ fn greedy_labels<B: KernelBackend>(
     t_steps: usize,
 ) -> Vec<std::collections::HashMap<usize, u32>> {
     let h = llm.config().hidden_size;
-    let mut wanted: Vec<(usize, usize)> = vec![];
-    for (r, pos) in chosen.iter().enumerate() {
-        let mut p: Vec<usize> = pos.iter().flat_map(|&t| (t + 1..=t + t_steps).filter(|&q| q + 1 < examples[r].tokens.len())).collect();
-        p.sort_unstable();
-        p.dedup();
-        wanted.extend(p.into_iter().map(|q| (r, q)));
-    }
+    let wanted = label_positions(examples, chosen, t_steps);
     let mut out = vec![std::collections::HashMap::new(); examples.len()];
     if wanted.is_empty() {
         return out;
@@ -305,6 +375,9 @@ impl<B: AutodiffBackend<InnerBackend: KernelBackend> + KernelBackend> Trainer<'_
         }
         if cfg.batch_size == 0 || cfg.grad_accum == 0 || cfg.steps == 0 || cfg.draft_steps == 0 {
             return Err(TrainError::Config("batch size, gradient accumulation, steps and draft steps must be positive".into()));
+        }
+        if !(0.0..=1.0).contains(&cfg.soft_targets) {
+            return Err(TrainError::Config(format!("soft-target weight {} is outside [0, 1]", cfg.soft_targets)));
         }
         let device = self.llm.embed.weight.device();
         let ckpt = self.checkpoint_dir();
