@@ -29,7 +29,7 @@ enum Command {
     Generate(generate::GenerateArgs),
     /// Train a drafter for the LLM (Apple's checkpoint format), with progress, plots and held-out accuracy.
     Train(train::TrainArgs),
-    /// Distillation data: the LLM's own greedy answers to conversation prompts, as a JSONL for `train --data`.
+    /// Distillation data: the LLM's own answers to conversation prompts (greedy, or sampled with `--temperature`), as a JSONL for `train --data`.
     DistillData(distill::DistillArgs),
     /// Give a drafter a reduced draft vocabulary (the K most frequent answer tokens of a corpus), or remove it.
     DraftVocab(draft_vocab::DraftVocabArgs),
