@@ -125,6 +125,16 @@ pub fn on_wgpu<B: burn::tensor::backend::Backend>(device: &B::Device) -> bool {
     B::name(device).contains("wgpu")
 }
 
+/// Whether `B` is burn's fusion over wgpu: plain wgpu's kernels plus fused element-wise programs,
+/// which under lavapipe make a tiny model's step 2.5–3.5x slower than plain wgpu (measured
+/// 2026-12-06: the same 1024-token run 95 s against 28 s, the oracle grid 218 s against 91 s, the
+/// largest share of CI's test time). Plain wgpu runs the full lavapipe sample of each long property
+/// test; fusion runs about half of it, enough to cover every beam shape and batch size once more.
+pub fn on_wgpu_fusion<B: burn::tensor::backend::Backend>(device: &B::Device) -> bool {
+    let name = B::name(device);
+    name.contains("wgpu") && name.contains("fusion")
+}
+
 /// TF32 keeps 10 explicit mantissa bits, so a product of two rounded inputs is off by at most
 /// 2⁻¹⁰ of |x||w|, and a dot product by at most `TF32_REL · Σ|x||w|` (plus f32 accumulation).
 pub const TF32_REL: f32 = 1.0 / 1024.0;
