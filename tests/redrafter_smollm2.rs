@@ -62,8 +62,9 @@ fn flex_native_redrafter_is_lossless_on_smollm2() {
     run_as::<redrafter::backends::FlexBackend>(Default::default(), 8, 48, redrafter_llama::WeightFormat::Native);
 }
 
-/// ndarray decodes the real model ~10x slower than Flex (3 prompts took 223 s of CI): one prompt,
-/// the three drafters; Flex runs three prompts on f32 weights and eight on the GGUF's blocks.
+/// ndarray decodes the real model ~10x slower than Flex (3 prompts took 223 s, 2026-12-06): one
+/// prompt, the three drafters; Flex runs three prompts on f32 weights and eight on the GGUF's
+/// blocks.
 #[test]
 #[cfg_attr(redrafter_no_real_model, ignore = "REDRAFTER_SKIP_REAL_MODEL is set")]
 fn ndarray_redrafter_is_lossless_on_smollm2() {

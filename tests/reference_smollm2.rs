@@ -94,7 +94,7 @@ fn model_matches<B: KernelBackend>(device: &B::Device, prompts: usize, greedy: b
 
 /// Logits at every position of every prompt; the greedy continuation of the first prompt only:
 /// ndarray decodes the real model ~10x slower than Flex (all four took most of this test's 123 s
-/// of CI), and Flex checks all four.
+/// on 2026-12-06), and Flex checks all four.
 #[test]
 #[cfg_attr(redrafter_no_real_model, ignore = "REDRAFTER_SKIP_REAL_MODEL is set")]
 fn ndarray_matches_transformers() {

@@ -128,8 +128,9 @@ pub fn on_wgpu<B: burn::tensor::backend::Backend>(device: &B::Device) -> bool {
 /// Whether `B` is burn's fusion over wgpu: plain wgpu's kernels plus fused element-wise programs,
 /// which under lavapipe make a tiny model's step 2.5–3.5x slower than plain wgpu (measured
 /// 2026-12-06: the same 1024-token run 95 s against 28 s, the oracle grid 218 s against 91 s, the
-/// largest share of CI's test time). Plain wgpu runs the full lavapipe sample of each long property
-/// test; fusion runs about half of it, enough to cover every beam shape and batch size once more.
+/// largest share of the tests' time). Plain wgpu runs the full lavapipe sample of each long
+/// property test; fusion runs about half of it, enough to cover every beam shape and batch size
+/// once more.
 pub fn on_wgpu_fusion<B: burn::tensor::backend::Backend>(device: &B::Device) -> bool {
     let name = B::name(device);
     name.contains("wgpu") && name.contains("fusion")
