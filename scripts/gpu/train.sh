@@ -110,7 +110,7 @@ run() {
         # TRAIN_DATA=generate: the greedy distillation answers (docs/training.md's command) made
         # here first, for TRAIN_GEN_SECS; a rerun resumes the file. They come back as
         # $OUT/distill-gpu.jsonl.xz (f32 weights on a GPU: near ties may differ from the CPU's
-        # native answers, so they get a file of their own there, never the CPU file's address).
+        # native answers, which is why the backend is part of distill-data's content address).
         touch "$work/data.generated"
         stamp "generating distillation answers (limit ${TRAIN_GEN_SECS:-240}s)"
         timeout --kill-after=10 "${TRAIN_GEN_SECS:-240}" "$work/redrafter" distill-data --backend "${TRAIN_BACKEND:-cuda}" \

@@ -114,12 +114,13 @@ pub fn run(args: DistillArgs) -> Result<(), BoxError> {
     // Checked before the model loads: a bad sampling option is an error at once.
     args.sampling().validate()?;
     let model = crate::model_path::resolve(args.model.clone())?;
-    run_on(kind, Task { args, model })?
+    run_on(kind, Task { args, model, kind })?
 }
 
 struct Task {
     args: DistillArgs,
     model: PathBuf,
+    kind: BackendKind,
 }
 
 #[derive(serde::Deserialize)]
@@ -131,7 +132,7 @@ impl BackendTask for Task {
     type Output = Result<(), BoxError>;
 
     fn run<B: KernelBackend>(self, device: B::Device) -> Self::Output {
-        let Task { args, model } = self;
+        let Task { args, model, kind } = self;
         let loaded = redrafter_llama::load_with::<B>(&model, &device, args.weights)?;
         let tok = &loaded.tokenizer;
         let tpl = tok.chat_template.as_ref().ok_or("the model has no chat template")?;
@@ -153,7 +154,7 @@ impl BackendTask for Task {
             None => {
                 let dir = redrafter_io::fetch::cache_dir().join("distill");
                 std::fs::create_dir_all(&dir)?;
-                dir.join(format!("{}.jsonl", &content_address(&args, &model, &data)?[..16]))
+                dir.join(format!("{}.jsonl", &content_address(&args, &model, &data, kind)?[..16]))
             }
         };
         eprintln!("answers: {}", out_path.display());
@@ -250,9 +251,10 @@ impl BackendTask for Task {
 }
 
 /// sha256 (hex) over everything that decides the answers: the model's bytes, the weight format,
-/// the prompt source, the length limits and the hold-out. `--max-examples` and `--batch-size` are
-/// left out: answers do not depend on them, and a larger `--max-examples` extends the same file.
-fn content_address(args: &DistillArgs, model: &std::path::Path, data: &std::path::Path) -> Result<String, BoxError> {
+/// the prompt source, the length limits, the hold-out and the backend. `--max-examples` and
+/// `--batch-size` are left out: answers do not depend on them, and a larger `--max-examples`
+/// extends the same file.
+fn content_address(args: &DistillArgs, model: &std::path::Path, data: &std::path::Path, kind: BackendKind) -> Result<String, BoxError> {
     // The pinned download by its sha, a local file by its bytes: the answers follow the prompts'
     // contents, not a path (unlike the hidden-state cache's `corpus::source_id`).
     // (`mt-bench` resolves to a file written from the sha-checked questions: its bytes.)
@@ -279,6 +281,13 @@ fn content_address(args: &DistillArgs, model: &std::path::Path, data: &std::path
     // Added only when on, so that `--keep-loops` keeps the address (and file) of the runs before it.
     if let Some(r) = args.stop_loops() {
         spec.push_str(&format!("stop_loops ngram {} window {} max_repeats {}\n", r.ngram, r.window, r.max_repeats));
+    }
+    // Backends round differently (ndarray's own attention and norms; f32 weights and other
+    // kernels on a GPU, where `--weights native` means f32), so a near tie may break another way
+    // and the answers differ. Added for every backend but Flex, the default, so the files made
+    // before keep their addresses.
+    if kind != BackendKind::Flex {
+        spec.push_str(&format!("backend {}\n", kind.name()));
     }
     Ok(crate::model_path::sha256_hex(spec.as_bytes()))
 }

@@ -295,6 +295,14 @@ fn distill_data_is_batched_and_resumes() {
     assert_ne!(longer, first, "another prompt limit is another file");
     let (keep, _) = run_cached(&["--keep-loops"]);
     assert_ne!(keep, first, "answers that run on through loops are another file");
+    // The backend is part of the address (its rounding decides near ties), Flex's excepted.
+    #[cfg(feature = "flex")]
+    {
+        let flex: Vec<&str> = no_out.iter().map(|a| if *a == "ndarray" { "flex" } else { *a }).collect();
+        let out = Command::new(env!("CARGO_BIN_EXE_redrafter")).args(&flex).env("REDRAFTER_CACHE", &cache).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert_ne!(std::path::PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()), first, "another backend is another file");
+    }
 
     // Sampled answers: another file, and each answer follows its conversation id, not its batch,
     // shard or resume point: batches of 1 and of 3 give the same answers.
