@@ -91,13 +91,7 @@ fn huge_requests_are_refused_by_the_memory_budget<B: KernelBackend>(device: B::D
 /// (hundreds of relocations per row): under lavapipe the 4096-token run took ~4 min of CI; 512 on
 /// wgpu with fusion, whose steps are ~3x slower still (about 100 relocations per row).
 fn long_generation_stays_lossless<B: KernelBackend>(device: B::Device) {
-    let new_tokens = if redrafter_tests::on_wgpu_fusion::<B>(&device) {
-        512
-    } else if redrafter_tests::on_wgpu::<B>(&device) {
-        1024
-    } else {
-        4096
-    };
+    let new_tokens = redrafter_tests::lavapipe_sample::<B>(&device, 4096, 1024);
     let mut cfg = tiny_config();
     cfg.max_position_embeddings = new_tokens + 64;
     let dir = temp_dir("long");

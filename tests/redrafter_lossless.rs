@@ -120,13 +120,7 @@ fn greedy_is_lossless_with_oracle_drafts<B: KernelBackend>(device: B::Device) {
     let (mut runs, mut ties, mut counts) = (0, 0, vec![0usize; 8]);
     // 100 seeds in all, split over two models; 40 on wgpu, where lavapipe made this the longest
     // test of CI (~15 min for 100), and 20 on wgpu with fusion (218 s for 40).
-    let per_model = if redrafter_tests::on_wgpu_fusion::<B>(&device) {
-        10
-    } else if redrafter_tests::on_wgpu::<B>(&device) {
-        20
-    } else {
-        50
-    };
+    let per_model = redrafter_tests::lavapipe_sample::<B>(&device, 50, 20) as u64;
     for (i, m) in models.iter().enumerate() {
         let seeds = (i as u64 * 50)..(i as u64 * 50 + per_model);
         let mut oracle = |seed: u64, p: &[Vec<u32>], ar: &GenerationOutput| -> Box<dyn DraftSource<B>> {
@@ -174,7 +168,7 @@ fn greedy_is_lossless_on_block_weights<B: KernelBackend>(device: B::Device) {
             Box::new(Oracle::new(truth, p.iter().map(Vec::len).collect(), vocab, seed))
         };
         // Half the seeds on wgpu with fusion (which keeps dense weights, as plain wgpu does).
-        let seeds = if redrafter_tests::on_wgpu_fusion::<B>(&device) { 0..3 } else { 0..6 };
+        let seeds = 0..redrafter_tests::lavapipe_sample::<B>(&device, 6, 6) as u64;
         let (r, t, _) = run_grid(&m.model, seeds, &[1, 4], &[2, 4], &[1, 3], &mut oracle, &device);
         runs += r;
         ties += t;
@@ -215,7 +209,7 @@ fn greedy_is_lossless_with_random_drafters<B: KernelBackend>(device: B::Device) 
         let mut source = |_: u64, _: &[Vec<u32>], _: &GenerationOutput| -> Box<dyn DraftSource<B>> {
             Box::new(drafter.clone())
         };
-        let seeds = if redrafter_tests::on_wgpu_fusion::<B>(&device) { 0..2 } else { 0..4 };
+        let seeds = 0..redrafter_tests::lavapipe_sample::<B>(&device, 4, 4) as u64;
         let (runs, ties, _) = run_grid(&m.model, seeds, &[1, 3, 8], &[2, 4], &[1, 3], &mut source, &device);
         assert!(ties * 10 <= runs, "{ties} near-tie divergences in {runs} runs");
     }

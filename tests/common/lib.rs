@@ -125,15 +125,19 @@ pub fn on_wgpu<B: burn::tensor::backend::Backend>(device: &B::Device) -> bool {
     B::name(device).contains("wgpu")
 }
 
-/// Whether `B` is burn's fusion over wgpu: plain wgpu's kernels plus fused element-wise programs,
-/// which under lavapipe make a tiny model's step 2.5–3.5x slower than plain wgpu (measured
-/// 2026-12-06: the same 1024-token run 95 s against 28 s, the oracle grid 218 s against 91 s, the
-/// largest share of the tests' time). Plain wgpu runs the full lavapipe sample of each long
-/// property test; fusion runs about half of it, enough to cover every beam shape and batch size
-/// once more.
-pub fn on_wgpu_fusion<B: burn::tensor::backend::Backend>(device: &B::Device) -> bool {
+/// The sample a long property test runs on `B`: `cpu` on the CPU backends, `wgpu` on plain wgpu
+/// (lavapipe in CI), and half of `wgpu` on wgpu with fusion: plain wgpu's kernels plus fused
+/// element-wise programs, which under lavapipe make a tiny model's step 2.5–3.5x slower than
+/// plain wgpu (measured 2026-12-06: the same 1024-token run 95 s against 28 s, the oracle grid
+/// 218 s against 91 s, the largest share of the tests' time); half still covers every beam shape
+/// and batch size once more.
+pub fn lavapipe_sample<B: burn::tensor::backend::Backend>(device: &B::Device, cpu: usize, wgpu: usize) -> usize {
     let name = B::name(device);
-    name.contains("wgpu") && name.contains("fusion")
+    match (name.contains("wgpu"), name.contains("fusion")) {
+        (true, true) => wgpu / 2,
+        (true, false) => wgpu,
+        _ => cpu,
+    }
 }
 
 /// TF32 keeps 10 explicit mantissa bits, so a product of two rounded inputs is off by at most
