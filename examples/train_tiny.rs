@@ -84,6 +84,7 @@ fn main() -> Result<(), BoxError> {
         init: None,
         draft_vocab: None,
         soft_targets: 0.0,
+        feature_layers: None,
     };
 
     let t0 = std::time::Instant::now();

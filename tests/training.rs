@@ -44,6 +44,7 @@ fn config(steps: usize, vocab: usize, hidden: usize) -> TrainConfig {
         init: None,
         draft_vocab: None,
         soft_targets: 0.0,
+        feature_layers: None,
     }
 }
 
@@ -256,18 +257,18 @@ fn filling_the_cache_ahead_in_shards<B: KernelBackend>(device: B::Device) {
     let (mut a, mut b) = (open(), open());
     let mut calls = vec![];
     // 60 padded tokens a batch: two or three of these rows at a time.
-    assert_eq!(fill_cache(&inner, &examples, &mut a, (0, 2), 60, &mut |d, t, _| calls.push((d, t))).unwrap(), 5);
+    assert_eq!(fill_cache(&inner, &examples, &mut a, (0, 2), 60, &[inner.config().num_layers], &mut |d, t, _| calls.push((d, t))).unwrap(), 5);
     assert_eq!(calls.last(), Some(&(5, 5)));
     assert!(calls.len() >= 2, "more than one batch: {calls:?}");
-    assert_eq!(fill_cache(&inner, &examples, &mut b, (1, 2), 60, &mut |_, _, _| {}).unwrap(), 4);
+    assert_eq!(fill_cache(&inner, &examples, &mut b, (1, 2), 60, &[inner.config().num_layers], &mut |_, _, _| {}).unwrap(), 4);
     assert_eq!((a.filled(), b.filled()), (9, 9), "both mappings see both shards' slots");
     drop((a, b));
     let mut c = open();
-    assert_eq!(fill_cache(&inner, &examples, &mut c, (0, 1), 60, &mut |_, _, _| panic!("nothing to fill")).unwrap(), 0);
-    assert!(fill_cache(&inner, &examples, &mut c, (2, 2), 60, &mut |_, _, _| {}).is_err(), "shard K must be < N");
+    assert_eq!(fill_cache(&inner, &examples, &mut c, (0, 1), 60, &[inner.config().num_layers], &mut |_, _, _| panic!("nothing to fill")).unwrap(), 0);
+    assert!(fill_cache(&inner, &examples, &mut c, (2, 2), 60, &[inner.config().num_layers], &mut |_, _, _| {}).is_err(), "shard K must be < N");
     for (s, e) in examples.iter().enumerate() {
         let cached = c.get(s, &e.tokens).expect("filled");
-        let live = &redrafter_train::features::live_states(&inner, &[e.tokens.as_slice()])[0];
+        let live = &redrafter_train::features::live_states(&inner, &[e.tokens.as_slice()], &[inner.config().num_layers])[0];
         assert_eq!(cached.len(), live.len());
         for (x, y) in cached.iter().zip(live) {
             assert!((x - y).abs() <= 1e-2 * y.abs().max(1.0), "slot {s}: cached {x} vs live {y}");
@@ -281,6 +282,87 @@ fn filling_the_cache_ahead_in_shards<B: KernelBackend>(device: B::Device) {
     for (x, y) in log.iter().zip(&live_log) {
         assert!((x.loss - y.loss).abs() <= 1e-3 * y.loss.abs(), "loss from the filled cache {} vs live {}", x.loss, y.loss);
     }
+}
+
+/// A drafter reading earlier layers besides the last (`context_layers`): the layer states are
+/// those of the model cut after that layer; training from a cache that holds more layers
+/// (`feature_layers`) gives the loss and weights of live training over the context layers
+/// alone; layer sets that cannot work are refused with a message.
+fn context_layers_train_from_a_wider_cache<B: KernelBackend>(device: B::Device) {
+    let m = tiny_gguf_model::<Autodiff<B>>(56, GgmlType::F32, &device);
+    let llm = m.model.no_grad();
+    let inner = llm.valid();
+    let lc = llm.config().clone();
+    let last = lc.num_layers;
+    assert!(last >= 2, "the tiny model has {last} layers");
+    let examples = self_generated(&inner, 8);
+
+    // Layer l's state is the cut model's output: an independent forward for each layer.
+    let row = [examples[0].tokens.as_slice()];
+    let all = redrafter_train::features::live_states(&inner, &row, &[last, 0, 1])[0].clone();
+    let h = lc.hidden_size;
+    for (i, l) in [last, 0, 1].into_iter().enumerate() {
+        let mut cut = inner.clone();
+        cut.layers.truncate(l);
+        let own = &redrafter_train::features::live_states(&cut, &row, &[l])[0];
+        let mine: Vec<f32> = all.chunks(3 * h).flat_map(|tok| tok[i * h..(i + 1) * h].to_vec()).collect();
+        assert_eq!(&mine, own, "layer {l}");
+    }
+
+    let drafter = DrafterConfig { context_layers: Some(vec![1, last]), ..config(4, lc.vocab_size, lc.hidden_size).drafter };
+    assert_eq!(drafter.context_width(), 2 * h);
+    assert!(drafter.has_input_proj(), "E 64 reads 3H through input_proj");
+    let cfg = TrainConfig { positions_per_sequence: 5, targets: Targets::GroundTruth, drafter, ..config(4, lc.vocab_size, lc.hidden_size) };
+    let wide = TrainConfig { feature_layers: Some(vec![0, last, 1]), ..cfg.clone() };
+    let cache_dir = temp_dir("train-context-cache");
+    let max_len = examples.iter().map(|e| e.tokens.len()).max().unwrap();
+    let cache = HiddenCache::open(&cache_dir, CacheMeta::new("ctx".into(), 3 * h, max_len, examples.len())).unwrap();
+    let run = |c: &TrainConfig, cache: Option<HiddenCache>, name: &str| {
+        let mut t = Trainer { llm: &llm, examples: &examples, config: c.clone(), out_dir: temp_dir(name), stop_after: None, hidden_cache: cache };
+        let (d, log) = t.run(&mut |_, _, _| {}).unwrap();
+        (to_vec(d.lm_head.weight.val().inner()), log.iter().map(|l| l.loss).collect::<Vec<f64>>())
+    };
+    let (w_live, loss_live) = run(&cfg, None, "train-ctx-live");
+    // A trained context drafter decodes losslessly (its context comes from the verify pass).
+    let mut t = Trainer { llm: &llm, examples: &examples, config: cfg.clone(), out_dir: temp_dir("train-ctx-decode"), stop_after: None, hidden_cache: None };
+    let trained = t.run(&mut |_, _, _| {}).unwrap().0.valid();
+    lossless_tau(&inner, trained);
+    let (w_wide, loss_wide) = run(&wide, Some(cache), "train-ctx-wide");
+    assert_eq!(loss_live, loss_wide, "the context layers picked from a wider cache are the live ones");
+    assert_eq!(w_live, w_wide);
+    // Apple's drafter (final layer only) learns something else from the same data.
+    let (_, loss_final) = run(&TrainConfig { drafter: config(4, lc.vocab_size, lc.hidden_size).drafter, ..cfg.clone() }, None, "train-ctx-final");
+    assert_ne!(loss_final, loss_live);
+
+    // Widening an Apple-shaped drafter (E = 2H) keeps its function: the new layer weighs zero.
+    let apple = DrafterConfig { exit_dim: 2 * h, context_layers: None, ..cfg.drafter.clone() };
+    let base = Drafter::<B>::random(apple, 3, &device).unwrap();
+    let wide = base.clone().with_context_layers(vec![1, last], last).unwrap();
+    assert!(wide.input_proj.is_some() && wide.config().context_layers == Some(vec![1, last]));
+    let rand = |seed: u64| {
+        let mut r = redrafter_tests::Rng(seed);
+        burn::tensor::Tensor::<B, 2>::from_data(burn::tensor::TensorData::new(r.floats(6 * h), [6, h]), &device)
+    };
+    let (mid, fin, s) = (rand(1), rand(2), rand(3));
+    let before = to_vec(base.logits(&inner, fin.clone(), s.clone()));
+    let after = to_vec(wide.logits(&inner, burn::tensor::Tensor::cat(vec![mid, fin], 1), s));
+    redrafter_tests::assert_close(&after, &before, 1e-5, "widened drafter");
+    // Decoding feeds it the same context: the same drafts, so the same τ, and lossless.
+    assert_eq!(lossless_tau(&inner, wide.clone()), lossless_tau(&inner, base.clone()), "widened drafter decodes as before");
+    assert!(base.clone().with_context_layers(vec![0, 1], last).unwrap_err().to_string().contains("last layer"));
+    assert!(base.clone().with_context_layers(vec![last], last).is_err(), "nothing to widen");
+    assert!(wide.with_context_layers(vec![0, last], last).is_err(), "already widened");
+
+    let refused = |c: TrainConfig| c.features_for(last).unwrap_err().to_string();
+    assert!(refused(TrainConfig { feature_layers: Some(vec![0, last]), ..cfg.clone() }).contains("reads layer 1"));
+    assert!(refused(TrainConfig { feature_layers: Some(vec![1, 1, last]), ..cfg.clone() }).contains("distinct"));
+    assert!(refused(TrainConfig { feature_layers: Some(vec![1, last + 1]), ..cfg.clone() }).contains("distinct layers"));
+    let mid_only = DrafterConfig { context_layers: Some(vec![1]), ..cfg.drafter.clone() };
+    assert!(refused(TrainConfig { targets: Targets::LlmGreedy, drafter: mid_only, ..cfg.clone() }).contains("last layer"));
+    let twice = DrafterConfig { context_layers: Some(vec![1, 1]), ..cfg.drafter.clone() };
+    assert!(twice.validate().unwrap_err().to_string().contains("twice"));
+    let deep = Drafter::<B>::random(DrafterConfig { context_layers: Some(vec![last + 1]), ..cfg.drafter.clone() }, 1, &device).unwrap();
+    assert!(deep.check_compatible(&lc).unwrap_err().to_string().contains(&format!("layer {}", last + 1)));
 }
 
 fn to_ints<B: burn::tensor::backend::Backend>(t: burn::tensor::Tensor<B, 2, burn::tensor::Int>) -> Vec<i64> {
@@ -452,5 +534,6 @@ backend_tests!(
     answered_lines_train_on_the_generated_ids,
     hidden_cache_gives_the_same_training,
     filling_the_cache_ahead_in_shards,
+    context_layers_train_from_a_wider_cache,
     training_over_a_draft_vocabulary
 );

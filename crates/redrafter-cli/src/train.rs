@@ -118,6 +118,16 @@ pub struct TrainArgs {
     /// length) and then trains.
     #[arg(long, value_parser = crate::distill::parse_shard)]
     fill_cache: Option<(usize, usize)>,
+    /// The LLM layers the drafter reads, comma-separated, counted as layers applied (the LLM's
+    /// layer count, e.g. 30, is its own final state; 0 the embeddings): their states, each
+    /// through the LLM's final norm, side by side form the drafter's context instead of the
+    /// final state alone (docs/drafter.md, "Context layers"). Default: the final layer.
+    #[arg(long, value_delimiter = ',')]
+    context_layers: Option<Vec<usize>>,
+    /// The layers the hidden-state cache holds (a superset of `--context-layers`), so that one
+    /// cache serves drafters reading different layers. Default: the context layers.
+    #[arg(long, value_delimiter = ',')]
+    feature_layers: Option<Vec<usize>>,
 }
 
 pub fn run(args: TrainArgs) -> Result<(), BoxError> {
@@ -196,6 +206,9 @@ impl BackendTask for Task {
         dc.exit_dim = args.exit_dim.unwrap_or(2 * lc.hidden_size);
         let draft_vocab = draft_vocab_ids(&args, &examples, &tok.eos, lc.vocab_size)?;
         dc.draft_vocab_size = draft_vocab.as_ref().map(Vec::len);
+        // The final layer alone is Apple's drafter: leave the config as theirs.
+        dc.context_layers = args.context_layers.clone().filter(|l| l[..] != [lc.num_layers]);
+        dc.validate()?;
         if let Some(ids) = &draft_vocab {
             let covered = examples.iter().flat_map(|e| e.tokens.iter().zip(&e.target)).filter(|(t, m)| **m && ids.binary_search(t).is_ok()).count();
             eprintln!("draft vocabulary: {} tokens, {:.2}% of the training targets", ids.len(), 100.0 * covered as f64 / tokens.max(1) as f64);
@@ -216,7 +229,9 @@ impl BackendTask for Task {
             init: args.init.clone(),
             draft_vocab,
             soft_targets: args.soft_targets,
+            feature_layers: args.feature_layers.clone().filter(|f| Some(f) != args.context_layers.as_ref()),
         };
+        let features = config.features_for(lc.num_layers)?;
         std::fs::create_dir_all(&args.out)?;
         let hidden_cache = match args.hidden_cache.as_deref() {
             Some(p) if p.as_os_str() == "off" => None,
@@ -224,9 +239,15 @@ impl BackendTask for Task {
                 // Keyed by the data source, not its examples (each slot names its tokens): a data
                 // file that grows keeps the states already computed for its first examples.
                 let data_id = crate::corpus::source_id(&args.data);
-                let key = cache_key(&format!("{}\nf32", crate::model_path::identity(&model)?), lc.hidden_size, args.max_len, &data_id);
+                // The final layer alone keeps the key it always had.
+                let mut model_id = format!("{}\nf32", crate::model_path::identity(&model)?);
+                if features[..] != [lc.num_layers] {
+                    model_id.push_str(&format!("\nlayers {features:?}"));
+                }
+                let width = lc.hidden_size * features.len();
+                let key = cache_key(&model_id, width, args.max_len, &data_id);
                 let dir = given.map(PathBuf::from).unwrap_or_else(|| redrafter_io::fetch::cache_dir().join("hidden").join(&key[..16]));
-                let cache = HiddenCache::open(&dir, CacheMeta::new(key, lc.hidden_size, args.max_len, examples.len()))?;
+                let cache = HiddenCache::open(&dir, CacheMeta::new(key, width, args.max_len, examples.len()))?;
                 eprintln!(
                     "hidden-state cache {}: {} slots filled, {} training examples (at most {:.2} GB when full)",
                     dir.display(),
@@ -243,7 +264,7 @@ impl BackendTask for Task {
                 let shard = shard.unwrap_or((0, 1));
                 let start = std::time::Instant::now();
                 let mut last = 0.0;
-                let filled = redrafter_train::fill_cache(&llm.valid(), &examples, cache, shard, FILL_BATCH_TOKENS, &mut |done, total, tokens| {
+                let filled = redrafter_train::fill_cache(&llm.valid(), &examples, cache, shard, FILL_BATCH_TOKENS, &features, &mut |done, total, tokens| {
                     let secs = start.elapsed().as_secs_f64();
                     if secs - last >= 30.0 || done == total {
                         last = secs;

@@ -213,18 +213,21 @@ fn round_f16(v: &mut [f32]) {
     v.iter_mut().for_each(|x| *x = half::f16::from_f32(*x).to_f32());
 }
 
-/// Post-norm hidden states of the frozen LLM for each of `rows`, [len × H] per row, f16-rounded.
-/// One forward over the right-padded rows; nothing is kept in the KV cache.
-pub fn live_states<B: KernelBackend>(llm: &Llama<B>, rows: &[&[u32]]) -> Vec<Vec<f32>> {
+/// Post-norm hidden states of the frozen LLM after each of `layers` (see
+/// [`Llama::forward_hidden_layers`]; the LLM's layer count is its own output) for each of `rows`,
+/// [len × (layers × H)] per row, the layers of a token side by side in the order given,
+/// f16-rounded. One forward over the right-padded rows; nothing is kept in the KV cache.
+pub fn live_states<B: KernelBackend>(llm: &Llama<B>, rows: &[&[u32]], layers: &[usize]) -> Vec<Vec<f32>> {
     if rows.is_empty() {
         return vec![];
     }
     let device = llm.embed.weight.device();
-    let h = llm.config().hidden_size;
+    let h = llm.config().hidden_size * layers.len();
     let owned: Vec<Vec<u32>> = rows.iter().map(|r| r.to_vec()).collect();
     let (b, n) = (owned.len(), owned.iter().map(Vec::len).max().unwrap_or(1).max(1));
     let mut cache = llm.new_cache(b, n, &device);
-    let hidden: Tensor<B, 3> = llm.forward_hidden(&BlockInput::prefill(&owned, &vec![0; b], &device), &mut cache);
+    let states = llm.forward_hidden_layers(&BlockInput::prefill(&owned, &vec![0; b], &device), &mut cache, layers);
+    let hidden: Tensor<B, 3> = Tensor::cat(states, 2);
     cache.discard_pending();
     let host = hidden.into_data().convert::<f32>().into_vec::<f32>().expect("f32");
     owned
@@ -239,19 +242,21 @@ pub fn live_states<B: KernelBackend>(llm: &Llama<B>, rows: &[&[u32]]) -> Vec<Vec
 }
 
 /// The states of `examples` (training-set indices `slots`), read from `cache` where it has them;
-/// the rest come from one live forward over just those examples and are stored.
+/// the rest come from one live forward over just those examples and are stored. `layers` are
+/// the cache's (see [`live_states`]).
 pub fn hidden_states<B: KernelBackend>(
     llm: &Llama<B>,
     examples: &[&Example],
     slots: &[usize],
     cache: Option<&mut HiddenCache>,
+    layers: &[usize],
 ) -> Result<Vec<Vec<f32>>, TrainError> {
     let Some(cache) = cache else {
-        return Ok(live_states(llm, &examples.iter().map(|e| e.tokens.as_slice()).collect::<Vec<_>>()));
+        return Ok(live_states(llm, &examples.iter().map(|e| e.tokens.as_slice()).collect::<Vec<_>>(), layers));
     };
     let mut out: Vec<Option<Vec<f32>>> = examples.iter().zip(slots).map(|(e, &s)| cache.get(s, &e.tokens)).collect();
     let missing: Vec<usize> = (0..examples.len()).filter(|&i| out[i].is_none()).collect();
-    let computed = live_states(llm, &missing.iter().map(|&i| examples[i].tokens.as_slice()).collect::<Vec<_>>());
+    let computed = live_states(llm, &missing.iter().map(|&i| examples[i].tokens.as_slice()).collect::<Vec<_>>(), layers);
     for (&i, states) in missing.iter().zip(computed) {
         cache.put(slots[i], &examples[i].tokens, &states)?;
         out[i] = Some(states);
@@ -272,6 +277,7 @@ pub fn fill_cache<B: KernelBackend>(
     cache: &mut HiddenCache,
     shard: (usize, usize),
     batch_tokens: usize,
+    layers: &[usize],
     progress: &mut dyn FnMut(usize, usize, usize),
 ) -> Result<usize, TrainError> {
     let (k, n) = shard;
@@ -290,7 +296,7 @@ pub fn fill_cache<B: KernelBackend>(
         let take = (batch_tokens / longest).clamp(1, rest.len());
         let (batch, tail) = rest.split_at(take);
         let rows: Vec<&[u32]> = batch.iter().map(|&s| examples[s].tokens.as_slice()).collect();
-        for (&s, states) in batch.iter().zip(live_states(llm, &rows)) {
+        for (&s, states) in batch.iter().zip(live_states(llm, &rows, layers)) {
             cache.put(s, &examples[s].tokens, &states)?;
         }
         done += batch.len();

@@ -11,8 +11,9 @@ use burn::tensor::{Bool, Int, Tensor};
 use redrafter::Drafter;
 use redrafter_llama::{KernelBackend, Llama};
 
-/// A batch of draft chains, one per sampled training position t: `hidden` [N, H] is the LLM's
-/// post-norm state at t, `inputs` [N, T] the tokens the drafter consumes at steps 1..T
+/// A batch of draft chains, one per sampled training position t: `hidden` [N, C] is the LLM's
+/// post-norm state at t (C = H; the context layers' states side by side when the drafter reads
+/// several), `inputs` [N, T] the tokens the drafter consumes at steps 1..T
 /// (y_{t+1}, ..., y_{t+T}), `labels` [N, T] what each step must predict (y_{t+2}, ...), and
 /// `valid` [N, T] which labels count; `teacher`, with soft targets, the LLM's distribution over
 /// the drafter's vocabulary at each label.
@@ -63,7 +64,8 @@ pub fn redrafter_loss<B: KernelBackend>(
     batch: &Batch<B>,
     valid_counts: &[usize],
 ) -> (Tensor<B, 1>, Vec<Option<StepLoss<B>>>) {
-    let [n, h] = batch.hidden.dims();
+    // The context may hold several layers' states; the embeddings are H wide.
+    let (n, h) = (batch.hidden.dims()[0], llm.config().hidden_size);
     let steps = batch.inputs.dims()[1];
     let emb = llm.embed.forward(batch.inputs.clone()); // [N, T, H], frozen
     let mut state: Option<Tensor<B, 2>> = None;

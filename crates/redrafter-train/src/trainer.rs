@@ -66,6 +66,56 @@ pub struct TrainConfig {
     /// hidden states as the labels (no extra LLM pass). 0: labels only (Apple's loss).
     #[serde(default)]
     pub soft_targets: f32,
+    /// The LLM layers whose states a batch carries (and the hidden-state cache holds), side by
+    /// side per token: a superset of the drafter's context layers, so that one cache serves
+    /// drafters reading different layers. `None`: the drafter's context layers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feature_layers: Option<Vec<usize>>,
+}
+
+impl TrainConfig {
+    /// The layers batches carry for an LLM of `llm_layers` layers (see `feature_layers`),
+    /// checked: each context layer is among them, once, and so is the LLM's last when the
+    /// targets read its head (LLM-greedy labels, soft targets).
+    pub fn features_for(&self, llm_layers: usize) -> Result<Vec<usize>, TrainError> {
+        let context = self.drafter.context_layers_for(llm_layers);
+        let features = self.feature_layers.clone().unwrap_or_else(|| context.clone());
+        let mut sorted = features.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        if features.is_empty() || sorted.len() != features.len() || sorted.last().is_some_and(|&l| l > llm_layers) {
+            return Err(TrainError::Config(format!("feature layers {features:?}: want distinct layers of 0..={llm_layers}")));
+        }
+        if let Some(l) = context.iter().find(|l| !features.contains(l)) {
+            return Err(TrainError::Config(format!("the drafter reads layer {l}, which the feature layers {features:?} do not hold")));
+        }
+        let reads_head = self.targets == Targets::LlmGreedy || self.soft_targets > 0.0;
+        if reads_head && !features.contains(&llm_layers) {
+            return Err(TrainError::Config(format!(
+                "LLM-greedy labels and soft targets read the LLM's last layer ({llm_layers}), which the feature layers {features:?} do not hold"
+            )));
+        }
+        Ok(features)
+    }
+}
+
+/// Where one layer's state sits in a token's row of feature states: `stride` values per token,
+/// this layer's H of them from `offset`.
+#[derive(Debug, Clone, Copy)]
+struct LayerAt {
+    stride: usize,
+    offset: usize,
+}
+
+impl LayerAt {
+    fn of(features: &[usize], layer: usize, h: usize) -> Self {
+        let at = features.iter().position(|&l| l == layer).expect("checked by features_for");
+        Self { stride: features.len() * h, offset: at * h }
+    }
+
+    fn row<'a>(&self, states: &'a [f32], t: usize, h: usize) -> &'a [f32] {
+        &states[t * self.stride + self.offset..t * self.stride + self.offset + h]
+    }
 }
 
 /// Trainer state saved with each checkpoint; resuming requires the same `config` (up to
@@ -161,7 +211,10 @@ pub fn make_batch<B: AutodiffBackend<InnerBackend: KernelBackend> + KernelBacken
     let inner: Llama<B::InnerBackend> = llm.valid();
     let device = llm.embed.weight.device();
     let hsz = llm.config().hidden_size;
-    let states = hidden_states(&inner, examples, slots, cache)?;
+    let last = llm.config().num_layers;
+    let features = config.features_for(last)?;
+    let context: Vec<LayerAt> = config.drafter.context_layers_for(last).iter().map(|&l| LayerAt::of(&features, l, hsz)).collect();
+    let states = hidden_states(&inner, examples, slots, cache, &features)?;
 
     let t_steps = config.draft_steps;
     let mut rng = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
@@ -183,12 +236,13 @@ pub fn make_batch<B: AutodiffBackend<InnerBackend: KernelBackend> + KernelBacken
         }
         chosen.push(pos);
     }
+    let head_in = || LayerAt::of(&features, last, hsz);
     let greedy = match config.targets {
-        Targets::LlmGreedy => Some(greedy_labels(&inner, examples, &states, &chosen, t_steps)),
+        Targets::LlmGreedy => Some(greedy_labels(&inner, examples, &states, head_in(), &chosen, t_steps)),
         Targets::GroundTruth => None,
     };
     let teacher = if config.soft_targets > 0.0 {
-        Some(teacher_probs(&inner, examples, &states, &chosen, t_steps, config.draft_vocab.as_deref())?)
+        Some(teacher_probs(&inner, examples, &states, head_in(), &chosen, t_steps, config.draft_vocab.as_deref())?)
     } else {
         None
     };
@@ -203,7 +257,9 @@ pub fn make_batch<B: AutodiffBackend<InnerBackend: KernelBackend> + KernelBacken
     for (r, (e, pos)) in examples.iter().zip(&chosen).enumerate() {
         let len = e.tokens.len();
         for &t in pos {
-            hid.extend_from_slice(&states[r][t * hsz..(t + 1) * hsz]);
+            for at in &context {
+                hid.extend_from_slice(at.row(&states[r], t, hsz));
+            }
             let mut row_valid = Vec::with_capacity(t_steps);
             for i in 1..=t_steps {
                 inputs.push(e.tokens.get(t + i).copied().unwrap_or(0) as i64);
@@ -229,7 +285,7 @@ pub fn make_batch<B: AutodiffBackend<InnerBackend: KernelBackend> + KernelBacken
     let rows_n = valid.len().max(1);
     if valid.is_empty() {
         // No usable position: one dummy chain with nothing valid keeps shapes non-empty.
-        hid = vec![0.0; hsz];
+        hid = vec![0.0; hsz * context.len()];
         inputs = vec![0; t_steps];
         labels = vec![0; t_steps];
         valid.push(vec![false; t_steps]);
@@ -246,7 +302,7 @@ pub fn make_batch<B: AutodiffBackend<InnerBackend: KernelBackend> + KernelBacken
     };
     let flat_valid: Vec<bool> = valid.concat();
     let batch = Batch {
-        hidden: Tensor::from_data(TensorData::new(hid, [rows_n, hsz]), &device),
+        hidden: Tensor::from_data(TensorData::new(hid, [rows_n, hsz * context.len()]), &device),
         inputs: Tensor::<B, 2, Int>::from_data(TensorData::new(inputs, [rows_n, t_steps]), &device),
         labels: Tensor::<B, 2, Int>::from_data(TensorData::new(labels, [rows_n, t_steps]), &device),
         valid: Tensor::<B, 2, Bool>::from_data(TensorData::new(flat_valid, [rows_n, t_steps]), &device),
@@ -277,6 +333,7 @@ fn teacher_probs<B: KernelBackend>(
     llm: &Llama<B>,
     examples: &[&Example],
     states: &[Vec<f32>],
+    at: LayerAt,
     chosen: &[Vec<usize>],
     t_steps: usize,
     draft_vocab: Option<&[u32]>,
@@ -292,7 +349,7 @@ fn teacher_probs<B: KernelBackend>(
     }
     let device = llm.embed.weight.device();
     let head = draft_vocab.map(|ids| llm.head_rows(ids)).transpose().map_err(|e| TrainError::Config(format!("draft vocabulary: {e}")))?;
-    let rows: Vec<f32> = wanted.iter().flat_map(|&(r, q)| states[r][q * h..(q + 1) * h].iter().copied()).collect();
+    let rows: Vec<f32> = wanted.iter().flat_map(|&(r, q)| at.row(&states[r], q, h).iter().copied()).collect();
     let mut parts = vec![];
     // A few hundred rows at a time keeps the [rows, V] logits small.
     for chunk in rows.chunks(256 * h) {
@@ -317,6 +374,7 @@ fn greedy_labels<B: KernelBackend>(
     llm: &Llama<B>,
     examples: &[&Example],
     states: &[Vec<f32>],
+    at: LayerAt,
     chosen: &[Vec<usize>],
     t_steps: usize,
 ) -> Vec<std::collections::HashMap<usize, u32>> {
@@ -326,7 +384,7 @@ fn greedy_labels<B: KernelBackend>(
     if wanted.is_empty() {
         return out;
     }
-    let rows: Vec<f32> = wanted.iter().flat_map(|&(r, q)| states[r][q * h..(q + 1) * h].iter().copied()).collect();
+    let rows: Vec<f32> = wanted.iter().flat_map(|&(r, q)| at.row(&states[r], q, h).iter().copied()).collect();
     let device = llm.embed.weight.device();
     // A few hundred rows at a time keeps the [rows, V] logits small.
     let mut ids = Vec::with_capacity(wanted.len());
@@ -408,6 +466,11 @@ impl<B: AutodiffBackend<InnerBackend: KernelBackend> + KernelBackend> Trainer<'_
             let drafter = match &cfg.init {
                 Some(path) => {
                     let mut d = load_drafter::<B>(path, &device)?;
+                    // An Apple-shaped drafter fine-tuned to read more layers starts out computing
+                    // what it computed (the new layers' weights zero).
+                    if let (Some(layers), None) = (&cfg.drafter.context_layers, &d.config.context_layers) {
+                        d = d.with_context_layers(layers.clone(), self.llm.config().num_layers)?;
+                    }
                     // A full-vocabulary drafter fine-tuned over K is first reduced to them.
                     if let (Some(ids), None) = (check_vocab(cfg)?, d.draft_vocab()) {
                         d = d.with_draft_vocab(ids.to_vec())?;
@@ -507,12 +570,14 @@ pub fn evaluate<B: KernelBackend>(
         let rows: Vec<Vec<u32>> = chunk.iter().map(|e| e.tokens.clone()).collect();
         let (b, n) = (rows.len(), rows.iter().map(Vec::len).max().unwrap_or(1));
         let h = llm.config().hidden_size;
-        // The training path's states (f16-rounded), right-padded into [b, n, H].
-        let mut host = vec![0f32; b * n * h];
-        for (r, st) in live_states(llm, &rows.iter().map(Vec::as_slice).collect::<Vec<_>>()).into_iter().enumerate() {
-            host[r * n * h..r * n * h + st.len()].copy_from_slice(&st);
+        let layers = drafter.config().context_layers_for(llm.config().num_layers);
+        let c = h * layers.len();
+        // The training path's states (f16-rounded), right-padded into [b, n, C].
+        let mut host = vec![0f32; b * n * c];
+        for (r, st) in live_states(llm, &rows.iter().map(Vec::as_slice).collect::<Vec<_>>(), &layers).into_iter().enumerate() {
+            host[r * n * c..r * n * c + st.len()].copy_from_slice(&st);
         }
-        let hidden = Tensor::<B, 3>::from_data(TensorData::new(host, [b, n, h]), &device);
+        let hidden = Tensor::<B, 3>::from_data(TensorData::new(host, [b, n, c]), &device);
         let ids: Vec<i64> = (0..b * n).map(|x| rows[x / n].get(x % n).copied().unwrap_or(0) as i64).collect();
         let emb = llm.embed.forward(Tensor::<B, 2, Int>::from_data(TensorData::new(ids.clone(), [b, n]), &device));
         let mut state: Option<Tensor<B, 3>> = None;
@@ -522,7 +587,7 @@ pub fn evaluate<B: KernelBackend>(
             }
             let m = n - i - 1;
             let s = drafter.advance_embedded(state.map(|s| s.slice([0..b, 0..m, 0..h])), emb.clone().slice([0..b, i..i + m, 0..h]));
-            let logits = drafter.logits(llm, hidden.clone().slice([0..b, 0..m, 0..h]), s.clone());
+            let logits = drafter.logits(llm, hidden.clone().slice([0..b, 0..m, 0..c]), s.clone());
             state = Some(s);
             let v = logits.dims()[2];
             let mut top = logits.reshape([b * m, v]).topk_with_indices(5.min(v), 1).1;

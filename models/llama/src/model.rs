@@ -216,15 +216,35 @@ impl<B: KernelBackend> Llama<B> {
     /// Runs the block through the model. The block's keys and values are left pending in `cache`
     /// until [`KvCache::commit`]. Returns post-final-norm hidden states [B, T, hidden].
     pub fn forward_hidden(&self, input: &BlockInput<B>, cache: &mut KvCache<B>) -> Tensor<B, 3> {
+        self.forward_hidden_layers(input, cache, &[self.layers.len()]).pop().expect("one layer asked")
+    }
+
+    /// Like [`forward_hidden`](Self::forward_hidden), but returns the residual stream after each
+    /// of `layers` (counted as layers applied: `num_hidden_layers` is the model's own output),
+    /// each through the final norm, in the order asked. The forward stops after the deepest one.
+    /// A drafter may read earlier layers besides the last (docs/drafter.md, "Context layers").
+    pub fn forward_hidden_layers(&self, input: &BlockInput<B>, cache: &mut KvCache<B>, layers: &[usize]) -> Vec<Tensor<B, 3>> {
+        let deepest = layers.iter().copied().max().unwrap_or(0);
+        assert!(deepest <= self.layers.len(), "layer {deepest} of a {}-layer model", self.layers.len());
         let [b, _] = input.dims();
         let lens: Vec<i64> = cache.lens().iter().map(|&l| l as i64).collect();
         let lens = Tensor::<B, 1, Int>::from_data(TensorData::new(lens, [b]), &input.tokens.device());
         let block = Block { input, lens, rope: &self.rope, config: &self.config };
         let mut x = self.embed.forward(input.tokens.clone());
-        for (i, layer) in self.layers.iter().enumerate() {
+        let mut out: Vec<Option<Tensor<B, 3>>> = vec![None; layers.len()];
+        let mut take = |applied: usize, x: &Tensor<B, 3>| {
+            for (slot, &l) in out.iter_mut().zip(layers) {
+                if l == applied {
+                    *slot = Some(self.norm.forward(x.clone()));
+                }
+            }
+        };
+        take(0, &x);
+        for (i, layer) in self.layers.iter().take(deepest).enumerate() {
             x = layer.forward(x, &block, cache, i);
+            take(i + 1, &x);
         }
-        self.norm.forward(x)
+        out.into_iter().map(|t| t.expect("every asked layer was reached")).collect()
     }
 
     pub fn forward(&self, input: &BlockInput<B>, cache: &mut KvCache<B>) -> ModelOutput<B> {

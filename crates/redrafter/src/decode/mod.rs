@@ -78,7 +78,9 @@ pub struct DecodeState<B: Backend> {
     pub rows: Vec<usize>,
     /// Per active row, the newest token: already emitted, not yet in the cache.
     pub pending: Vec<u32>,
-    /// [active rows, hidden]: the post-norm hidden state that produced `pending`.
+    /// [active rows, C]: the drafter's context at the position that produced `pending`: the
+    /// post-norm hidden state (C = H), or the states of the strategy's
+    /// [`context_layers`](Strategy::context_layers) side by side.
     pub hidden: Tensor<B, 2>,
     /// Context length: positions `0..limit` exist.
     pub limit: usize,
@@ -127,6 +129,32 @@ pub trait Strategy<B: KernelBackend> {
     fn step_shape(&self) -> StepShape {
         StepShape::AUTOREGRESSIVE
     }
+
+    /// The LLM layers whose states `state.hidden` holds (see [`DecodeState::hidden`]); `None`:
+    /// the final state alone.
+    fn context_layers(&self) -> Option<Vec<usize>> {
+        None
+    }
+}
+
+/// One forward of `input` giving the post-norm final states (for the logits) and the context
+/// of `layers` (the final states again when `None`): [B, T, H] and [B, T, C].
+pub fn forward_with_context<B: KernelBackend>(
+    model: &Llama<B>,
+    input: &BlockInput<B>,
+    cache: &mut KvCache<B>,
+    layers: Option<&[usize]>,
+) -> (Tensor<B, 3>, Tensor<B, 3>) {
+    let Some(layers) = layers else {
+        let hidden = model.forward_hidden(input, cache);
+        return (hidden.clone(), hidden);
+    };
+    // The final layer goes last: every layer must run anyway for the cache.
+    let mut asked = layers.to_vec();
+    asked.push(model.config().num_layers);
+    let mut states = model.forward_hidden_layers(input, cache, &asked);
+    let hidden = states.pop().expect("the final layer was asked");
+    (hidden, Tensor::cat(states, 2))
 }
 
 pub struct GenerationOutput {
@@ -217,7 +245,7 @@ impl<'a, B: KernelBackend> Generator<'a, B> {
         let capacity = limit.min(longest.saturating_add(config.max_new_tokens));
         memory::check(self.model.config(), prompts.len(), longest, capacity, strategy.step_shape()).map_err(redrafter_io::IoError::from)?;
         let mut cache = self.model.new_cache(prompts.len(), capacity, &device);
-        let (pending, hidden) = self.prefill(prompts, &mut cache, &mut sampler)?;
+        let (pending, hidden) = self.prefill(prompts, &mut cache, &mut sampler, strategy.context_layers().as_deref())?;
         stats.prefill_seconds = start.elapsed().as_secs_f64();
         let tokens = prompts.iter().zip(&pending).map(|(p, &t)| p.iter().copied().chain([t]).collect()).collect();
         let mut state = DecodeState { cache, rows: (0..prompts.len()).collect(), pending, hidden, limit, tokens };
@@ -262,20 +290,22 @@ impl<'a, B: KernelBackend> Generator<'a, B> {
         prompts: &[Vec<u32>],
         cache: &mut KvCache<B>,
         sampler: &mut Sampler,
+        context_layers: Option<&[usize]>,
     ) -> Result<(Vec<u32>, Tensor<B, 2>), DecodeError> {
         let device = cache.device().clone();
         let b = prompts.len();
         let input = BlockInput::prefill(prompts, &vec![0; b], &device);
         let [_, t] = input.dims();
-        let hidden = self.model.forward_hidden(&input, cache);
+        let (hidden, context) = forward_with_context(self.model, &input, cache, context_layers);
         cache.commit(&prompts.iter().map(|p| (0..p.len()).collect()).collect::<Vec<_>>())?;
-        let h = self.model.config().hidden_size;
+        let (h, c) = (self.model.config().hidden_size, context.dims()[2]);
         let last: Vec<i64> = prompts.iter().enumerate().map(|(r, p)| (r * t + p.len() - 1) as i64).collect();
         let last = Tensor::<B, 1, Int>::from_data(TensorData::new(last, [b]), &device);
-        let hidden = hidden.reshape([b * t, h]).select(0, last);
-        let logits = self.model.logits(hidden.clone());
+        let hidden = hidden.reshape([b * t, h]).select(0, last.clone());
+        let context = if context_layers.is_some() { context.reshape([b * t, c]).select(0, last) } else { hidden.clone() };
+        let logits = self.model.logits(hidden);
         let pending = sample_rows(&logits, sampler, &(0..b).collect::<Vec<_>>());
-        Ok((pending, hidden))
+        Ok((pending, context))
     }
 }
 

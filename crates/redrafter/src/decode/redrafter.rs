@@ -20,7 +20,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 use redrafter_llama::{BlockInput, KernelBackend, Llama};
 
-use super::{DecodeState, GenerationStats, StepShape, Strategy};
+use super::{DecodeState, GenerationStats, StepShape, Strategy, forward_with_context};
 use crate::accept::{self, Accepted};
 use crate::beam::{Beams, DeviceBeams, SparseLogProbs, beam_search};
 use crate::drafter::Drafter;
@@ -50,6 +50,11 @@ pub trait DraftSource<B: Backend> {
 
     /// Called when rows leave the batch.
     fn retain_rows(&mut self, _keep: &[usize]) {}
+
+    /// The LLM layers the source reads as its context ([`Strategy::context_layers`]).
+    fn context_layers(&self) -> Option<Vec<usize>> {
+        None
+    }
 }
 
 /// A boxed source drafts as the source in it (to pick a source at run time).
@@ -66,6 +71,10 @@ impl<B: Backend> DraftSource<B> for Box<dyn DraftSource<B>> {
     fn retain_rows(&mut self, keep: &[usize]) {
         self.as_mut().retain_rows(keep)
     }
+
+    fn context_layers(&self) -> Option<Vec<usize>> {
+        self.as_ref().context_layers()
+    }
 }
 
 impl<B: KernelBackend> DraftSource<B> for Drafter<B> {
@@ -77,6 +86,10 @@ impl<B: KernelBackend> DraftSource<B> for Drafter<B> {
     -> Result<Drafts<B>, DecodeError> {
         self.bind(model)?;
         Ok(Drafts::Device(beam_search(self, model, state.hidden.clone(), &state.pending, width, len, keep_hist)))
+    }
+
+    fn context_layers(&self) -> Option<Vec<usize>> {
+        self.config.context_layers.clone()
     }
 }
 
@@ -210,7 +223,8 @@ pub fn build_tree<B: KernelBackend>(tokens: &Tensor<B, 3, Int>, state: &DecodeSt
 
 /// The verification forward's results with what the host read back of them.
 pub struct Verified<B: Backend> {
-    /// [rows × slots, hidden]: the LLM's hidden state at every tree slot.
+    /// [rows × slots, C]: the drafter's context at every tree slot (the post-norm hidden state,
+    /// or the context layers' states side by side).
     pub hidden: Tensor<B, 2>,
     /// [rows × slots, vocab]; read by sampling acceptance.
     pub logits: Tensor<B, 2>,
@@ -223,13 +237,23 @@ pub struct Verified<B: Backend> {
 /// Phase 3, verify: one LLM forward over every row's packed tree (its keys and values left
 /// pending in the cache), then the step's one read-back of ints: the unpack map, the node
 /// counts, device-drafted beams and, greedy, every slot's argmax.
-pub fn verify<B: KernelBackend>(model: &Llama<B>, state: &mut DecodeState<B>, tree: DeviceTree<B>, drafted: Drafted<B>, greedy: bool) -> Verified<B> {
+pub fn verify<B: KernelBackend>(
+    model: &Llama<B>,
+    state: &mut DecodeState<B>,
+    tree: DeviceTree<B>,
+    drafted: Drafted<B>,
+    greedy: bool,
+    context_layers: Option<&[usize]>,
+) -> Verified<B> {
     let [n, w, len] = drafted.tokens.dims();
     let grid = n * w * len;
     let slots = tree.tokens.dims()[1];
     let input = BlockInput { tokens: tree.tokens, positions: tree.positions, mask: tree.mask, prefill: false };
-    let hidden = model.forward_hidden(&input, &mut state.cache).reshape([n * slots, model.config().hidden_size]);
+    let (hidden, context) = forward_with_context(model, &input, &mut state.cache, context_layers);
+    let hidden = hidden.reshape([n * slots, model.config().hidden_size]);
     let logits = model.logits(hidden.clone());
+    let c = context.dims()[2];
+    let hidden = if context_layers.is_some() { context.reshape([n * slots, c]) } else { hidden };
     let mut parts = vec![tree.unpack.reshape([grid]), tree.packed_len];
     if drafted.host.is_none() {
         parts.push(drafted.tokens.reshape([grid]));
@@ -381,7 +405,7 @@ impl<B: KernelBackend, S: DraftSource<B>> Strategy<B> for ReDrafter<S> {
         stats.end_phase::<B>("tree", t, &device)?;
 
         let t = Instant::now();
-        let verified = verify(model, state, tree, drafted, greedy);
+        let verified = verify(model, state, tree, drafted, greedy, self.source.context_layers().as_deref());
         stats.record_tree(verified.tree.packed_len.iter().sum(), n * self.beams.width * len);
         let accepted = accept(&verified, sampler, &state.rows, model.config().vocab_size, stats)?;
         stats.end_phase::<B>("verify", t, &device)?;
@@ -400,6 +424,10 @@ impl<B: KernelBackend, S: DraftSource<B>> Strategy<B> for ReDrafter<S> {
 
     fn retain_rows(&mut self, keep: &[usize]) {
         self.source.retain_rows(keep);
+    }
+
+    fn context_layers(&self) -> Option<Vec<usize>> {
+        self.source.context_layers()
     }
 }
 

@@ -12,7 +12,8 @@ pub struct DrafterConfig {
     pub vocab_size: usize,
     /// The LLM's hidden size H (also the RNN state size).
     pub hidden_size: usize,
-    /// Width E of the residual head; an `input_proj` 2H→E exists iff E ≠ 2H.
+    /// Width E of the residual head; an `input_proj` (C+H)→E exists iff E ≠ C + H, C being the
+    /// context width ([`context_width`](Self::context_width), H unless `context_layers` is set).
     pub exit_dim: usize,
     /// Number N of residual blocks in the head.
     pub num_draft_layers: usize,
@@ -35,6 +36,12 @@ pub struct DrafterConfig {
     /// checkpoint's `draft_vocab_ids` tensor (docs/drafter.md, "Reduced draft vocabulary").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub draft_vocab_size: Option<usize>,
+    /// Ours, not Apple's: the LLM layers (counted as layers applied, so the LLM's layer count is
+    /// its own output) whose residual streams, each through the LLM's final norm and
+    /// concatenated in this order, form the context the drafter reads instead of the last
+    /// state alone (docs/drafter.md, "Context layers"). `None`: the last layer, Apple's h.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context_layers: Option<Vec<usize>>,
 }
 
 fn minus_one() -> i64 {
@@ -63,6 +70,7 @@ impl DrafterConfig {
             rms_norm_eps: 1e-5,
             tied_lm_head: false,
             draft_vocab_size: None,
+            context_layers: None,
         }
     }
 
@@ -71,8 +79,23 @@ impl DrafterConfig {
         self
     }
 
+    /// Width C of the LLM context the drafter reads: H per context layer.
+    pub fn context_width(&self) -> usize {
+        self.hidden_size.saturating_mul(self.context_layers.as_ref().map_or(1, Vec::len))
+    }
+
+    /// Width of the head's input `concat(context, s)`: C + H.
+    pub fn input_width(&self) -> usize {
+        self.context_width().saturating_add(self.hidden_size)
+    }
+
+    /// The context layers for an LLM of `llm_layers` layers: its last alone unless set.
+    pub fn context_layers_for(&self, llm_layers: usize) -> Vec<usize> {
+        self.context_layers.clone().unwrap_or_else(|| vec![llm_layers])
+    }
+
     pub fn has_input_proj(&self) -> bool {
-        self.exit_dim != 2 * self.hidden_size
+        self.exit_dim != self.input_width()
     }
 
     /// Output width of the final projection: V (K with a draft vocabulary), or H for the tied head.
@@ -90,6 +113,17 @@ impl DrafterConfig {
         }
         if self.exit_dim == 0 {
             return bad("exit_dim must be positive");
+        }
+        if let Some(layers) = &self.context_layers {
+            if layers.is_empty() || layers.len() > 64 {
+                return bad("context_layers must name between 1 and 64 layers");
+            }
+            let mut sorted = layers.clone();
+            sorted.sort_unstable();
+            sorted.dedup();
+            if sorted.len() != layers.len() {
+                return bad("context_layers names a layer twice");
+            }
         }
         if let Some(k) = self.draft_vocab_size {
             if k == 0 || k > self.vocab_size {
@@ -118,7 +152,7 @@ impl DrafterConfig {
         use redrafter_io::budget::product;
         let (h, e, n) = (self.hidden_size as u128, self.exit_dim as u128, self.num_draft_layers as u128);
         let rnn = if self.rnn { product(&[2, h, h]).saturating_add(h) } else { 0 };
-        let proj = if self.has_input_proj() { product(&[2, h, e]).saturating_add(e) } else { 0 };
+        let proj = if self.has_input_proj() { product(&[self.input_width() as u128, e]).saturating_add(e) } else { 0 };
         let blocks = product(&[n, product(&[e, e]).saturating_add(e)]);
         rnn.saturating_add(proj).saturating_add(blocks).saturating_add(product(&[e, self.head_out() as u128]))
     }

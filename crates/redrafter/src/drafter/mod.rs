@@ -140,7 +140,7 @@ impl<B: Backend> Drafter<B> {
         };
         let (h, e) = (config.hidden_size, config.exit_dim);
         let (rnn_w, rnn_u) = if config.rnn { (Some(lin(h, h, false)), Some(lin(h, h, true))) } else { (None, None) };
-        let input_proj = config.has_input_proj().then(|| lin(2 * h, e, true));
+        let input_proj = config.has_input_proj().then(|| lin(config.input_width(), e, true));
         let blocks = (0..config.num_draft_layers).map(|_| ResBlock { linear: lin(e, e, true) }).collect();
         let lm_head = lin(e, config.head_out(), false);
         Ok(Self { rnn_w, rnn_u, input_proj, blocks, lm_head, vocab: None, bound: None, config })
@@ -200,6 +200,42 @@ impl<B: Backend> Drafter<B> {
         Ok(self)
     }
 
+    /// This drafter reading the LLM layers `layers` (which must include the last, `llm_layers`)
+    /// and computing exactly what it computed before: an `input_proj` is added that passes the
+    /// last layer's state and the RNN state through unchanged and gives every other layer zero
+    /// weight, which training then learns (docs/drafter.md, "Context layers"). Only for a drafter
+    /// that reads the last layer alone and has no `input_proj` (E = 2H), e.g. Apple's.
+    pub fn with_context_layers(mut self, layers: Vec<usize>, llm_layers: usize) -> Result<Self, DrafterError> {
+        let c = &self.config;
+        if c.context_layers.is_some() || self.input_proj.is_some() {
+            return Err(DrafterError::InvalidConfig("only a drafter that reads the last layer alone, without input_proj, can be widened".into()));
+        }
+        if layers.len() < 2 {
+            return Err(DrafterError::InvalidConfig(format!("widening to the layers {layers:?}: name the last layer and at least one more")));
+        }
+        let Some(at) = layers.iter().position(|&l| l == llm_layers) else {
+            return Err(DrafterError::InvalidConfig(format!(
+                "widening keeps what the drafter computes only if it still reads the last layer ({llm_layers}); asked {layers:?}"
+            )));
+        };
+        let mut config = DrafterConfig { context_layers: Some(layers), ..c.clone() };
+        config.validate()?;
+        let (h, e, width) = (config.hidden_size, config.exit_dim, config.input_width());
+        // torch layout [out E = 2H, in C + H]: row j < H reads the last layer's column at·H + j,
+        // row H + j reads the RNN state's column C + j.
+        let mut w = vec![0f32; e * width];
+        for j in 0..h {
+            w[j * width + at * h + j] = 1.0;
+            w[(h + j) * width + config.context_width() + j] = 1.0;
+        }
+        let device = self.lm_head.weight.device();
+        self.input_proj = Some(linear_from_torch::<B>(HostTensor::new(vec![e, width], w), Some(HostTensor::new(vec![e], vec![0.0; e])), &device));
+        config.exit_dim = e;
+        self.config = config;
+        self.bound = None;
+        Ok(self)
+    }
+
     /// Checks that this drafter was built for an LLM of this shape.
     pub fn check_compatible(&self, llm: &LlamaConfig) -> Result<(), DrafterError> {
         let c = &self.config;
@@ -208,6 +244,14 @@ impl<B: Backend> Drafter<B> {
         }
         if c.vocab_size != llm.vocab_size {
             return Err(DrafterError::Mismatch { what: "vocabulary size", drafter: c.vocab_size, llm: llm.vocab_size });
+        }
+        if let Some(&deepest) = c.context_layers.iter().flatten().max() {
+            if deepest > llm.num_layers {
+                return Err(DrafterError::InvalidConfig(format!(
+                    "context_layers asks for layer {deepest}, but the LLM has {} layers",
+                    llm.num_layers
+                )));
+            }
         }
         Ok(())
     }
@@ -241,7 +285,8 @@ impl<B: Backend> Drafter<B> {
 
 /// The tied head projects through the LLM's vocabulary head, a fused op (see `redrafter_kernels`).
 impl<B: KernelBackend> Drafter<B> {
-    /// Drafter logits [.., V] from the LLM context `h` [.., H] (post-final-norm) and RNN state `s`;
+    /// Drafter logits [.., V] from the LLM context `h` [.., C] (post-final-norm states of the
+    /// context layers, C = H for Apple's drafters) and RNN state `s` [.., H];
     /// [.., K] over draft ids with a draft vocabulary ([`DraftVocab::to_tokens`] maps them).
     pub fn logits<const D: usize>(&self, llm: &Llama<B>, h: Tensor<B, D>, s: Tensor<B, D>) -> Tensor<B, D> {
         let mut z = Tensor::cat(vec![h, s], D - 1);
@@ -308,7 +353,7 @@ pub(crate) fn expected_shapes(c: &DrafterConfig) -> Vec<(String, Vec<usize>)> {
         v.push(("rnn_u.bias".into(), vec![h]));
     }
     if c.has_input_proj() {
-        v.push(("input_proj.weight".into(), vec![e, 2 * h]));
+        v.push(("input_proj.weight".into(), vec![e, c.input_width()]));
         v.push(("input_proj.bias".into(), vec![e]));
     }
     for i in 0..n {
