@@ -137,24 +137,24 @@ pub trait Strategy<B: KernelBackend> {
     }
 }
 
-/// One forward of `input` giving the post-norm final states (for the logits) and the context
-/// of `layers` (the final states again when `None`): [B, T, H] and [B, T, C].
+/// One forward of `input` giving the post-norm final states (for the logits), [B, T, H], and
+/// the context of `layers` side by side, [B, T, C]; `None` without layers (the final states are
+/// the context).
 pub fn forward_with_context<B: KernelBackend>(
     model: &Llama<B>,
     input: &BlockInput<B>,
     cache: &mut KvCache<B>,
     layers: Option<&[usize]>,
-) -> (Tensor<B, 3>, Tensor<B, 3>) {
+) -> (Tensor<B, 3>, Option<Tensor<B, 3>>) {
     let Some(layers) = layers else {
-        let hidden = model.forward_hidden(input, cache);
-        return (hidden.clone(), hidden);
+        return (model.forward_hidden(input, cache), None);
     };
     // The final layer goes last: every layer must run anyway for the cache.
     let mut asked = layers.to_vec();
     asked.push(model.config().num_layers);
     let mut states = model.forward_hidden_layers(input, cache, &asked);
     let hidden = states.pop().expect("the final layer was asked");
-    (hidden, Tensor::cat(states, 2))
+    (hidden, Some(Tensor::cat(states, 2)))
 }
 
 pub struct GenerationOutput {
@@ -298,11 +298,14 @@ impl<'a, B: KernelBackend> Generator<'a, B> {
         let [_, t] = input.dims();
         let (hidden, context) = forward_with_context(self.model, &input, cache, context_layers);
         cache.commit(&prompts.iter().map(|p| (0..p.len()).collect()).collect::<Vec<_>>())?;
-        let (h, c) = (self.model.config().hidden_size, context.dims()[2]);
+        let h = self.model.config().hidden_size;
         let last: Vec<i64> = prompts.iter().enumerate().map(|(r, p)| (r * t + p.len() - 1) as i64).collect();
         let last = Tensor::<B, 1, Int>::from_data(TensorData::new(last, [b]), &device);
         let hidden = hidden.reshape([b * t, h]).select(0, last.clone());
-        let context = if context_layers.is_some() { context.reshape([b * t, c]).select(0, last) } else { hidden.clone() };
+        let context = match context {
+            Some(c) => c.clone().reshape([b * t, c.dims()[2]]).select(0, last),
+            None => hidden.clone(),
+        };
         let logits = self.model.logits(hidden);
         let pending = sample_rows(&logits, sampler, &(0..b).collect::<Vec<_>>());
         Ok((pending, context))

@@ -252,8 +252,10 @@ pub fn verify<B: KernelBackend>(
     let (hidden, context) = forward_with_context(model, &input, &mut state.cache, context_layers);
     let hidden = hidden.reshape([n * slots, model.config().hidden_size]);
     let logits = model.logits(hidden.clone());
-    let c = context.dims()[2];
-    let hidden = if context_layers.is_some() { context.reshape([n * slots, c]) } else { hidden };
+    let hidden = match context {
+        Some(c) => c.clone().reshape([n * slots, c.dims()[2]]),
+        None => hidden,
+    };
     let mut parts = vec![tree.unpack.reshape([grid]), tree.packed_len];
     if drafted.host.is_none() {
         parts.push(drafted.tokens.reshape([grid]));

@@ -218,7 +218,7 @@ impl<B: Backend> Drafter<B> {
                 "widening keeps what the drafter computes only if it still reads the last layer ({llm_layers}); asked {layers:?}"
             )));
         };
-        let mut config = DrafterConfig { context_layers: Some(layers), ..c.clone() };
+        let config = DrafterConfig { context_layers: Some(layers), ..c.clone() };
         config.validate()?;
         let (h, e, width) = (config.hidden_size, config.exit_dim, config.input_width());
         // torch layout [out E = 2H, in C + H]: row j < H reads the last layer's column at·H + j,
@@ -230,7 +230,6 @@ impl<B: Backend> Drafter<B> {
         }
         let device = self.lm_head.weight.device();
         self.input_proj = Some(linear_from_torch::<B>(HostTensor::new(vec![e, width], w), Some(HostTensor::new(vec![e], vec![0.0; e])), &device));
-        config.exit_dim = e;
         self.config = config;
         self.bound = None;
         Ok(self)
