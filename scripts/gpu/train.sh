@@ -82,14 +82,17 @@ receive() {
 }
 
 # The runs, one per line: NAME|OPTIONS (added to the common options below). The defaults are
-# the next step after session 30 (docs/training.md, "Greedy against sampled answers"), meant for
-# TRAIN_DATA="<greedy>.jsonl <sampled>.jsonl": the default drafter fine-tuned on both, and a
-# drafter with a larger head (4 residual blocks) from scratch on both with its own 8192-token
-# draft vocabulary, each on the LLM's argmax labels (the sampled answers' own tokens are not
-# what greedy verification accepts). One run alone took 0.25 s a step on an H200 (ground-truth
-# labels); two side by side, and llm-greedy's extra head product, were not measured.
-runs_default='finetune|--init models/drafters/smollm2-135m-instruct --lr 4e-4 --steps 900 --targets llm-greedy
-scratch4|--draft-vocab-size 8192 --layers 4 --lr 1e-3 --steps 900 --targets llm-greedy'
+# the next step after session 33 (docs/training.md, "From scratch to convergence"): 3000 CPU
+# steps of 8 answers from scratch on 6144 greedy answers reached the shipped drafter, still
+# data-limited, and reading layers 10, 20, 30 led by ~2 points at draft steps 2-3. So: both
+# drafters from scratch on all the data (TRAIN_DATA="<greedy>.jsonl <sampled>.jsonl", or
+# TRAIN_DATA=generate), 1000 steps of 32 answers (more answer visits than those 3000 steps),
+# on the LLM's argmax labels (the sampled answers' own tokens are not what greedy verification
+# accepts). One run alone took 0.25 s a step on an H200 (ground-truth labels, session 21); two
+# side by side, llm-greedy's extra head product and the context layers were not measured there:
+# raise TRAIN_SECS or lower --steps if the first steps are slower than 0.4 s.
+runs_default='scratch|--draft-vocab-size 8192 --lr 1e-3 --steps 1000 --targets llm-greedy
+scratch-ctx3|--draft-vocab-size 8192 --lr 1e-3 --steps 1000 --targets llm-greedy --context-layers 10,20,30'
 
 # Each run's directory and log, by name.
 run_names() { while IFS='|' read -r name _; do [ -n "$name" ] && echo "$name"; done <<<"${TRAIN_RUNS:-$runs_default}"; }
