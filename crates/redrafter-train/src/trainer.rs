@@ -8,7 +8,7 @@ use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, Optimizer}
 use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder, Recorder};
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{Bool, ElementConversion, Int, Tensor, TensorData};
-use redrafter::drafter::DraftVocab;
+use redrafter::drafter::{DraftVocab, names_a_layer_twice};
 use redrafter::{Drafter, DrafterConfig, load_drafter, save_drafter};
 use redrafter_io::IoError;
 use redrafter_llama::{KernelBackend, Llama};
@@ -80,10 +80,7 @@ impl TrainConfig {
     pub fn features_for(&self, llm_layers: usize) -> Result<Vec<usize>, TrainError> {
         let context = self.drafter.context_layers_for(llm_layers);
         let features = self.feature_layers.clone().unwrap_or_else(|| context.clone());
-        let mut sorted = features.clone();
-        sorted.sort_unstable();
-        sorted.dedup();
-        if features.is_empty() || sorted.len() != features.len() || sorted.last().is_some_and(|&l| l > llm_layers) {
+        if features.is_empty() || names_a_layer_twice(&features) || features.iter().any(|&l| l > llm_layers) {
             return Err(TrainError::Config(format!("feature layers {features:?}: want distinct layers of 0..={llm_layers}")));
         }
         if let Some(l) = context.iter().find(|l| !features.contains(l)) {
@@ -629,5 +626,36 @@ mod tests {
         assert_eq!(sorted, (0..10).collect::<Vec<_>>());
         assert_eq!(micro_batch(10, 2, 7, 3), micro_batch(10, 2, 7, 3));
         assert_ne!(micro_batch(10, 10, 7, 0), micro_batch(10, 10, 7, 1), "epochs reshuffle");
+    }
+
+    #[test]
+    fn feature_layers_are_checked_against_the_llm_and_the_drafter() {
+        let drafter = DrafterConfig { context_layers: Some(vec![10, 20]), ..DrafterConfig::for_llm(64, 8) };
+        let cfg = |features: Option<Vec<usize>>, targets| TrainConfig {
+            draft_steps: 5,
+            batch_size: 1,
+            positions_per_sequence: 0,
+            grad_accum: 1,
+            steps: 1,
+            lr: 1e-3,
+            warmup_ratio: 0.1,
+            weight_decay: 0.0,
+            seed: 0,
+            targets,
+            checkpoint_every: 0,
+            drafter: drafter.clone(),
+            init: None,
+            draft_vocab: None,
+            soft_targets: 0.0,
+            feature_layers: features,
+        };
+        let err = |c: TrainConfig| c.features_for(30).unwrap_err().to_string();
+        assert_eq!(cfg(None, Targets::GroundTruth).features_for(30).unwrap(), vec![10, 20]);
+        assert_eq!(cfg(Some(vec![30, 20, 10]), Targets::LlmGreedy).features_for(30).unwrap(), vec![30, 20, 10]);
+        assert!(err(cfg(Some(vec![10, 20, 10]), Targets::GroundTruth)).contains("want distinct layers"));
+        assert!(err(cfg(Some(vec![10, 20, 31]), Targets::GroundTruth)).contains("want distinct layers"));
+        assert!(err(cfg(Some(vec![]), Targets::GroundTruth)).contains("want distinct layers"));
+        assert!(err(cfg(Some(vec![10, 30]), Targets::GroundTruth)).contains("reads layer 20"));
+        assert!(err(cfg(None, Targets::LlmGreedy)).contains("last layer (30)"));
     }
 }

@@ -132,29 +132,34 @@ pub trait Strategy<B: KernelBackend> {
 
     /// The LLM layers whose states `state.hidden` holds (see [`DecodeState::hidden`]); `None`:
     /// the final state alone.
-    fn context_layers(&self) -> Option<Vec<usize>> {
+    fn context_layers(&self) -> Option<&[usize]> {
         None
     }
 }
 
-/// One forward of `input` giving the post-norm final states (for the logits), [B, T, H], and
-/// the context of `layers` side by side, [B, T, C]; `None` without layers (the final states are
-/// the context).
+/// One forward of `input` giving the post-norm final states (for the logits), [B·T, H], and
+/// the context of `layers` side by side, [B·T, C]; `None` without layers (the final states are
+/// the context). Rows come flattened because both callers pick rows of them.
 pub fn forward_with_context<B: KernelBackend>(
     model: &Llama<B>,
     input: &BlockInput<B>,
     cache: &mut KvCache<B>,
     layers: Option<&[usize]>,
-) -> (Tensor<B, 3>, Option<Tensor<B, 3>>) {
+) -> (Tensor<B, 2>, Option<Tensor<B, 2>>) {
+    let [b, t] = input.dims();
+    let flat = |x: Tensor<B, 3>| {
+        let width = x.dims()[2];
+        x.reshape([b * t, width])
+    };
     let Some(layers) = layers else {
-        return (model.forward_hidden(input, cache), None);
+        return (flat(model.forward_hidden(input, cache)), None);
     };
     // The final layer goes last: every layer must run anyway for the cache.
     let mut asked = layers.to_vec();
     asked.push(model.config().num_layers);
     let mut states = model.forward_hidden_layers(input, cache, &asked);
     let hidden = states.pop().expect("the final layer was asked");
-    (hidden, Some(Tensor::cat(states, 2)))
+    (flat(hidden), Some(flat(Tensor::cat(states, 2))))
 }
 
 pub struct GenerationOutput {
@@ -245,7 +250,7 @@ impl<'a, B: KernelBackend> Generator<'a, B> {
         let capacity = limit.min(longest.saturating_add(config.max_new_tokens));
         memory::check(self.model.config(), prompts.len(), longest, capacity, strategy.step_shape()).map_err(redrafter_io::IoError::from)?;
         let mut cache = self.model.new_cache(prompts.len(), capacity, &device);
-        let (pending, hidden) = self.prefill(prompts, &mut cache, &mut sampler, strategy.context_layers().as_deref())?;
+        let (pending, hidden) = self.prefill(prompts, &mut cache, &mut sampler, strategy.context_layers())?;
         stats.prefill_seconds = start.elapsed().as_secs_f64();
         let tokens = prompts.iter().zip(&pending).map(|(p, &t)| p.iter().copied().chain([t]).collect()).collect();
         let mut state = DecodeState { cache, rows: (0..prompts.len()).collect(), pending, hidden, limit, tokens };
@@ -298,14 +303,10 @@ impl<'a, B: KernelBackend> Generator<'a, B> {
         let [_, t] = input.dims();
         let (hidden, context) = forward_with_context(self.model, &input, cache, context_layers);
         cache.commit(&prompts.iter().map(|p| (0..p.len()).collect()).collect::<Vec<_>>())?;
-        let h = self.model.config().hidden_size;
         let last: Vec<i64> = prompts.iter().enumerate().map(|(r, p)| (r * t + p.len() - 1) as i64).collect();
         let last = Tensor::<B, 1, Int>::from_data(TensorData::new(last, [b]), &device);
-        let hidden = hidden.reshape([b * t, h]).select(0, last.clone());
-        let context = match context {
-            Some(c) => c.clone().reshape([b * t, c.dims()[2]]).select(0, last),
-            None => hidden.clone(),
-        };
+        let hidden = hidden.select(0, last.clone());
+        let context = context.map_or_else(|| hidden.clone(), |c| c.select(0, last));
         let logits = self.model.logits(hidden);
         let pending = sample_rows(&logits, sampler, &(0..b).collect::<Vec<_>>());
         Ok((pending, context))

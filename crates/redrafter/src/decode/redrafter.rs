@@ -52,7 +52,7 @@ pub trait DraftSource<B: Backend> {
     fn retain_rows(&mut self, _keep: &[usize]) {}
 
     /// The LLM layers the source reads as its context ([`Strategy::context_layers`]).
-    fn context_layers(&self) -> Option<Vec<usize>> {
+    fn context_layers(&self) -> Option<&[usize]> {
         None
     }
 }
@@ -72,7 +72,7 @@ impl<B: Backend> DraftSource<B> for Box<dyn DraftSource<B>> {
         self.as_mut().retain_rows(keep)
     }
 
-    fn context_layers(&self) -> Option<Vec<usize>> {
+    fn context_layers(&self) -> Option<&[usize]> {
         self.as_ref().context_layers()
     }
 }
@@ -88,8 +88,8 @@ impl<B: KernelBackend> DraftSource<B> for Drafter<B> {
         Ok(Drafts::Device(beam_search(self, model, state.hidden.clone(), &state.pending, width, len, keep_hist)))
     }
 
-    fn context_layers(&self) -> Option<Vec<usize>> {
-        self.config.context_layers.clone()
+    fn context_layers(&self) -> Option<&[usize]> {
+        self.config.context_layers.as_deref()
     }
 }
 
@@ -250,12 +250,8 @@ pub fn verify<B: KernelBackend>(
     let slots = tree.tokens.dims()[1];
     let input = BlockInput { tokens: tree.tokens, positions: tree.positions, mask: tree.mask, prefill: false };
     let (hidden, context) = forward_with_context(model, &input, &mut state.cache, context_layers);
-    let hidden = hidden.reshape([n * slots, model.config().hidden_size]);
     let logits = model.logits(hidden.clone());
-    let hidden = match context {
-        Some(c) => c.clone().reshape([n * slots, c.dims()[2]]),
-        None => hidden,
-    };
+    let hidden = context.unwrap_or(hidden);
     let mut parts = vec![tree.unpack.reshape([grid]), tree.packed_len];
     if drafted.host.is_none() {
         parts.push(drafted.tokens.reshape([grid]));
@@ -407,7 +403,7 @@ impl<B: KernelBackend, S: DraftSource<B>> Strategy<B> for ReDrafter<S> {
         stats.end_phase::<B>("tree", t, &device)?;
 
         let t = Instant::now();
-        let verified = verify(model, state, tree, drafted, greedy, self.source.context_layers().as_deref());
+        let verified = verify(model, state, tree, drafted, greedy, self.source.context_layers());
         stats.record_tree(verified.tree.packed_len.iter().sum(), n * self.beams.width * len);
         let accepted = accept(&verified, sampler, &state.rows, model.config().vocab_size, stats)?;
         stats.end_phase::<B>("verify", t, &device)?;
@@ -428,7 +424,7 @@ impl<B: KernelBackend, S: DraftSource<B>> Strategy<B> for ReDrafter<S> {
         self.source.retain_rows(keep);
     }
 
-    fn context_layers(&self) -> Option<Vec<usize>> {
+    fn context_layers(&self) -> Option<&[usize]> {
         self.source.context_layers()
     }
 }

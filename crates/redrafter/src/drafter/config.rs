@@ -118,10 +118,7 @@ impl DrafterConfig {
             if layers.is_empty() || layers.len() > 64 {
                 return bad("context_layers must name between 1 and 64 layers");
             }
-            let mut sorted = layers.clone();
-            sorted.sort_unstable();
-            sorted.dedup();
-            if sorted.len() != layers.len() {
+            if names_a_layer_twice(layers) {
                 return bad("context_layers names a layer twice");
             }
         }
@@ -158,6 +155,15 @@ impl DrafterConfig {
     }
 }
 
+/// Whether a list of LLM layers names one twice: the drafter's context layers and the trainer's
+/// feature layers both index a row by layer, so each must be distinct.
+pub fn names_a_layer_twice(layers: &[usize]) -> bool {
+    let mut sorted = layers.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    sorted.len() != layers.len()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -180,5 +186,16 @@ mod tests {
         let back: DrafterConfig = serde_json::from_value(c.to_json()).unwrap();
         assert_eq!(back, c);
         assert!(c.to_json().get("tied_lm_head").is_none(), "Apple's keys only for Apple's layout");
+    }
+
+    #[test]
+    fn context_layers_must_be_distinct_in_any_order() {
+        assert!(!names_a_layer_twice(&[30, 10, 20]));
+        assert!(names_a_layer_twice(&[10, 20, 10]));
+        let with = |layers: Vec<usize>| DrafterConfig { context_layers: Some(layers), ..DrafterConfig::for_llm(64, 8) };
+        assert!(with(vec![30, 10, 20]).validate().is_ok());
+        let err = with(vec![10, 20, 10]).validate().unwrap_err().to_string();
+        assert!(err.contains("names a layer twice"), "{err}");
+        assert!(with(vec![]).validate().is_err());
     }
 }

@@ -19,7 +19,7 @@ use redrafter_kernels::BlockMatrix;
 use redrafter_llama::{BlockLinear, KernelBackend, Llama, LlamaConfig, Projection};
 
 pub use checkpoint::{load_drafter, save_drafter};
-pub use config::DrafterConfig;
+pub use config::{DrafterConfig, names_a_layer_twice};
 pub use vocab::DraftVocab;
 
 #[derive(Debug, thiserror::Error)]
