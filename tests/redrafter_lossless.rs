@@ -338,6 +338,88 @@ fn invalid_beam_options_are_rejected<B: KernelBackend>(device: B::Device) {
     }
 }
 
+/// Adaptive draft length (`ReDrafter::draft_threshold`): at every threshold greedy output is
+/// autoregressive decoding's; a threshold below every joint probability drafts exactly what the
+/// fixed length does, one above every probability drafts nothing (a step per token, as
+/// autoregressive decoding), and thresholds between give steps of different lengths. Sampling
+/// with either acceptance rule runs on the shorter beams (Apple's reads their distributions).
+fn adaptive_length_is_lossless_and_drafts_less<B: KernelBackend>(device: B::Device) {
+    let m = tiny_gguf_model::<B>(39, GgmlType::F32, &device);
+    let cfg = m.model.config();
+    let g = Generator::new(&m.model, None);
+    let dc = DrafterConfig { exit_dim: 48, ..DrafterConfig::for_llm(cfg.vocab_size, cfg.hidden_size) }.with_tied_lm_head(true);
+    let odd: Vec<u32> = (0..cfg.vocab_size as u32).filter(|t| t % 2 == 1).collect();
+    let drafters = [
+        Drafter::<B>::random(dc.clone(), 3, &device).unwrap(),
+        Drafter::<B>::random(dc, 4, &device).unwrap().with_draft_vocab(odd).unwrap(),
+    ];
+    let prompts: Vec<Vec<u32>> = (0..3u32).map(|i| vec![5 + 7 * i, 6 + 11 * i, 7 + 13 * i]).collect();
+    let gen_cfg = GenerationConfig { max_new_tokens: 24, ..Default::default() };
+    let mut partial = 0;
+    for (d, drafter) in drafters.iter().enumerate() {
+        for batch in [1, 3] {
+            let prompts = &prompts[..batch];
+            let ar = g.generate(&mut Autoregressive, prompts, &gen_cfg, None).unwrap();
+            for (w, l) in [(1, 3), (3, 5)] {
+                let run = |p: f32| {
+                    let mut s = ReDrafter::new(drafter.clone(), BeamConfig { width: w, length: l }).unwrap().draft_threshold(p).unwrap();
+                    g.generate(&mut s, prompts, &gen_cfg, None).unwrap()
+                };
+                let fixed = run(0.0);
+                let what = |p: f32| format!("drafter {d} batch {batch} W {w} L {l} p {p}");
+                compare(&m.model, prompts, &ar, &fixed, &what(0.0), &device);
+                let low = run(1e-30);
+                assert_eq!(
+                    (low.stats.steps, low.stats.grid_tokens, low.stats.mean_offered),
+                    (fixed.stats.steps, fixed.stats.grid_tokens, fixed.stats.mean_offered),
+                    "{}: a threshold below every probability drafts the full length",
+                    what(1e-30)
+                );
+                assert!(low.rows.iter().zip(&fixed.rows).all(|(a, b)| a.tokens == b.tokens), "{}", what(1e-30));
+                let high = run(0.999_999);
+                compare(&m.model, prompts, &ar, &high, &what(0.999_999), &device);
+                assert_eq!(high.stats.mean_offered, 0.0, "{}: nothing is drafted", what(0.999_999));
+                assert_eq!(high.stats.steps, ar.stats.steps, "{}: one step per token", what(0.999_999));
+                for p in [1e-4, 1e-3, 0.01, 0.03, 0.1, 0.3] {
+                    let out = run(p);
+                    compare(&m.model, prompts, &ar, &out, &what(p), &device);
+                    let offered = out.stats.mean_offered;
+                    assert!((0.0..=(l - 1) as f64).contains(&offered), "{}: {offered} drafted per step", what(p));
+                    if offered > 0.0 && offered < (l - 1) as f64 {
+                        partial += 1;
+                    }
+                }
+            }
+        }
+    }
+    assert!(partial > 0, "no threshold drafted some steps shorter than others: the test would prove nothing");
+    // A source without probabilities (an oracle of the truth) drafts as much at p = 0.5 as at 0
+    // (the full length, but for the last steps, which the output's end shortens).
+    let truth: Vec<Vec<u32>> = g.generate(&mut Autoregressive, &prompts, &gen_cfg, None).unwrap().rows.into_iter().map(|r| r.tokens).collect();
+    let offered = |p: f32| {
+        let mut s = ReDrafter::new(always_truth::<B>(truth.clone()), BeamConfig { width: 1, length: 4 }).unwrap().draft_threshold(p).unwrap();
+        g.generate(&mut s, &prompts, &gen_cfg, None).unwrap().stats.mean_offered
+    };
+    let full = offered(0.0);
+    assert!(full > 2.5, "the oracle drafts nearly 3 tokens a step: {full}");
+    assert_eq!(offered(0.5), full);
+    // Sampling on shortened beams, both acceptance rules.
+    for acceptance in [redrafter::Acceptance::Exact, redrafter::Acceptance::Apple] {
+        let sampled = GenerationConfig {
+            max_new_tokens: 12,
+            sampling: redrafter::SamplingConfig { temperature: 0.8, top_k: 20, seed: 5, acceptance, ..Default::default() },
+            ..Default::default()
+        };
+        let mut s = ReDrafter::new(drafters[0].clone(), BeamConfig { width: 2, length: 4 }).unwrap().draft_threshold(0.01).unwrap();
+        let out = g.generate(&mut s, &prompts, &sampled, None).unwrap();
+        assert!(out.rows.iter().all(|r| r.tokens.len() == 12), "{acceptance:?}");
+    }
+    for bad in [1.0, -0.1, f32::NAN] {
+        let e = ReDrafter::new(drafters[0].clone(), BeamConfig { width: 1, length: 3 }).unwrap().draft_threshold(bad).err().expect("refused");
+        assert!(e.to_string().contains("draft threshold"), "{e}");
+    }
+}
+
 backend_tests!(
     greedy_is_lossless_with_oracle_drafts,
     greedy_is_lossless_with_random_drafters,
@@ -347,4 +429,5 @@ backend_tests!(
     invalid_beam_options_are_rejected,
     loop_stop_ends_every_strategy_at_the_same_token,
     greedy_is_lossless_with_prompt_lookup,
+    adaptive_length_is_lossless_and_drafts_less,
 );

@@ -130,6 +130,7 @@ fn bench(a: Args) -> Result<(), Box<dyn std::error::Error>> {
             threads: vec![1],
             drafters: a.drafter.iter().map(|d| DrafterSpec { name: "ReDrafter".into(), dir: Some(d.clone()) }).collect(),
             grids: vec![(a.beam_width, a.beam_length)],
+            thresholds: vec![0.0],
             batches: vec![batch],
             temperatures: vec![0.0],
             top_k: 0,

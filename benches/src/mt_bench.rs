@@ -23,7 +23,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use redrafter_bench::cli_args::SamplingArgs;
-use redrafter_bench::harness::plan::{DrafterSpec, Plan, parse_grids};
+use redrafter_bench::harness::plan::{DrafterSpec, Plan, parse_grids, parse_list};
 use redrafter_bench::harness::run::ChildArgs;
 use redrafter_bench::harness::{BenchError, exit, quiet, report, run, suite};
 use redrafter_io::fetch::{MT_BENCH_QUESTIONS, SMOLLM2_135M_INSTRUCT, fetch};
@@ -41,6 +41,10 @@ struct Args {
     /// Beam grids W x L.
     #[arg(long, default_value = "1x3,1x4,2x4,4x4")]
     grids: String,
+    /// Adaptive draft-length thresholds p, comma-separated: every drafter and grid is measured
+    /// at each (docs/adaptive-length.md); 0 = every step drafts L - 1 tokens.
+    #[arg(long, default_value = "0")]
+    draft_thresholds: String,
     /// MT-Bench first turns to use (80 = all).
     #[arg(long, default_value_t = 80)]
     prompts: usize,
@@ -100,6 +104,7 @@ fn bench(a: Args) -> Result<(), Box<dyn std::error::Error>> {
         threads: vec![threads],
         drafters: a.drafter.iter().map(|s| DrafterSpec::parse(s)).collect::<Result<_, _>>()?,
         grids: parse_grids(&a.grids)?,
+        thresholds: parse_list("--draft-thresholds", &a.draft_thresholds)?,
         batches: vec![1],
         temperatures: vec![a.sampling.temperature],
         top_k: a.sampling.top_k,

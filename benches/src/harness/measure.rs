@@ -68,6 +68,10 @@ pub struct RunMetrics {
     pub committed: usize,
     /// Per draft position: accepted over offered, weighted by row-steps across calls.
     pub acceptance_by_position: Vec<f64>,
+    /// Draft tokens offered for verification, over all row-steps (L − 1 each without an
+    /// adaptive length).
+    #[serde(default)]
+    pub offered: usize,
     pub packed_tokens: usize,
     pub grid_tokens: usize,
     pub phase_seconds: BTreeMap<String, f64>,
@@ -140,8 +144,10 @@ impl BackendTask for Child<'_> {
             g.generate(&mut Autoregressive, &first, &warm, None).map_err(|e| merr(&e))?;
             for d in &plan.drafters {
                 for &(width, length) in &plan.grids {
-                    let mut s = strategy(drafters[&d.name].as_ref(), width, length)?;
-                    g.generate(s.as_mut(), &first, &warm, None).map_err(|e| merr(&e))?;
+                    for &p in &plan.thresholds {
+                        let mut s = strategy(drafters[&d.name].as_ref(), width, length, p)?;
+                        g.generate(s.as_mut(), &first, &warm, None).map_err(|e| merr(&e))?;
+                    }
                 }
             }
             ready.push(WeightsReady { weights: w.clone(), formats: m.model.weight_formats(), load_seconds, warmup_seconds: t0.elapsed().as_secs_f64() });
@@ -171,7 +177,7 @@ impl BackendTask for Child<'_> {
                         continue;
                     }
                     let cfg = config(plan, key)?;
-                    let mut make = || strategy(key.drafter.as_ref().and_then(|d| drafters[d].as_ref()), key.width, key.length);
+                    let mut make = || strategy(key.drafter.as_ref().and_then(|d| drafters[d].as_ref()), key.width, key.length, key.threshold);
                     let (mut metrics, tokens) = measure(&g, &prompts, key.batch, &cfg, &mut make)?;
                     if key.is_autoregressive() {
                         reference.insert(baseline_id, tokens);
@@ -219,7 +225,7 @@ fn config(plan: &Plan, key: &CellKey) -> Result<GenerationConfig, BenchError> {
     })
 }
 
-fn strategy<B: KernelBackend>(drafter: Option<&Drafter<B>>, width: usize, length: usize) -> Result<Box<dyn Strategy<B>>, BenchError> {
+fn strategy<B: KernelBackend>(drafter: Option<&Drafter<B>>, width: usize, length: usize, threshold: f32) -> Result<Box<dyn Strategy<B>>, BenchError> {
     if width == 0 {
         return Ok(Box::new(Autoregressive));
     }
@@ -227,7 +233,8 @@ fn strategy<B: KernelBackend>(drafter: Option<&Drafter<B>>, width: usize, length
         Some(d) => Box::new(d.clone()),
         None => Box::new(PromptLookup::default()),
     };
-    Ok(Box::new(ReDrafter::new(source, BeamConfig { width, length }).map_err(|e| BenchError::Option(e.to_string()))?))
+    let opt = |e: redrafter::DecodeError| BenchError::Option(e.to_string());
+    Ok(Box::new(ReDrafter::new(source, BeamConfig { width, length }).and_then(|r| r.draft_threshold(threshold)).map_err(opt)?))
 }
 
 /// One pass over the prompts in batches of `batch` rows (the last batch may be smaller), each
@@ -258,6 +265,7 @@ fn measure<B: KernelBackend>(
         m.steps += st.steps;
         m.row_steps += st.row_steps;
         m.committed += st.committed_in_steps;
+        m.offered += (st.mean_offered * st.row_steps as f64).round() as usize;
         m.packed_tokens += st.packed_tokens;
         m.grid_tokens += st.grid_tokens;
         for (name, s) in &st.phase_seconds {

@@ -56,6 +56,10 @@ pub struct Plan {
     pub drafters: Vec<DrafterSpec>,
     /// Beam grids (W, L).
     pub grids: Vec<(usize, usize)>,
+    /// Adaptive draft-length thresholds p (`ReDrafter::draft_threshold`), each a ReDrafter cell
+    /// per drafter and grid; 0 = off. Plans written before it had none: one cell at 0.
+    #[serde(default = "thresholds_off")]
+    pub thresholds: Vec<f32>,
     pub batches: Vec<usize>,
     pub temperatures: Vec<f32>,
     pub top_k: usize,
@@ -82,13 +86,22 @@ pub struct CellKey {
     pub drafter: Option<String>,
     pub width: usize,
     pub length: usize,
+    /// Adaptive draft-length threshold p; 0 = off (and in records made before it existed).
+    #[serde(default)]
+    pub threshold: f32,
+}
+
+fn thresholds_off() -> Vec<f32> {
+    vec![0.0]
 }
 
 impl CellKey {
     /// A string that identifies the cell (map keys, resume).
     pub fn id(&self) -> String {
+        // A threshold is only named when set, so records made before it keep their ids.
+        let p = if self.threshold > 0.0 { format!("|p{}", self.threshold) } else { String::new() };
         format!(
-            "{}|t{}|{}|b{}|T{}|{}|{}|{}x{}",
+            "{}|t{}|{}|b{}|T{}|{}|{}|{}x{}{p}",
             self.backend, self.threads, self.weights, self.batch, self.temperature, self.strategy,
             self.drafter.as_deref().unwrap_or("-"), self.width, self.length
         )
@@ -97,16 +110,17 @@ impl CellKey {
     /// The autoregressive cell a ReDrafter cell is compared with: same backend, threads, weights,
     /// batch and temperature.
     pub fn baseline(&self) -> CellKey {
-        CellKey { strategy: "autoregressive".into(), drafter: None, width: 0, length: 0, ..self.clone() }
+        CellKey { strategy: "autoregressive".into(), drafter: None, width: 0, length: 0, threshold: 0.0, ..self.clone() }
     }
 
     pub fn is_autoregressive(&self) -> bool {
         self.strategy == "autoregressive"
     }
 
-    /// `autoregressive` or `NAME W×L`.
+    /// `autoregressive`, `NAME W×L` or, with an adaptive length, `NAME W×L p0.2`.
     pub fn label(&self) -> String {
         match &self.drafter {
+            Some(d) if self.threshold > 0.0 => format!("{d} {}x{} p{}", self.width, self.length, self.threshold),
             Some(d) => format!("{d} {}x{}", self.width, self.length),
             None => self.strategy.clone(),
         }
@@ -154,6 +168,12 @@ impl Plan {
         for &(w, l) in &self.grids {
             redrafter::BeamConfig { width: w, length: l }.validate().map_err(|e| BenchError::Option(format!("--grids {w}x{l}: {e}")))?;
         }
+        if self.thresholds.is_empty() {
+            return bad("--draft-thresholds lists nothing");
+        }
+        if let Some(p) = self.thresholds.iter().find(|p| !(0.0..1.0).contains(*p)) {
+            return bad(&format!("--draft-thresholds {p}: must be a probability in [0, 1)"));
+        }
         self.acceptance.parse::<redrafter::Acceptance>().map_err(|e| BenchError::Option(format!("--acceptance: {e}")))?;
         let mut names: Vec<&str> = self.drafters.iter().map(|d| d.name.as_str()).collect();
         names.sort();
@@ -198,11 +218,15 @@ impl Plan {
                         drafter: None,
                         width: 0,
                         length: 0,
+                        threshold: 0.0,
                     };
                     out.push(base.clone());
                     for d in &self.drafters {
                         for &(width, length) in &self.grids {
-                            out.push(CellKey { strategy: "redrafter".into(), drafter: Some(d.name.clone()), width, length, ..base.clone() });
+                            for &threshold in &self.thresholds {
+                                let drafter = Some(d.name.clone());
+                                out.push(CellKey { strategy: "redrafter".into(), drafter, width, length, threshold, ..base.clone() });
+                            }
                         }
                     }
                 }
@@ -226,6 +250,7 @@ impl Plan {
                 drafter: None,
                 width: 0,
                 length: 0,
+                threshold: 0.0,
             })
             .collect()
     }

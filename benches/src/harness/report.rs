@@ -91,6 +91,10 @@ pub struct Cell {
     #[serde(deserialize_with = "nullable")]
     pub tau: f64,
     pub acceptance_by_position: Vec<f64>,
+    /// Draft tokens offered for verification per row-step (L − 1 unless the draft length is
+    /// adaptive); `None` for autoregressive cells.
+    #[serde(default)]
+    pub drafted_per_step: Option<f64>,
     /// Packed tree tokens / W·L grid tokens.
     pub tree_compression: Option<f64>,
     #[serde(deserialize_with = "nullable")]
@@ -260,6 +264,8 @@ fn summarize(key: &CellKey, rs: &[&RunRecord]) -> Cell {
         decode_speedup: None,
         tau: median(rs.iter().map(|r| ratio(r.metrics.committed as f64, r.metrics.row_steps as f64)).collect()),
         acceptance_by_position: first.acceptance_by_position.clone(),
+        drafted_per_step: (!key.is_autoregressive())
+            .then(|| ratio(rs.iter().map(|r| r.metrics.offered).sum::<usize>() as f64, rs.iter().map(|r| r.metrics.row_steps).sum::<usize>() as f64)),
         tree_compression: (grid > 0).then(|| rs.iter().map(|r| r.metrics.packed_tokens).sum::<usize>() as f64 / grid as f64),
         ms_per_step: 1e3 * ratio(decode, steps as f64),
         phase_ms_per_step: phases.into_iter().filter(|_| steps > 0).map(|(n, s)| (n, 1e3 * ratio(s, steps as f64))).collect(),
@@ -278,7 +284,7 @@ fn opt(x: Option<f64>, digits: usize) -> String {
 
 pub const CSV_HEADER: &str = "backend,threads,weights,strategy,drafter,width,length,batch,temperature,runs,prompts,new_tokens,\
 decode_tok_s,decode_tok_s_min,decode_tok_s_max,tok_s,prefill_tok_s,speedup,decode_speedup,tau,tree_compression,ms_per_step,\
-break_even_tau,ttft_p50_ms,ttft_p90_ms,ttft_p99_ms,tpot_p50_ms,tpot_p90_ms,tpot_p99_ms,peak_rss_mb,mismatches";
+break_even_tau,ttft_p50_ms,ttft_p90_ms,ttft_p99_ms,tpot_p50_ms,tpot_p90_ms,tpot_p99_ms,peak_rss_mb,mismatches,draft_threshold,drafted_per_step";
 
 pub fn csv(report: &Report) -> String {
     let mut s = String::from(CSV_HEADER);
@@ -286,12 +292,13 @@ pub fn csv(report: &Report) -> String {
     for c in &report.cells {
         let k = &c.key;
         s += &format!(
-            "{},{},{},{},{},{},{},{},{},{},{},{},{:.2},{:.2},{:.2},{:.2},{:.1},{},{},{:.3},{},{:.2},{},{:.2},{:.2},{:.2},{:.3},{:.3},{:.3},{},{}\n",
+            "{},{},{},{},{},{},{},{},{},{},{},{},{:.2},{:.2},{:.2},{:.2},{:.1},{},{},{:.3},{},{:.2},{},{:.2},{:.2},{:.2},{:.3},{:.3},{:.3},{},{},{},{}\n",
             k.backend, k.threads, k.weights, k.strategy, k.drafter.as_deref().unwrap_or(""), k.width, k.length, k.batch, k.temperature,
             c.runs, c.prompts, c.new_tokens, c.decode_tokens_per_second.median, c.decode_tokens_per_second.min, c.decode_tokens_per_second.max,
             c.tokens_per_second.median, c.prefill_tokens_per_second.median, opt(c.speedup, 3), opt(c.decode_speedup, 3), c.tau,
             opt(c.tree_compression, 3), c.ms_per_step, opt(c.break_even_tau, 3), c.ttft_ms.p50, c.ttft_ms.p90, c.ttft_ms.p99,
-            c.tpot_ms.p50, c.tpot_ms.p90, c.tpot_ms.p99, opt(c.peak_rss_mb, 0), c.mismatches.map_or(String::new(), |m| m.to_string())
+            c.tpot_ms.p50, c.tpot_ms.p90, c.tpot_ms.p99, opt(c.peak_rss_mb, 0), c.mismatches.map_or(String::new(), |m| m.to_string()),
+            k.threshold, opt(c.drafted_per_step, 3)
         );
     }
     s
@@ -314,16 +321,16 @@ pub fn markdown(report: &Report) -> String {
             }
         }
     }
-    s += "\n| backend | threads | weights | batch | T | strategy | decode tok/s (min–max) | tok/s | speedup | τ | acceptance by position | ms/step | break-even τ | TTFT p50 ms | TPOT p50/p90 ms | mismatches |\n";
-    s += "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
+    s += "\n| backend | threads | weights | batch | T | strategy | decode tok/s (min–max) | tok/s | speedup | τ | drafted/step | acceptance by position | ms/step | break-even τ | TTFT p50 ms | TPOT p50/p90 ms | mismatches |\n";
+    s += "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
     for c in &report.cells {
         let k = &c.key;
         let acc: Vec<String> = c.acceptance_by_position.iter().map(|a| format!("{a:.2}")).collect();
         s += &format!(
-            "| {} | {} | {} | {} | {} | {} | {:.1} ({:.1}–{:.1}) | {:.1} | {} | {:.2} | {} | {:.1} | {} | {:.1} | {:.2}/{:.2} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {:.1} ({:.1}–{:.1}) | {:.1} | {} | {:.2} | {} | {} | {:.1} | {} | {:.1} | {:.2}/{:.2} | {} |\n",
             k.backend, k.threads, k.weights, k.batch, k.temperature, k.label(), c.decode_tokens_per_second.median, c.decode_tokens_per_second.min,
             c.decode_tokens_per_second.max, c.tokens_per_second.median, opt(c.speedup, 2).to_string() + if c.speedup.is_some() { "x" } else { "" },
-            c.tau, acc.join(" "), c.ms_per_step, opt(c.break_even_tau, 2), c.ttft_ms.p50, c.tpot_ms.p50, c.tpot_ms.p90,
+            c.tau, opt(c.drafted_per_step, 2), acc.join(" "), c.ms_per_step, opt(c.break_even_tau, 2), c.ttft_ms.p50, c.tpot_ms.p50, c.tpot_ms.p90,
             c.mismatches.map_or("–".to_string(), |m| m.to_string())
         );
     }

@@ -71,6 +71,10 @@ struct RunArgs {
     /// Beam grids W x L, comma-separated.
     #[arg(long, default_value = "1x3")]
     grids: String,
+    /// Adaptive draft-length thresholds p, comma-separated: every drafter and grid is measured
+    /// at each (docs/adaptive-length.md); 0 = every step drafts L - 1 tokens.
+    #[arg(long, default_value = "0")]
+    draft_thresholds: String,
     /// Batch sizes, comma-separated (prompts are decoded in batches of this many rows).
     #[arg(long, default_value = "1")]
     batch: String,
@@ -154,6 +158,7 @@ pub fn run(args: BenchArgs) -> Result<(), BoxError> {
         threads: parse_list("--threads", &a.threads)?,
         drafters,
         grids: parse_grids(&a.grids)?,
+        thresholds: parse_list("--draft-thresholds", &a.draft_thresholds)?,
         batches: parse_list("--batch", &a.batch)?,
         temperatures: parse_list("--temperature", &a.temperature)?,
         top_k: a.top_k,

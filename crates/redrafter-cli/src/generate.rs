@@ -66,6 +66,11 @@ pub struct GenerateArgs {
     /// Tokens per beam, counting the LLM's own next token (L; each beam drafts L - 1).
     #[arg(long, default_value_t = 3)]
     beam_length: usize,
+    /// Adaptive draft length: a step drafts a token only while the drafter's joint probability
+    /// of the best beam, that token included, is at least P, so unlikely drafts are not verified
+    /// (docs/adaptive-length.md). 0 = off: every step drafts L - 1 tokens.
+    #[arg(long, default_value_t = 0.0, value_parser = parse_threshold)]
+    draft_threshold: f32,
     /// Plain autoregressive decoding even when a drafter is given (the baseline).
     #[arg(long)]
     autoregressive: bool,
@@ -141,11 +146,13 @@ impl BackendTask for Task {
         let ids = tok.encode(&text)?;
         let beams = BeamConfig { width: args.beam_width, length: args.beam_length };
         let mut strategy: Box<dyn Strategy<B>> = match (&drafter, args.autoregressive) {
-            (_, false) if args.prompt_lookup => Box::new(ReDrafter::new(redrafter::PromptLookup::default(), beams)?),
+            (_, false) if args.prompt_lookup => {
+                Box::new(ReDrafter::new(redrafter::PromptLookup::default(), beams)?.draft_threshold(args.draft_threshold)?)
+            }
             (Some(path), false) => {
                 let drafter = load_drafter::<B>(path, &device)?;
                 drafter.check_compatible(loaded.model.config())?;
-                Box::new(ReDrafter::new(drafter, beams)?)
+                Box::new(ReDrafter::new(drafter, beams)?.draft_threshold(args.draft_threshold)?)
             }
             _ => {
                 beams.validate()?;
@@ -200,6 +207,14 @@ impl BackendTask for Task {
     }
 }
 
+/// `--draft-threshold`: a probability in [0, 1).
+pub(crate) fn parse_threshold(s: &str) -> Result<f32, String> {
+    match s.parse::<f32>() {
+        Ok(p) if (0.0..1.0).contains(&p) => Ok(p),
+        _ => Err(format!("--draft-threshold {s:?}: expected a probability in [0, 1), e.g. 0.2")),
+    }
+}
+
 /// The run's stats with the weights it ran on: what was asked (`--weights`), what each kind of
 /// weight ended up as, and the bytes of weight a decode step reads.
 fn with_weights(s: &GenerationStats, asked: redrafter_llama::WeightFormat, formats: &str, mb: f64) -> serde_json::Value {
@@ -218,8 +233,9 @@ fn speculative_summary(s: &GenerationStats) -> String {
         s.phase_seconds.iter().map(|(n, t)| format!("{n} {:.2}s ({:.0}%)", t, 100.0 * t / total.max(1e-12))).collect();
     let timing = if s.synced_phases { "device time" } else { "host time" };
     format!(
-        "accepted per step {:.2} | acceptance by draft position [{}] | tree compression {:.2} ({} packed / {} grid tokens) | {} ({timing})",
+        "accepted per step {:.2} of {:.2} drafted | acceptance by draft position [{}] | tree compression {:.2} ({} packed / {} grid tokens) | {} ({timing})",
         s.mean_accepted,
+        s.mean_offered,
         acc.join(", "),
         s.tree_compression,
         s.packed_tokens,

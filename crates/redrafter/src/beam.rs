@@ -67,6 +67,28 @@ pub fn beam_search<B: KernelBackend>(
     len: usize,
     keep_hist: bool,
 ) -> DeviceBeams<B> {
+    beam_search_until(drafter, llm, hidden, g0, width, len, keep_hist, None)
+}
+
+/// [`beam_search`] with an adaptive length (docs/adaptive-length.md): after each draft step it
+/// reads back every row's best beam score (the drafter's joint log-probability of that beam's
+/// drafts, warped as the search scores them) and, when no row's reaches `min_log_joint`, drops
+/// that step's tokens and returns the beams as they stood before it. The beams then hold fewer
+/// than `len` columns, at least g0 alone (an autoregressive step). Scores only fall from step to
+/// step, so a later step could not bring a row back above the bound. `None` drafts all `len`.
+/// The read-back is one small transfer per draft step: free where tensors live in host memory,
+/// a synchronisation per draft step on a GPU.
+#[allow(clippy::too_many_arguments)]
+pub fn beam_search_until<B: KernelBackend>(
+    drafter: &Drafter<B>,
+    llm: &Llama<B>,
+    hidden: Tensor<B, 2>,
+    g0: &[u32],
+    width: usize,
+    len: usize,
+    keep_hist: bool,
+    min_log_joint: Option<f32>,
+) -> DeviceBeams<B> {
     let rows = g0.len();
     let (w, c) = (width, len - 1);
     let device = hidden.device();
@@ -92,7 +114,13 @@ pub fn beam_search<B: KernelBackend>(
             Some(v) => v.to_tokens(ids),
             None => ids,
         };
-        let merged = beam_merge(scores, logq, ids, beams);
+        let merged = beam_merge(scores, logq, ids, beams.clone());
+        if let Some(bound) = min_log_joint {
+            let best = merged.scores.clone().max_dim(1).into_data().convert::<f32>().into_vec::<f32>().expect("converted to f32");
+            if best.iter().all(|&s| s < bound) {
+                return DeviceBeams { tokens: beams, hist: keep_hist.then(|| hist.concat()) };
+            }
+        }
         if keep_hist {
             let map = drafter.draft_vocab().map(|v| v.token_ids());
             hist = extend_hist(&hist, logits.clone(), merged.rows.clone(), w, step == 0, map);

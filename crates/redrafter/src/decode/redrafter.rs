@@ -22,7 +22,7 @@ use redrafter_llama::{BlockInput, KernelBackend, Llama};
 
 use super::{DecodeState, GenerationStats, StepShape, Strategy, forward_with_context};
 use crate::accept::{self, Accepted};
-use crate::beam::{Beams, DeviceBeams, SparseLogProbs, beam_search};
+use crate::beam::{Beams, DeviceBeams, SparseLogProbs, beam_search, beam_search_until};
 use crate::drafter::Drafter;
 use crate::error::DecodeError;
 use crate::sampling::{Acceptance, Sampler};
@@ -48,6 +48,22 @@ pub trait DraftSource<B: Backend> {
     fn draft(&mut self, model: &Llama<B>, state: &DecodeState<B>, width: usize, len: usize, keep_hist: bool)
     -> Result<Drafts<B>, DecodeError>;
 
+    /// [`draft`](Self::draft) with an adaptive length (docs/adaptive-length.md): the source may
+    /// stop early and return beams shorter than `len` (at least the pending token alone) where its
+    /// own probability of every row's best drafted prefix falls below `exp(min_log_joint)`.
+    /// Sources without probabilities draft the full length (this default).
+    fn draft_until(
+        &mut self,
+        model: &Llama<B>,
+        state: &DecodeState<B>,
+        width: usize,
+        len: usize,
+        keep_hist: bool,
+        _min_log_joint: f32,
+    ) -> Result<Drafts<B>, DecodeError> {
+        self.draft(model, state, width, len, keep_hist)
+    }
+
     /// Called when rows leave the batch.
     fn retain_rows(&mut self, _keep: &[usize]) {}
 
@@ -68,6 +84,18 @@ impl<B: Backend> DraftSource<B> for Box<dyn DraftSource<B>> {
         self.as_mut().draft(model, state, width, len, keep_hist)
     }
 
+    fn draft_until(
+        &mut self,
+        model: &Llama<B>,
+        state: &DecodeState<B>,
+        width: usize,
+        len: usize,
+        keep_hist: bool,
+        min_log_joint: f32,
+    ) -> Result<Drafts<B>, DecodeError> {
+        self.as_mut().draft_until(model, state, width, len, keep_hist, min_log_joint)
+    }
+
     fn retain_rows(&mut self, keep: &[usize]) {
         self.as_mut().retain_rows(keep)
     }
@@ -86,6 +114,20 @@ impl<B: KernelBackend> DraftSource<B> for Drafter<B> {
     -> Result<Drafts<B>, DecodeError> {
         self.bind(model)?;
         Ok(Drafts::Device(beam_search(self, model, state.hidden.clone(), &state.pending, width, len, keep_hist)))
+    }
+
+    fn draft_until(
+        &mut self,
+        model: &Llama<B>,
+        state: &DecodeState<B>,
+        width: usize,
+        len: usize,
+        keep_hist: bool,
+        min_log_joint: f32,
+    ) -> Result<Drafts<B>, DecodeError> {
+        self.bind(model)?;
+        let hidden = state.hidden.clone();
+        Ok(Drafts::Device(beam_search_until(self, model, hidden, &state.pending, width, len, keep_hist, Some(min_log_joint))))
     }
 
     fn context_layers(&self) -> Option<&[usize]> {
@@ -117,6 +159,9 @@ impl BeamConfig {
 pub struct ReDrafter<S> {
     source: S,
     beams: BeamConfig,
+    /// Adaptive length: drafting stops where the source's joint probability of every row's best
+    /// beam falls below this (its log); None drafts every step all L − 1 tokens.
+    min_log_joint: Option<f32>,
     /// Every step's beams, tree and acceptance, when asked for ([`ReDrafter::record_steps`]).
     recorded: Option<Vec<StepRecord>>,
 }
@@ -136,7 +181,26 @@ pub struct StepRecord {
 impl<S> ReDrafter<S> {
     pub fn new(source: S, beams: BeamConfig) -> Result<Self, DecodeError> {
         beams.validate()?;
-        Ok(Self { source, beams, recorded: None })
+        Ok(Self { source, beams, min_log_joint: None, recorded: None })
+    }
+
+    /// Adaptive draft length (docs/adaptive-length.md): each step drafts a token only while the
+    /// source's joint probability of some row's best beam, that token included, is at least
+    /// `p`, so a step whose first draft is unlikely verifies the pending token alone (an
+    /// autoregressive step) and a confident one drafts up to L − 1 tokens. Verification is
+    /// unchanged, so greedy output stays that of autoregressive decoding. `p` = 0 turns it off
+    /// (the default); sources without probabilities (prompt lookup) always draft L − 1 tokens.
+    pub fn draft_threshold(mut self, p: f32) -> Result<Self, DecodeError> {
+        if !(0.0..1.0).contains(&p) {
+            return Err(DecodeError::InvalidOption(format!("draft threshold {p}: must be a probability in [0, 1)")));
+        }
+        self.min_log_joint = (p > 0.0).then(|| p.ln());
+        Ok(self)
+    }
+
+    /// The adaptive-length threshold p (0: off).
+    pub fn threshold(&self) -> f32 {
+        self.min_log_joint.map_or(0.0, f32::exp)
     }
 
     /// Keep a [`StepRecord`] of every following step (off by default: it holds the beams of every
@@ -161,10 +225,17 @@ impl<S> ReDrafter<S> {
     }
 }
 
-fn check_beams(beams: &Beams, rows: usize, width: usize, len: usize, pending: &[u32]) -> Result<(), DecodeError> {
-    if (beams.rows, beams.width, beams.len) != (rows, width, len) || beams.tokens.len() != rows * width * len {
+/// Whether beams [rows, width, got] answer a request for [rows, width, len]: exactly, or, with an
+/// adaptive length, any length from 1 (g0 alone) to `len`.
+fn shape_ok(got: [usize; 3], rows: usize, width: usize, len: usize, adaptive: bool) -> bool {
+    got[..2] == [rows, width] && (got[2] == len || adaptive && (1..=len).contains(&got[2]))
+}
+
+fn check_beams(beams: &Beams, rows: usize, width: usize, len: usize, pending: &[u32], adaptive: bool) -> Result<(), DecodeError> {
+    if !shape_ok([beams.rows, beams.width, beams.len], rows, width, len, adaptive) || beams.tokens.len() != rows * width * beams.len {
         return Err(DecodeError::Draft(format!(
-            "expected beams [{rows}, {width}, {len}], got [{}, {}, {}] with {} tokens",
+            "expected beams [{rows}, {width}, {}{len}], got [{}, {}, {}] with {} tokens",
+            if adaptive { "1..=" } else { "" },
             beams.rows, beams.width, beams.len, beams.tokens.len()
         )));
     }
@@ -184,8 +255,9 @@ pub struct Drafted<B: Backend> {
     pub hist: Option<Vec<SparseLogProbs>>,
 }
 
-/// Phase 1, draft: asks the source for W beams of `len` tokens per active row and checks them
-/// (shape, the pending token in column 0, the vocabulary) before anything runs on them.
+/// Phase 1, draft: asks the source for W beams of `len` tokens per active row (with
+/// `min_log_joint`, an adaptive length: from 1 to `len`, [`DraftSource::draft_until`]) and checks
+/// them (shape, the pending token in column 0, the vocabulary) before anything runs on them.
 pub fn draft<B: KernelBackend, S: DraftSource<B>>(
     source: &mut S,
     model: &Llama<B>,
@@ -193,12 +265,19 @@ pub fn draft<B: KernelBackend, S: DraftSource<B>>(
     width: usize,
     len: usize,
     keep_hist: bool,
+    min_log_joint: Option<f32>,
 ) -> Result<Drafted<B>, DecodeError> {
     let n = state.rows.len();
     let vocab = model.config().vocab_size;
-    match source.draft(model, state, width, len, keep_hist)? {
+    let adaptive = min_log_joint.is_some();
+    let drafts = match min_log_joint {
+        Some(bound) => source.draft_until(model, state, width, len, keep_hist, bound)?,
+        None => source.draft(model, state, width, len, keep_hist)?,
+    };
+    match drafts {
         Drafts::Host(beams) => {
-            check_beams(&beams, n, width, len, &state.pending)?;
+            check_beams(&beams, n, width, len, &state.pending, adaptive)?;
+            let len = beams.len;
             if let Some(&bad) = beams.tokens.iter().find(|&&t| t as usize >= vocab) {
                 return Err(DecodeError::Draft(format!("drafted token {bad} is outside the vocabulary of {vocab}")));
             }
@@ -207,7 +286,7 @@ pub fn draft<B: KernelBackend, S: DraftSource<B>>(
             Ok(Drafted { tokens, hist: None, host: Some(beams) })
         }
         Drafts::Device(d) => {
-            if d.tokens.dims() != [n, width, len] {
+            if !shape_ok(d.tokens.dims(), n, width, len, adaptive) {
                 return Err(DecodeError::Draft(format!("expected beams [{n}, {width}, {len}], got {:?}", d.tokens.dims())));
             }
             Ok(Drafted { tokens: d.tokens, host: None, hist: d.hist })
@@ -369,7 +448,10 @@ pub fn commit<B: KernelBackend>(state: &mut DecodeState<B>, v: &Verified<B>, acc
 
 impl<B: KernelBackend, S: DraftSource<B>> Strategy<B> for ReDrafter<S> {
     fn name(&self) -> String {
-        format!("redrafter({}, W={}, L={})", self.source.name(), self.beams.width, self.beams.length)
+        match self.min_log_joint {
+            Some(_) => format!("redrafter({}, W={}, L={}, p={})", self.source.name(), self.beams.width, self.beams.length, self.threshold()),
+            None => format!("redrafter({}, W={}, L={})", self.source.name(), self.beams.width, self.beams.length),
+        }
     }
 
     fn step_shape(&self) -> StepShape {
@@ -395,7 +477,9 @@ impl<B: KernelBackend, S: DraftSource<B>> Strategy<B> for ReDrafter<S> {
         let t = Instant::now();
         // Only Apple's rule reads the drafter's distributions; the exact rule needs the drafts alone.
         let keep_hist = !greedy && sampler.config().acceptance == Acceptance::Apple;
-        let drafted = draft(&mut self.source, model, state, self.beams.width, len, keep_hist)?;
+        let drafted = draft(&mut self.source, model, state, self.beams.width, len, keep_hist, self.min_log_joint)?;
+        // With an adaptive length the step may verify fewer tokens than it asked for.
+        let len = drafted.tokens.dims()[2];
         stats.end_phase::<B>("draft", t, &device)?;
 
         let t = Instant::now();

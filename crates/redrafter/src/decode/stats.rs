@@ -38,6 +38,9 @@ pub struct GenerationStats {
     pub acceptance_by_position: Vec<f64>,
     /// Speculative strategies: drafted tokens accepted per row-step (τ − 1).
     pub mean_accepted: f64,
+    /// Speculative strategies: drafted tokens offered for verification per row-step (L − 1, or
+    /// less with an adaptive draft length or near the end of the context).
+    pub mean_offered: f64,
     /// Real packed tree tokens / beam-grid tokens (W·L), over all verification steps.
     pub tree_compression: f64,
     pub packed_tokens: usize,
@@ -102,6 +105,8 @@ impl GenerationStats {
         self.acceptance_by_position =
             self.accepted_at.iter().zip(&self.offered_at).map(|(&a, &o)| if o > 0 { a as f64 / o as f64 } else { 0.0 }).collect();
         self.mean_accepted = if self.row_steps > 0 { self.accepted_total as f64 / self.row_steps as f64 } else { 0.0 };
+        let offered: usize = self.offered_at.iter().sum();
+        self.mean_offered = if self.row_steps > 0 { offered as f64 / self.row_steps as f64 } else { 0.0 };
         self.tree_compression = if self.grid_tokens > 0 { self.packed_tokens as f64 / self.grid_tokens as f64 } else { 0.0 };
         let total = self.prefill_seconds + self.decode_seconds;
         self.tokens_per_second = if total > 0.0 { self.new_tokens as f64 / total } else { 0.0 };
