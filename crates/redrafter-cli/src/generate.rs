@@ -68,9 +68,11 @@ pub struct GenerateArgs {
     beam_length: usize,
     /// Adaptive draft length: a step drafts a token only while the drafter's joint probability
     /// of the best beam, that token included, is at least P, so unlikely drafts are not verified
-    /// (docs/adaptive-length.md). 0 = off: every step drafts L - 1 tokens.
-    #[arg(long, default_value_t = 0.0, value_parser = parse_threshold)]
-    draft_threshold: f32,
+    /// (docs/adaptive-length.md). 0 = off: every step drafts L - 1 tokens. Default: 0.3 on the
+    /// CPU backends, where it measured fastest (1.09x against 0.99x at W1 L3 on MT-Bench), and
+    /// off on GPUs, where each draft step would add a synchronisation and nothing is measured yet.
+    #[arg(long, value_parser = parse_threshold)]
+    draft_threshold: Option<f32>,
     /// Plain autoregressive decoding even when a drafter is given (the baseline).
     #[arg(long)]
     autoregressive: bool,
@@ -145,14 +147,15 @@ impl BackendTask for Task {
         };
         let ids = tok.encode(&text)?;
         let beams = BeamConfig { width: args.beam_width, length: args.beam_length };
+        let threshold = args.draft_threshold.unwrap_or(if B::host_resident() { DEFAULT_CPU_DRAFT_THRESHOLD } else { 0.0 });
         let mut strategy: Box<dyn Strategy<B>> = match (&drafter, args.autoregressive) {
             (_, false) if args.prompt_lookup => {
-                Box::new(ReDrafter::new(redrafter::PromptLookup::default(), beams)?.draft_threshold(args.draft_threshold)?)
+                Box::new(ReDrafter::new(redrafter::PromptLookup::default(), beams)?.draft_threshold(threshold)?)
             }
             (Some(path), false) => {
                 let drafter = load_drafter::<B>(path, &device)?;
                 drafter.check_compatible(loaded.model.config())?;
-                Box::new(ReDrafter::new(drafter, beams)?.draft_threshold(args.draft_threshold)?)
+                Box::new(ReDrafter::new(drafter, beams)?.draft_threshold(threshold)?)
             }
             _ => {
                 beams.validate()?;
@@ -206,6 +209,10 @@ impl BackendTask for Task {
         Ok(())
     }
 }
+
+/// `--draft-threshold` when none is given, on backends whose tensors live in host memory
+/// (docs/adaptive-length.md, "Measured").
+const DEFAULT_CPU_DRAFT_THRESHOLD: f32 = 0.3;
 
 /// `--draft-threshold`: a probability in [0, 1).
 pub(crate) fn parse_threshold(s: &str) -> Result<f32, String> {

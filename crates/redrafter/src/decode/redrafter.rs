@@ -160,8 +160,8 @@ pub struct ReDrafter<S> {
     source: S,
     beams: BeamConfig,
     /// Adaptive length: drafting stops where the source's joint probability of every row's best
-    /// beam falls below this (its log); None drafts every step all L − 1 tokens.
-    min_log_joint: Option<f32>,
+    /// beam falls below this; 0 drafts every step all L − 1 tokens.
+    threshold: f32,
     /// Every step's beams, tree and acceptance, when asked for ([`ReDrafter::record_steps`]).
     recorded: Option<Vec<StepRecord>>,
 }
@@ -181,7 +181,7 @@ pub struct StepRecord {
 impl<S> ReDrafter<S> {
     pub fn new(source: S, beams: BeamConfig) -> Result<Self, DecodeError> {
         beams.validate()?;
-        Ok(Self { source, beams, min_log_joint: None, recorded: None })
+        Ok(Self { source, beams, threshold: 0.0, recorded: None })
     }
 
     /// Adaptive draft length (docs/adaptive-length.md): each step drafts a token only while the
@@ -194,13 +194,18 @@ impl<S> ReDrafter<S> {
         if !(0.0..1.0).contains(&p) {
             return Err(DecodeError::InvalidOption(format!("draft threshold {p}: must be a probability in [0, 1)")));
         }
-        self.min_log_joint = (p > 0.0).then(|| p.ln());
+        self.threshold = p;
         Ok(self)
     }
 
     /// The adaptive-length threshold p (0: off).
     pub fn threshold(&self) -> f32 {
-        self.min_log_joint.map_or(0.0, f32::exp)
+        self.threshold
+    }
+
+    /// The bound on beam scores (joint log-probabilities) the threshold sets; None when off.
+    fn min_log_joint(&self) -> Option<f32> {
+        (self.threshold > 0.0).then(|| self.threshold.ln())
     }
 
     /// Keep a [`StepRecord`] of every following step (off by default: it holds the beams of every
@@ -448,7 +453,7 @@ pub fn commit<B: KernelBackend>(state: &mut DecodeState<B>, v: &Verified<B>, acc
 
 impl<B: KernelBackend, S: DraftSource<B>> Strategy<B> for ReDrafter<S> {
     fn name(&self) -> String {
-        match self.min_log_joint {
+        match self.min_log_joint() {
             Some(_) => format!("redrafter({}, W={}, L={}, p={})", self.source.name(), self.beams.width, self.beams.length, self.threshold()),
             None => format!("redrafter({}, W={}, L={})", self.source.name(), self.beams.width, self.beams.length),
         }
@@ -477,7 +482,8 @@ impl<B: KernelBackend, S: DraftSource<B>> Strategy<B> for ReDrafter<S> {
         let t = Instant::now();
         // Only Apple's rule reads the drafter's distributions; the exact rule needs the drafts alone.
         let keep_hist = !greedy && sampler.config().acceptance == Acceptance::Apple;
-        let drafted = draft(&mut self.source, model, state, self.beams.width, len, keep_hist, self.min_log_joint)?;
+        let bound = self.min_log_joint();
+        let drafted = draft(&mut self.source, model, state, self.beams.width, len, keep_hist, bound)?;
         // With an adaptive length the step may verify fewer tokens than it asked for.
         let len = drafted.tokens.dims()[2];
         stats.end_phase::<B>("draft", t, &device)?;
