@@ -171,8 +171,8 @@ impl Plan {
         if self.thresholds.is_empty() {
             return bad("--draft-thresholds lists nothing");
         }
-        if let Some(p) = self.thresholds.iter().find(|p| !(0.0..1.0).contains(*p)) {
-            return bad(&format!("--draft-thresholds {p}: must be a probability in [0, 1)"));
+        for &p in &self.thresholds {
+            redrafter::decode::validate_draft_threshold(p).map_err(|e| BenchError::Option(format!("--draft-thresholds {p}: {e}")))?;
         }
         self.acceptance.parse::<redrafter::Acceptance>().map_err(|e| BenchError::Option(format!("--acceptance: {e}")))?;
         let mut names: Vec<&str> = self.drafters.iter().map(|d| d.name.as_str()).collect();

@@ -217,7 +217,7 @@ const DEFAULT_CPU_DRAFT_THRESHOLD: f32 = 0.3;
 /// `--draft-threshold`: a probability in [0, 1).
 pub(crate) fn parse_threshold(s: &str) -> Result<f32, String> {
     match s.parse::<f32>() {
-        Ok(p) if (0.0..1.0).contains(&p) => Ok(p),
+        Ok(p) if redrafter::decode::validate_draft_threshold(p).is_ok() => Ok(p),
         _ => Err(format!("--draft-threshold {s:?}: expected a probability in [0, 1), e.g. 0.2")),
     }
 }

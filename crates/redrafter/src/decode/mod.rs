@@ -22,7 +22,7 @@ use redrafter_io::TextTokenizer;
 use redrafter_llama::{BlockInput, KernelBackend, KvCache, Llama};
 
 pub use autoregressive::Autoregressive;
-pub use redrafter::{BeamConfig, DraftSource, Drafts, ReDrafter, StepRecord};
+pub use redrafter::{BeamConfig, DraftSource, Drafts, ReDrafter, StepRecord, validate_draft_threshold};
 pub use memory::StepShape;
 pub use lookup::PromptLookup;
 pub use loops::{LoopStop, LoopTracker, find_loop};

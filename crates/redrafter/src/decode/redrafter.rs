@@ -22,7 +22,7 @@ use redrafter_llama::{BlockInput, KernelBackend, Llama};
 
 use super::{DecodeState, GenerationStats, StepShape, Strategy, forward_with_context};
 use crate::accept::{self, Accepted};
-use crate::beam::{Beams, DeviceBeams, SparseLogProbs, beam_search, beam_search_until};
+use crate::beam::{Beams, DeviceBeams, SparseLogProbs, beam_search_until};
 use crate::drafter::Drafter;
 use crate::error::DecodeError;
 use crate::sampling::{Acceptance, Sampler};
@@ -113,7 +113,7 @@ impl<B: KernelBackend> DraftSource<B> for Drafter<B> {
     fn draft(&mut self, model: &Llama<B>, state: &DecodeState<B>, width: usize, len: usize, keep_hist: bool)
     -> Result<Drafts<B>, DecodeError> {
         self.bind(model)?;
-        Ok(Drafts::Device(beam_search(self, model, state.hidden.clone(), &state.pending, width, len, keep_hist)))
+        Ok(Drafts::Device(beam_search_until(self, model, state.hidden.clone(), &state.pending, width, len, keep_hist, None)))
     }
 
     fn draft_until(
@@ -126,8 +126,7 @@ impl<B: KernelBackend> DraftSource<B> for Drafter<B> {
         min_log_joint: f32,
     ) -> Result<Drafts<B>, DecodeError> {
         self.bind(model)?;
-        let hidden = state.hidden.clone();
-        Ok(Drafts::Device(beam_search_until(self, model, hidden, &state.pending, width, len, keep_hist, Some(min_log_joint))))
+        Ok(Drafts::Device(beam_search_until(self, model, state.hidden.clone(), &state.pending, width, len, keep_hist, Some(min_log_joint))))
     }
 
     fn context_layers(&self) -> Option<&[usize]> {
@@ -191,9 +190,7 @@ impl<S> ReDrafter<S> {
     /// unchanged, so greedy output stays that of autoregressive decoding. `p` = 0 turns it off
     /// (the default); sources without probabilities (prompt lookup) always draft L − 1 tokens.
     pub fn draft_threshold(mut self, p: f32) -> Result<Self, DecodeError> {
-        if !(0.0..1.0).contains(&p) {
-            return Err(DecodeError::InvalidOption(format!("draft threshold {p}: must be a probability in [0, 1)")));
-        }
+        validate_draft_threshold(p)?;
         self.threshold = p;
         Ok(self)
     }
@@ -228,6 +225,15 @@ impl<S> ReDrafter<S> {
     pub fn beams(&self) -> BeamConfig {
         self.beams
     }
+}
+
+/// Checks an adaptive-length threshold ([`ReDrafter::draft_threshold`]): a probability in [0, 1).
+/// Front ends check their options with it before building a strategy.
+pub fn validate_draft_threshold(p: f32) -> Result<(), DecodeError> {
+    if !(0.0..1.0).contains(&p) {
+        return Err(DecodeError::InvalidOption(format!("draft threshold {p}: must be a probability in [0, 1)")));
+    }
+    Ok(())
 }
 
 /// Whether beams [rows, width, got] answer a request for [rows, width, len]: exactly, or, with an
@@ -453,10 +459,8 @@ pub fn commit<B: KernelBackend>(state: &mut DecodeState<B>, v: &Verified<B>, acc
 
 impl<B: KernelBackend, S: DraftSource<B>> Strategy<B> for ReDrafter<S> {
     fn name(&self) -> String {
-        match self.min_log_joint() {
-            Some(_) => format!("redrafter({}, W={}, L={}, p={})", self.source.name(), self.beams.width, self.beams.length, self.threshold()),
-            None => format!("redrafter({}, W={}, L={})", self.source.name(), self.beams.width, self.beams.length),
-        }
+        let p = if self.threshold > 0.0 { format!(", p={}", self.threshold) } else { String::new() };
+        format!("redrafter({}, W={}, L={}{p})", self.source.name(), self.beams.width, self.beams.length)
     }
 
     fn step_shape(&self) -> StepShape {
