@@ -9,7 +9,7 @@ use redrafter_io::GgmlType;
 use redrafter_tests::{backend_tests, temp_dir, tiny_gguf_model, to_vec};
 use redrafter_train::data::read_corpus;
 use redrafter_train::trainer::make_batch;
-use redrafter_train::{CacheMeta, Example, HiddenCache, Targets, TrainConfig, Trainer, fill_cache};
+use redrafter_train::{CacheMeta, Example, HiddenCache, HiddenCaches, Targets, TrainConfig, Trainer, fill_cache};
 
 /// Training text the LLM itself would write: its greedy continuations of short prompts, so that
 /// `llm-greedy` targets are learnable.
@@ -212,7 +212,7 @@ fn hidden_cache_gives_the_same_training<B: KernelBackend>(device: B::Device) {
         HiddenCache::open(&cache_dir, meta).unwrap()
     };
     let run = |ex: &[Example], cache: Option<HiddenCache>, name: &str| {
-        let mut t = Trainer { llm: &llm, examples: ex, config: cfg.clone(), out_dir: temp_dir(name), stop_after: None, hidden_cache: cache };
+        let mut t = Trainer { llm: &llm, examples: ex, config: cfg.clone(), out_dir: temp_dir(name), stop_after: None, hidden_cache: cache.map(Into::into) };
         let (d, log) = t.run(&mut |_, _, _| {}).unwrap();
         (weights(&d), log.iter().map(|l| l.loss).collect::<Vec<f64>>(), t.hidden_cache.map(|c| c.filled()))
     };
@@ -253,7 +253,7 @@ fn filling_the_cache_ahead_in_shards<B: KernelBackend>(device: B::Device) {
     }
     let cache_dir = temp_dir("train-fill-cache");
     let max_len = examples.iter().map(|e| e.tokens.len()).max().unwrap();
-    let open = || HiddenCache::open(&cache_dir, CacheMeta::new("fill".into(), lc.hidden_size, max_len, examples.len())).unwrap();
+    let open = || HiddenCaches::from(HiddenCache::open(&cache_dir, CacheMeta::new("fill".into(), lc.hidden_size, max_len, examples.len())).unwrap());
     let (mut a, mut b) = (open(), open());
     let mut calls = vec![];
     // 60 padded tokens a batch: two or three of these rows at a time.
@@ -318,7 +318,7 @@ fn context_layers_train_from_a_wider_cache<B: KernelBackend>(device: B::Device) 
     let max_len = examples.iter().map(|e| e.tokens.len()).max().unwrap();
     let cache = HiddenCache::open(&cache_dir, CacheMeta::new("ctx".into(), 3 * h, max_len, examples.len())).unwrap();
     let run = |c: &TrainConfig, cache: Option<HiddenCache>, name: &str| {
-        let mut t = Trainer { llm: &llm, examples: &examples, config: c.clone(), out_dir: temp_dir(name), stop_after: None, hidden_cache: cache };
+        let mut t = Trainer { llm: &llm, examples: &examples, config: c.clone(), out_dir: temp_dir(name), stop_after: None, hidden_cache: cache.map(Into::into) };
         let (d, log) = t.run(&mut |_, _, _| {}).unwrap();
         (to_vec(d.lm_head.weight.val().inner()), log.iter().map(|l| l.loss).collect::<Vec<f64>>())
     };

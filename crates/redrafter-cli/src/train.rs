@@ -11,7 +11,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use redrafter::backends::{BackendKind, BackendTask, run_on};
 use redrafter::{DrafterConfig, save_drafter};
 use redrafter_train::plot::{Series, line_chart};
-use redrafter_train::{CacheMeta, Example, HiddenCache, Targets, TrainConfig, Trainer, cache_key, evaluate};
+use redrafter_train::{CacheMeta, Example, HiddenCache, HiddenCaches, Targets, TrainConfig, Trainer, cache_key, evaluate};
 
 type BoxError = Box<dyn std::error::Error>;
 
@@ -22,9 +22,11 @@ const FILL_BATCH_TOKENS: usize = 4096;
 pub struct TrainArgs {
     /// Training data: `sharegpt` (the pinned ShareGPT V3 download), a ShareGPT JSON array (may be
     /// cut off at the end), a JSONL of {"messages": [...]} / ShareGPT records / {"text": ...},
-    /// or plain text.
-    #[arg(long, default_value = "sharegpt")]
-    data: PathBuf,
+    /// or plain text. Several sources (`--data A B`) train on their examples one after another
+    /// (shuffled together), each with its own hidden-state cache, so that adding a source to a
+    /// mix computes only its states.
+    #[arg(long, num_args = 1.., default_value = "sharegpt")]
+    data: Vec<PathBuf>,
     /// Output directory: the drafter (config.json + model.safetensors), checkpoint/, logs, plots.
     #[arg(long)]
     out: PathBuf,
@@ -72,7 +74,7 @@ pub struct TrainArgs {
     /// Apple's own E→V head instead of our tied head (E→H, then the LLM's output embedding).
     #[arg(long)]
     untied_head: bool,
-    /// Use at most this many conversations/documents.
+    /// Use at most this many conversations/documents of each `--data` source.
     #[arg(long)]
     max_examples: Option<usize>,
     /// Held-out examples for the final top-k accuracy.
@@ -108,8 +110,9 @@ pub struct TrainArgs {
     #[arg(long)]
     draft_vocab_size: Option<usize>,
     /// Where the LLM's hidden states of the training data are kept, f16, so that epochs after
-    /// the first do not run the LLM (default: a content-addressed directory under the cache
-    /// dir; `off` runs the LLM for every micro-batch).
+    /// the first do not run the LLM (default: a content-addressed directory per data source under
+    /// the cache dir; given with several sources, one such directory per source inside it; `off`
+    /// runs the LLM for every micro-batch).
     #[arg(long)]
     hidden_cache: Option<PathBuf>,
     /// `K/N`: fill only the hidden-state cache's slots K modulo N, then exit without training,
@@ -166,29 +169,43 @@ impl BackendTask for Task {
         // Only evaluating on --eval-data: the training data is not needed (distilled sets take
         // tens of seconds to tokenize), so it is not read.
         let eval_only = args.steps == 0 && args.eval_data.is_some();
-        let mut examples = if eval_only {
-            vec![]
-        } else {
-            crate::corpus::load_examples(tok, &args.data, args.max_examples.unwrap_or(usize::MAX), args.max_len, !args.no_holdout)?
-        };
         let usable = |e: &Example| e.tokens.len() >= args.draft_steps + 2 && e.target.iter().any(|&t| t);
-        examples.retain(usable);
+        // Each source's usable examples (its cache's slots), in the order given.
+        let mut sources: Vec<Vec<Example>> = Vec::new();
+        if !eval_only {
+            for data in &args.data {
+                let mut ex = crate::corpus::load_examples(tok, data, args.max_examples.unwrap_or(usize::MAX), args.max_len, !args.no_holdout)?;
+                ex.retain(usable);
+                if args.data.len() > 1 {
+                    eprintln!("{}: {} usable examples", data.display(), ex.len());
+                }
+                sources.push(ex);
+            }
+        }
+        let mut examples: Vec<Example> = Vec::new();
         let eval = match &args.eval_data {
             Some(path) => {
                 let mut eval = crate::corpus::load_examples(tok, path, usize::MAX, args.max_len, false)?;
                 eval.retain(usable);
-                if eval.is_empty() || (examples.is_empty() && !eval_only) {
-                    return Err(format!("{} usable training examples and {} for evaluation ({}): need some of each", examples.len(), eval.len(), path.display()).into());
+                let training: usize = sources.iter().map(Vec::len).sum();
+                if eval.is_empty() || (training == 0 && !eval_only) {
+                    return Err(format!("{training} usable training examples and {} for evaluation ({}): need some of each", eval.len(), path.display()).into());
                 }
                 eval
             }
             None => {
-                if examples.len() <= args.eval_examples {
-                    return Err(format!("{} usable examples: need more than --eval-examples {}", examples.len(), args.eval_examples).into());
+                // Held out from the end of the last source.
+                let last = sources.last_mut().expect("--data has at least one value");
+                if last.len() <= args.eval_examples {
+                    return Err(format!("{} usable examples: need more than --eval-examples {}", last.len(), args.eval_examples).into());
                 }
-                examples.split_off(examples.len() - args.eval_examples)
+                last.split_off(last.len() - args.eval_examples)
             }
         };
+        let source_sizes: Vec<usize> = sources.iter().map(Vec::len).collect();
+        for ex in sources {
+            examples.extend(ex);
+        }
         let tokens: usize = examples.iter().map(|e| e.target.iter().filter(|&&t| t).count()).sum();
         if eval_only {
             eprintln!("{} examples to evaluate on", eval.len());
@@ -236,26 +253,32 @@ impl BackendTask for Task {
         let hidden_cache = match args.hidden_cache.as_deref() {
             Some(p) if p.as_os_str() == "off" => None,
             given => {
-                // Keyed by the data source, not its examples (each slot names its tokens): a data
-                // file that grows keeps the states already computed for its first examples.
-                let data_id = crate::corpus::source_id(&args.data);
                 // The final layer alone keeps the key it always had.
                 let mut model_id = format!("{}\nf32", crate::model_path::identity(&model)?);
                 if features[..] != [lc.num_layers] {
                     model_id.push_str(&format!("\nlayers {features:?}"));
                 }
                 let width = lc.hidden_size * features.len();
-                let key = cache_key(&model_id, width, args.max_len, &data_id);
-                let dir = given.map(PathBuf::from).unwrap_or_else(|| redrafter_io::fetch::cache_dir().join("hidden").join(&key[..16]));
-                let cache = HiddenCache::open(&dir, CacheMeta::new(key, width, args.max_len, examples.len()))?;
-                eprintln!(
-                    "hidden-state cache {}: {} slots filled, {} training examples (at most {:.2} GB when full)",
-                    dir.display(),
-                    cache.filled(),
-                    examples.len(),
-                    cache.full_bytes() as f64 / 1e9
-                );
-                Some(cache)
+                let mut parts = Vec::with_capacity(args.data.len());
+                for (data, &n) in args.data.iter().zip(&source_sizes) {
+                    // Keyed by the data source, not its examples (each slot names its tokens): a
+                    // data file that grows keeps the states already computed for its first examples.
+                    let key = cache_key(&model_id, width, args.max_len, &crate::corpus::source_id(data));
+                    let dir = match given {
+                        Some(dir) if args.data.len() == 1 => dir.to_path_buf(),
+                        Some(dir) => dir.join(&key[..16]),
+                        None => redrafter_io::fetch::cache_dir().join("hidden").join(&key[..16]),
+                    };
+                    let cache = HiddenCache::open(&dir, CacheMeta::new(key, width, args.max_len, n))?;
+                    eprintln!(
+                        "hidden-state cache {}: {} slots filled, {n} training examples (at most {:.2} GB when full)",
+                        dir.display(),
+                        cache.filled(),
+                        cache.full_bytes() as f64 / 1e9
+                    );
+                    parts.push((cache, n));
+                }
+                Some(HiddenCaches::new(parts)?)
             }
         };
         let mut hidden_cache = hidden_cache;
@@ -338,7 +361,7 @@ impl BackendTask for Task {
 /// `out/eval.json` (with `config`, what made the drafter).
 fn write_eval<B: KernelBackend>(args: &TrainArgs, drafter: &redrafter::Drafter<B>, llm: &redrafter_llama::Llama<B>, eval: &[Example], config: serde_json::Value) -> Result<(), BoxError> {
     let topk = evaluate(drafter, llm, eval, args.draft_steps, args.batch_size);
-    let source = args.eval_data.as_ref().map_or_else(|| format!("the last {} examples of --data", eval.len()), |p| p.display().to_string());
+    let source = args.eval_data.as_ref().map_or_else(|| format!("the last {} examples of the last --data", eval.len()), |p| p.display().to_string());
     let json = serde_json::json!({ "held_out_examples": eval.len(), "held_out": source, "top_k_accuracy_per_step": topk, "config": config });
     std::fs::create_dir_all(&args.out)?;
     std::fs::write(args.out.join("eval.json"), serde_json::to_string_pretty(&json)?)?;

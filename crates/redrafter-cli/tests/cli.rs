@@ -192,6 +192,34 @@ fn train_writes_a_loadable_drafter_plots_and_metrics() {
     assert_eq!(code, 1);
     assert!(stderr.contains("--fill-cache needs the hidden-state cache"), "{stderr}");
 
+    // Two sources: one cache each (subdirectories of --hidden-cache), whatever their order; the
+    // held-out examples come from the last one.
+    let more = dir.join("more.jsonl");
+    let docs: String = (0..6).map(|i| format!("{{\"text\": \"a will on day {i} is where the weather is\"}}\n")).collect();
+    std::fs::write(&more, docs).unwrap();
+    let caches = dir.join("hidden-two");
+    let two = |first: &str, second: &str, extra: &[&str]| {
+        let mut a: Vec<&str> = fill_args.to_vec();
+        let at = a.iter().position(|x| *x == "--data").unwrap() + 1;
+        a[at] = first;
+        a.insert(at + 1, second);
+        run(&[&a[..], &["--hidden-cache", caches.to_str().unwrap()], extra].concat())
+    };
+    let (data_s, more_s) = (data.to_str().unwrap(), more.to_str().unwrap());
+    let (code, _, stderr) = two(data_s, more_s, &["--fill-cache", "0/1"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("(16 examples computed now)"), "12 of the first source, 6 − 2 held out of the second: {stderr}");
+    // The other order: the first 10 of `data` and the first 4 of `more` are in their caches.
+    let (code, _, stderr) = two(more_s, data_s, &["--fill-cache", "0/1"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("(2 examples computed now)"), "{stderr}");
+    assert_eq!(std::fs::read_dir(&caches).unwrap().count(), 2, "one cache per source");
+    let (code, _, stderr) = two(more_s, data_s, &[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("16 training examples") && stderr.contains("step 3/3 | loss"), "{stderr}");
+    let eval: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(fill_out.join("eval.json")).unwrap()).unwrap();
+    assert_eq!(eval["held_out"].as_str(), Some("the last 2 examples of the last --data"));
+
     std::fs::write(dir.join("empty.txt"), "").unwrap();
     let (code, _, stderr) = run(&["train", "--data", dir.join("empty.txt").to_str().unwrap(), "--out", dir.join("x").to_str().unwrap(), "--model", m.to_str().unwrap()]);
     assert_eq!(code, 1);

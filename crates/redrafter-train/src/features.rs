@@ -208,6 +208,86 @@ impl HiddenCache {
     }
 }
 
+/// The hidden-state caches of a training set made of several data sources, one after another
+/// (`train --data A B`): training slot s is slot s − start of the source that holds it, in that
+/// source's own cache. Each source keeps its own content-addressed cache, so training on a new
+/// mix of sources computes only the states of a source never seen before.
+pub struct HiddenCaches {
+    /// Each source's cache and the number of training examples it gives, in training order.
+    parts: Vec<(HiddenCache, usize)>,
+}
+
+impl HiddenCaches {
+    /// `parts`: each source's cache and its example count, in the order the training set
+    /// concatenates them. A count larger than its cache's slots, or caches of different widths or
+    /// lengths, are refused.
+    pub fn new(parts: Vec<(HiddenCache, usize)>) -> Result<Self, TrainError> {
+        for (c, n) in &parts {
+            if *n > c.meta.slots {
+                return Err(TrainError::Config(format!("hidden-state cache {}: {n} examples for {} slots", c.dir.display(), c.meta.slots)));
+            }
+            let first = &parts[0].0.meta;
+            if (c.meta.hidden_size, c.meta.max_len) != (first.hidden_size, first.max_len) {
+                return Err(TrainError::Config(format!(
+                    "hidden-state caches of one training set differ: {} × {} against {} × {}",
+                    c.meta.max_len, c.meta.hidden_size, first.max_len, first.hidden_size
+                )));
+            }
+        }
+        Ok(Self { parts })
+    }
+
+    /// The training slots covered: the sum of the sources' example counts.
+    pub fn len(&self) -> usize {
+        self.parts.iter().map(|(_, n)| n).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The source cache and its own slot for training slot `slot`.
+    fn locate(&self, mut slot: usize) -> Option<(usize, usize)> {
+        for (i, (_, n)) in self.parts.iter().enumerate() {
+            if slot < *n {
+                return Some((i, slot));
+            }
+            slot -= n;
+        }
+        None
+    }
+
+    /// Training slots that hold states.
+    pub fn filled(&self) -> usize {
+        self.parts.iter().map(|(c, n)| (0..*n).filter(|&s| c.entry(s) != 0).count()).sum()
+    }
+
+    fn get_digest(&self, slot: usize) -> Option<u64> {
+        self.locate(slot).and_then(|(i, s)| self.parts[i].0.get_digest(s))
+    }
+
+    /// The states of training slot `slot`, if it holds `tokens` (see [`HiddenCache::get`]).
+    pub fn get(&self, slot: usize, tokens: &[u32]) -> Option<Vec<f32>> {
+        self.locate(slot).and_then(|(i, s)| self.parts[i].0.get(s, tokens))
+    }
+
+    /// Stores the states of training slot `slot` (see [`HiddenCache::put`]).
+    pub fn put(&mut self, slot: usize, tokens: &[u32], states: &[f32]) -> Result<(), TrainError> {
+        let (i, s) = self
+            .locate(slot)
+            .ok_or_else(|| TrainError::Config(format!("hidden-state caches: slot {slot} of {} training examples", self.len())))?;
+        self.parts[i].0.put(s, tokens, states)
+    }
+}
+
+/// One source: every slot of its cache is a training slot.
+impl From<HiddenCache> for HiddenCaches {
+    fn from(cache: HiddenCache) -> Self {
+        let n = cache.meta.slots;
+        Self { parts: vec![(cache, n)] }
+    }
+}
+
 /// Rounds to f16 and back: every training state goes through it (see the module docs).
 fn round_f16(v: &mut [f32]) {
     v.iter_mut().for_each(|x| *x = half::f16::from_f32(*x).to_f32());
@@ -248,7 +328,7 @@ pub fn hidden_states<B: KernelBackend>(
     llm: &Llama<B>,
     examples: &[&Example],
     slots: &[usize],
-    cache: Option<&mut HiddenCache>,
+    cache: Option<&mut HiddenCaches>,
     layers: &[usize],
 ) -> Result<Vec<Vec<f32>>, TrainError> {
     let Some(cache) = cache else {
@@ -274,7 +354,7 @@ pub fn hidden_states<B: KernelBackend>(
 pub fn fill_cache<B: KernelBackend>(
     llm: &Llama<B>,
     examples: &[Example],
-    cache: &mut HiddenCache,
+    cache: &mut HiddenCaches,
     shard: (usize, usize),
     batch_tokens: usize,
     layers: &[usize],
@@ -384,5 +464,41 @@ mod tests {
         let c = HiddenCache::open(&dir, CacheMeta { max_len: 8, ..meta("k") }).unwrap();
         assert_eq!((c.meta().slots, c.filled()), (5, 0));
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn several_sources_share_one_slot_space() {
+        let (da, db) = (temp("src-a"), temp("src-b"));
+        // Source A gives 2 of its cache's 5 slots, source B all 5 of its own: training slots 0..7.
+        let a = HiddenCache::open(&da, meta("a")).unwrap();
+        let b = HiddenCache::open(&db, meta("b")).unwrap();
+        let mut c = HiddenCaches::new(vec![(a, 2), (b, 5)]).unwrap();
+        assert_eq!((c.len(), c.filled()), (7, 0));
+        c.put(1, &[4], &[1.0, 2.0, 3.0]).unwrap();
+        c.put(2, &[5], &[4.0, 5.0, 6.0]).unwrap();
+        c.put(6, &[6], &[7.0, 8.0, 9.0]).unwrap();
+        assert!(c.put(7, &[6], &[0.0; 3]).is_err(), "past the last source");
+        assert_eq!(c.filled(), 3);
+        assert_eq!(c.get(2, &[5]).unwrap(), vec![4.0, 5.0, 6.0]);
+        assert!(c.get(2, &[4]).is_none());
+        drop(c);
+        // Each source's own cache holds its slots under its own numbering.
+        let a = HiddenCache::open(&da, meta("a")).unwrap();
+        let b = HiddenCache::open(&db, meta("b")).unwrap();
+        assert_eq!(a.get(1, &[4]).unwrap(), vec![1.0, 2.0, 3.0]);
+        assert_eq!(b.get(0, &[5]).unwrap(), vec![4.0, 5.0, 6.0]);
+        assert_eq!(b.get(4, &[6]).unwrap(), vec![7.0, 8.0, 9.0]);
+        // The other order is another slot space over the same caches.
+        let c = HiddenCaches::new(vec![(b, 5), (a, 2)]).unwrap();
+        assert_eq!(c.get(6, &[4]).unwrap(), vec![1.0, 2.0, 3.0]);
+        assert_eq!(c.filled(), 3);
+        let a = HiddenCache::open(&da, meta("a")).unwrap();
+        assert!(HiddenCaches::new(vec![(a, 6)]).is_err(), "more examples than slots");
+        let a = HiddenCache::open(&da, meta("a")).unwrap();
+        let wide = HiddenCache::open(&temp("src-wide"), CacheMeta::new("w".into(), 4, 4, 5)).unwrap();
+        assert!(HiddenCaches::new(vec![(a, 2), (wide, 1)]).is_err(), "another width");
+        for d in [da, db, temp("src-wide")] {
+            let _ = std::fs::remove_dir_all(&d);
+        }
     }
 }

@@ -13,7 +13,7 @@ use redrafter::DrafterError;
 use redrafter_io::IoError;
 
 pub use data::{Corpus, Example, read_corpus, tokenize_conversation, tokenize_text};
-pub use features::{CacheMeta, HiddenCache, cache_key, fill_cache};
+pub use features::{CacheMeta, HiddenCache, HiddenCaches, cache_key, fill_cache};
 pub use trainer::{LogLine, Targets, TrainConfig, Trainer, evaluate};
 
 #[derive(Debug, thiserror::Error)]

@@ -15,7 +15,7 @@ use redrafter_llama::{KernelBackend, Llama};
 use serde::{Deserialize, Serialize};
 
 use crate::data::Example;
-use crate::features::{HiddenCache, hidden_states, live_states};
+use crate::features::{HiddenCaches, hidden_states, live_states};
 use crate::loss::{Batch, Teacher, redrafter_loss, valid_counts};
 use crate::schedule::learning_rate;
 use crate::TrainError;
@@ -147,10 +147,10 @@ pub struct Trainer<'a, B: AutodiffBackend> {
     /// Stop (with a checkpoint) once this step is reached in this invocation, e.g. to time-box
     /// runs on a small machine; rerunning resumes. `None` trains to `config.steps`.
     pub stop_after: Option<usize>,
-    /// The LLM states of `examples` on disk (slot = index in `examples`): filled during the first
-    /// epoch, read afterwards. `None` runs the LLM for every micro-batch. Either way gives the
-    /// same numbers (features.rs).
-    pub hidden_cache: Option<HiddenCache>,
+    /// The LLM states of `examples` on disk (slot = index in `examples`; one cache per data
+    /// source): filled during the first epoch, read afterwards. `None` runs the LLM for every
+    /// micro-batch. Either way gives the same numbers (features.rs).
+    pub hidden_cache: Option<HiddenCaches>,
 }
 
 /// Maps an I/O error on `path` to the training error that names it.
@@ -201,7 +201,7 @@ pub fn make_batch<B: AutodiffBackend<InnerBackend: KernelBackend> + KernelBacken
     llm: &Llama<B>,
     examples: &[&Example],
     slots: &[usize],
-    cache: Option<&mut HiddenCache>,
+    cache: Option<&mut HiddenCaches>,
     config: &TrainConfig,
     seed: u64,
 ) -> Result<(Batch<B>, Vec<Vec<bool>>), TrainError> {
