@@ -385,6 +385,12 @@ fn adaptive_length_is_lossless_and_drafts_less<B: KernelBackend>(device: B::Devi
                     compare(&m.model, prompts, &ar, &out, &what(p), &device);
                     let offered = out.stats.mean_offered;
                     assert!((0.0..=(l - 1) as f64).contains(&offered), "{}: {offered} drafted per step", what(p));
+                    // The per-position counts (what the harness pools across calls) agree with the means.
+                    let st = &out.stats;
+                    let (o, a) = (&st.offered_by_position, &st.accepted_by_position);
+                    assert_eq!(o.iter().sum::<usize>() as f64, (offered * st.row_steps as f64).round(), "{}", what(p));
+                    assert_eq!(a.iter().sum::<usize>() as f64, (st.mean_accepted * st.row_steps as f64).round(), "{}", what(p));
+                    assert!(o.windows(2).all(|w| w[0] >= w[1]) && a.iter().zip(o).all(|(a, o)| a <= o), "{}: {a:?} of {o:?}", what(p));
                     if offered > 0.0 && offered < (l - 1) as f64 {
                         partial += 1;
                     }

@@ -66,7 +66,7 @@ pub struct RunMetrics {
     pub row_steps: usize,
     /// Tokens the decode steps committed (τ = committed / row_steps).
     pub committed: usize,
-    /// Per draft position: accepted over offered, weighted by row-steps across calls.
+    /// Per draft position: accepted over offered, pooled over the calls' counts.
     pub acceptance_by_position: Vec<f64>,
     /// Draft tokens offered for verification, over all row-steps (L − 1 each without an
     /// adaptive length).
@@ -250,7 +250,8 @@ fn measure<B: KernelBackend>(
     reset_peak_rss();
     let mut m = RunMetrics { prompts: prompts.len(), ..Default::default() };
     let mut tokens = vec![];
-    let mut acc_weighted: Vec<(f64, usize)> = vec![];
+    // Per draft position: (accepted, offered) row-steps over the calls.
+    let mut pooled: Vec<(usize, usize)> = vec![];
     for chunk in prompts.chunks(batch) {
         let ids: Vec<Vec<u32>> = chunk.iter().map(|p| p.0.clone()).collect();
         let mut s = make()?;
@@ -265,18 +266,18 @@ fn measure<B: KernelBackend>(
         m.steps += st.steps;
         m.row_steps += st.row_steps;
         m.committed += st.committed_in_steps;
-        m.offered += (st.mean_offered * st.row_steps as f64).round() as usize;
+        m.offered += st.offered_by_position.iter().sum::<usize>();
         m.packed_tokens += st.packed_tokens;
         m.grid_tokens += st.grid_tokens;
         for (name, s) in &st.phase_seconds {
             *m.phase_seconds.entry(name.clone()).or_default() += s;
         }
-        for (k, &a) in st.acceptance_by_position.iter().enumerate() {
-            if acc_weighted.len() <= k {
-                acc_weighted.push((0.0, 0));
+        for (k, (&a, &o)) in st.accepted_by_position.iter().zip(&st.offered_by_position).enumerate() {
+            if pooled.len() <= k {
+                pooled.push((0, 0));
             }
-            acc_weighted[k].0 += a * st.row_steps as f64;
-            acc_weighted[k].1 += st.row_steps;
+            pooled[k].0 += a;
+            pooled[k].1 += o;
         }
         m.ttft_seconds.push(st.prefill_seconds);
         let longest = out.rows.iter().map(|r| r.tokens.len()).max().unwrap_or(0);
@@ -293,7 +294,7 @@ fn measure<B: KernelBackend>(
             tokens.push(row.tokens.clone());
         }
     }
-    m.acceptance_by_position = acc_weighted.iter().map(|&(a, n)| if n > 0 { a / n as f64 } else { 0.0 }).collect();
+    m.acceptance_by_position = pooled.iter().map(|&(a, o)| if o > 0 { a as f64 / o as f64 } else { 0.0 }).collect();
     m.peak_rss_mb = peak_rss_mb();
     Ok((m, tokens))
 }

@@ -92,6 +92,15 @@ fn redrafter_matches_autoregressive_and_reports_its_stats() {
     assert!(rd["stats"]["strategy"].as_str().unwrap().starts_with("redrafter"));
     assert!(rd["stats"]["tau"].as_f64().unwrap() >= 1.0);
     assert_eq!(rd["stats"]["acceptance_by_position"].as_array().unwrap().len(), 2);
+    // The counts behind it (the CLI drafts adaptively on the CPU: a step may offer fewer).
+    let counts = |f: &str| -> Vec<u64> { rd["stats"][f].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect() };
+    let (row_steps, offered) = (rd["stats"]["row_steps"].as_u64().unwrap(), counts("offered_by_position"));
+    assert!(offered.len() == 2 && row_steps >= offered[0] && offered[0] >= offered[1], "{offered:?} of {row_steps}");
+    let mean = rd["stats"]["mean_offered"].as_f64().unwrap();
+    assert!((mean * row_steps as f64 - (offered[0] + offered[1]) as f64).abs() < 1e-9, "{mean}");
+    for (k, (a, o)) in counts("accepted_by_position").iter().zip(counts("offered_by_position")).enumerate() {
+        assert_eq!(rd["stats"]["acceptance_by_position"][k].as_f64().unwrap(), *a as f64 / o as f64);
+    }
     assert!(rd["stats"]["tree_compression"].as_f64().unwrap() > 0.0);
     let phases: Vec<&str> = rd["stats"]["phase_seconds"].as_array().unwrap().iter().map(|p| p[0].as_str().unwrap()).collect();
     assert_eq!(phases, ["draft", "tree", "verify", "accept"]);

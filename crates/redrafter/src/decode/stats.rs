@@ -52,10 +52,12 @@ pub struct GenerationStats {
     pub nodes_finished_on_host: usize,
     /// Tree nodes whose acceptance draws were computed on the device (`accept::device`).
     pub device_nodes: usize,
-    #[serde(skip)]
-    accepted_at: Vec<usize>,
-    #[serde(skip)]
-    offered_at: Vec<usize>,
+    /// Speculative strategies: for draft position k = 1, 2, ..., the row-steps that offered a
+    /// token at k (the denominators of `acceptance_by_position`, so that calls can be pooled
+    /// exactly when the draft length varies).
+    pub offered_by_position: Vec<usize>,
+    /// ... and the row-steps whose accepted run reached k (the numerators).
+    pub accepted_by_position: Vec<usize>,
     #[serde(skip)]
     accepted_total: usize,
 }
@@ -83,12 +85,12 @@ impl GenerationStats {
 
     /// One row-step of a speculative strategy: `offered` drafted positions, `accepted` of them.
     pub fn record_acceptance(&mut self, accepted: usize, offered: usize) {
-        if self.offered_at.len() < offered {
-            self.offered_at.resize(offered, 0);
-            self.accepted_at.resize(offered, 0);
+        if self.offered_by_position.len() < offered {
+            self.offered_by_position.resize(offered, 0);
+            self.accepted_by_position.resize(offered, 0);
         }
-        (0..offered).for_each(|k| self.offered_at[k] += 1);
-        (0..accepted).for_each(|k| self.accepted_at[k] += 1);
+        (0..offered).for_each(|k| self.offered_by_position[k] += 1);
+        (0..accepted).for_each(|k| self.accepted_by_position[k] += 1);
         self.accepted_total += accepted;
         if self.accepted_counts.len() <= accepted {
             self.accepted_counts.resize(accepted + 1, 0);
@@ -102,10 +104,14 @@ impl GenerationStats {
     }
 
     pub(super) fn finish(&mut self) {
-        self.acceptance_by_position =
-            self.accepted_at.iter().zip(&self.offered_at).map(|(&a, &o)| if o > 0 { a as f64 / o as f64 } else { 0.0 }).collect();
+        self.acceptance_by_position = self
+            .accepted_by_position
+            .iter()
+            .zip(&self.offered_by_position)
+            .map(|(&a, &o)| if o > 0 { a as f64 / o as f64 } else { 0.0 })
+            .collect();
         self.mean_accepted = if self.row_steps > 0 { self.accepted_total as f64 / self.row_steps as f64 } else { 0.0 };
-        let offered: usize = self.offered_at.iter().sum();
+        let offered: usize = self.offered_by_position.iter().sum();
         self.mean_offered = if self.row_steps > 0 { offered as f64 / self.row_steps as f64 } else { 0.0 };
         self.tree_compression = if self.grid_tokens > 0 { self.packed_tokens as f64 / self.grid_tokens as f64 } else { 0.0 };
         let total = self.prefill_seconds + self.decode_seconds;
