@@ -170,6 +170,11 @@ impl BackendTask for Task {
         // tens of seconds to tokenize), so it is not read.
         let eval_only = args.steps == 0 && args.eval_data.is_some();
         let usable = |e: &Example| e.tokens.len() >= args.draft_steps + 2 && e.target.iter().any(|&t| t);
+        // One source given twice would open its cache twice and train on it twice over.
+        let ids: Vec<String> = args.data.iter().map(|d| crate::corpus::source_id(d)).collect();
+        if let Some((i, _)) = ids.iter().enumerate().find(|(i, id)| ids[..*i].contains(id)) {
+            return Err(format!("--data {} is given twice", args.data[i].display()).into());
+        }
         // Each source's usable examples (its cache's slots), in the order given.
         let mut sources: Vec<Vec<Example>> = Vec::new();
         if !eval_only {

@@ -228,6 +228,9 @@ fn train_writes_a_loadable_drafter_plots_and_metrics() {
     assert!(stderr.contains("16 training examples") && stderr.contains("step 3/3 | loss"), "{stderr}");
     let eval: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(fill_out.join("eval.json")).unwrap()).unwrap();
     assert_eq!(eval["held_out"].as_str(), Some("the last 2 examples of the last --data"));
+    let (code, _, stderr) = two(data_s, data_s, &["--fill-cache", "0/1"]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("is given twice"), "{stderr}");
 
     std::fs::write(dir.join("empty.txt"), "").unwrap();
     let (code, _, stderr) = run(&["train", "--data", dir.join("empty.txt").to_str().unwrap(), "--out", dir.join("x").to_str().unwrap(), "--model", m.to_str().unwrap()]);
