@@ -171,8 +171,8 @@ impl BackendTask for Task {
         let eval_only = args.steps == 0 && args.eval_data.is_some();
         let usable = |e: &Example| e.tokens.len() >= args.draft_steps + 2 && e.target.iter().any(|&t| t);
         // One source given twice would open its cache twice and train on it twice over.
-        let ids: Vec<String> = args.data.iter().map(|d| crate::corpus::source_id(d)).collect();
-        if let Some((i, _)) = ids.iter().enumerate().find(|(i, id)| ids[..*i].contains(id)) {
+        let source_ids: Vec<String> = args.data.iter().map(|d| crate::corpus::source_id(d)).collect();
+        if let Some((i, _)) = source_ids.iter().enumerate().find(|(i, id)| source_ids[..*i].contains(id)) {
             return Err(format!("--data {} is given twice", args.data[i].display()).into());
         }
         // Each source's usable examples (its cache's slots), in the order given.
@@ -187,7 +187,6 @@ impl BackendTask for Task {
                 sources.push(ex);
             }
         }
-        let mut examples: Vec<Example> = Vec::new();
         let eval = match &args.eval_data {
             Some(path) => {
                 let mut eval = crate::corpus::load_examples(tok, path, usize::MAX, args.max_len, false)?;
@@ -208,9 +207,7 @@ impl BackendTask for Task {
             }
         };
         let source_sizes: Vec<usize> = sources.iter().map(Vec::len).collect();
-        for ex in sources {
-            examples.extend(ex);
-        }
+        let examples: Vec<Example> = sources.into_iter().flatten().collect();
         let tokens: usize = examples.iter().map(|e| e.target.iter().filter(|&&t| t).count()).sum();
         if eval_only {
             eprintln!("{} examples to evaluate on", eval.len());
@@ -265,10 +262,10 @@ impl BackendTask for Task {
                 }
                 let width = lc.hidden_size * features.len();
                 let mut parts = Vec::with_capacity(args.data.len());
-                for (data, &n) in args.data.iter().zip(&source_sizes) {
+                for (id, &n) in source_ids.iter().zip(&source_sizes) {
                     // Keyed by the data source, not its examples (each slot names its tokens): a
                     // data file that grows keeps the states already computed for its first examples.
-                    let key = cache_key(&model_id, width, args.max_len, &crate::corpus::source_id(data));
+                    let key = cache_key(&model_id, width, args.max_len, id);
                     let dir = match given {
                         Some(dir) if args.data.len() == 1 => dir.to_path_buf(),
                         Some(dir) => dir.join(&key[..16]),

@@ -157,7 +157,12 @@ impl HiddenCache {
 
     /// Slots that hold states.
     pub fn filled(&self) -> usize {
-        (0..self.meta.slots).filter(|&s| self.entry(s) != 0).count()
+        self.filled_below(self.meta.slots)
+    }
+
+    /// Slots among the first `n` that hold states.
+    fn filled_below(&self, n: usize) -> usize {
+        (0..n.min(self.meta.slots)).filter(|&s| self.entry(s) != 0).count()
     }
 
     /// The digest of the tokens slot `slot` holds (None: empty or out of range).
@@ -222,11 +227,13 @@ impl HiddenCaches {
     /// concatenates them. A count larger than its cache's slots, or caches of different widths or
     /// lengths, are refused.
     pub fn new(parts: Vec<(HiddenCache, usize)>) -> Result<Self, TrainError> {
+        let Some(first) = parts.first().map(|(c, _)| &c.meta) else {
+            return Ok(Self { parts });
+        };
         for (c, n) in &parts {
             if *n > c.meta.slots {
                 return Err(TrainError::Config(format!("hidden-state cache {}: {n} examples for {} slots", c.dir.display(), c.meta.slots)));
             }
-            let first = &parts[0].0.meta;
             if (c.meta.hidden_size, c.meta.max_len) != (first.hidden_size, first.max_len) {
                 return Err(TrainError::Config(format!(
                     "hidden-state caches of one training set differ: {} × {} against {} × {}",
@@ -259,7 +266,7 @@ impl HiddenCaches {
 
     /// Training slots that hold states.
     pub fn filled(&self) -> usize {
-        self.parts.iter().map(|(c, n)| (0..*n).filter(|&s| c.entry(s) != 0).count()).sum()
+        self.parts.iter().map(|(c, n)| c.filled_below(*n)).sum()
     }
 
     fn get_digest(&self, slot: usize) -> Option<u64> {
