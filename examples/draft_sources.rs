@@ -1,7 +1,8 @@
-//! Two draft sources in the same lossless verifier: the recurrent drafter (a trained RNN head) and
-//! prompt lookup (n-gram copying from the prompt and output, no training), against autoregressive
-//! decoding, on the code-editing prompts (benches/prompts/code_edit.jsonl), where the answer
-//! repeats much of the prompt.
+//! Three draft sources in the same lossless verifier: the recurrent drafter (a trained RNN head),
+//! prompt lookup (n-gram copying from the prompt and output, no training) and both (lookup where
+//! the context repeats, the drafter elsewhere: `LookupFirst`), against autoregressive decoding, on
+//! the code-editing prompts (benches/prompts/code_edit.jsonl), where the answer repeats much of
+//! the prompt.
 //!
 //!     cargo run --release -p redrafter-examples --example draft_sources -- \
 //!         [--prompts benches/prompts/code_edit.jsonl] [--limit 8] [--tokens 96] [--width 1] [--length 3] [--tiny]
@@ -17,7 +18,7 @@ mod common;
 
 use common::*;
 use redrafter::backends::FlexBackend;
-use redrafter::{Autoregressive, BeamConfig, GenerationConfig, Generator, PromptLookup, ReDrafter, Strategy};
+use redrafter::{Autoregressive, BeamConfig, GenerationConfig, Generator, LookupFirst, PromptLookup, ReDrafter, Strategy};
 
 fn main() -> Result<(), BoxError> {
     let device = Default::default();
@@ -37,8 +38,9 @@ fn main() -> Result<(), BoxError> {
 
     let mut sources: Vec<(&str, Box<dyn Strategy<FlexBackend>>)> = vec![
         ("autoregressive", Box::new(Autoregressive)),
-        ("recurrent drafter", Box::new(ReDrafter::new(drafter, beams)?)),
+        ("recurrent drafter", Box::new(ReDrafter::new(drafter.clone(), beams)?)),
         ("prompt lookup", Box::new(ReDrafter::new(PromptLookup::default(), beams)?)),
+        ("lookup first, drafter elsewhere", Box::new(ReDrafter::new(LookupFirst::over(drafter), beams)?)),
     ];
     println!("{} prompts, W{} L{}, greedy, up to {} new tokens each\n", prompts.len(), beams.width, beams.length, config.max_new_tokens);
     println!("| source | tau | decode tok/s | speedup | tokens equal to autoregressive |");

@@ -4,7 +4,7 @@
 use redrafter::KernelBackend;
 use redrafter::{
     Autoregressive, BeamConfig, DraftSource, Drafter, DrafterConfig, FinishReason, GenerationConfig, GenerationOutput,
-    Generator, LoopStop, PromptLookup, ReDrafter,
+    Generator, LookupFirst, LoopStop, PromptLookup, ReDrafter,
 };
 use redrafter_io::GgmlType;
 use redrafter_llama::{BlockInput, Llama};
@@ -260,6 +260,63 @@ fn greedy_is_lossless_with_prompt_lookup<B: KernelBackend>(device: B::Device) {
     assert!(g.generate(&mut ReDrafter::new(bad, BeamConfig { width: 1, length: 3 }).unwrap(), &prompts, &cfg, None).is_err());
 }
 
+/// Prompt lookup first, the drafter elsewhere (`LookupFirst`): lossless over the oracle grid, with
+/// rows that copy and rows that draft in one batch, and with an adaptive length whose short
+/// drafter beams are padded beside full-length copies; in sampling mode the merged drafts carry
+/// a distribution for every token.
+fn greedy_is_lossless_with_lookup_first<B: KernelBackend>(device: B::Device) {
+    let m = tiny_gguf_model::<B>(38, GgmlType::F32, &device);
+    let cfg = m.model.config();
+    let dc = DrafterConfig { exit_dim: 48, ..DrafterConfig::for_llm(cfg.vocab_size, cfg.hidden_size) }.with_tied_lm_head(true);
+    let drafter = Drafter::<B>::random(dc, 5, &device).unwrap();
+    let lookup = redrafter::decode::LOOKUP_FIRST_NGRAMS;
+    let seeds = if redrafter_tests::on_wgpu::<B>(&device) { 0..4 } else { 0..12 };
+    let mut first = |_: u64, _: &[Vec<u32>], _: &GenerationOutput| -> Box<dyn DraftSource<B>> {
+        Box::new(LookupFirst::new(drafter.clone(), lookup).unwrap())
+    };
+    let (runs, ties, _) = run_grid(&m.model, seeds, &[1, 3], &[2, 4], &[1, 3], &mut first, &device);
+    assert!(ties * 100 <= runs, "{ties} near-tie divergences in {runs} runs");
+
+    let g = Generator::new(&m.model, None);
+    let prompts: Vec<Vec<u32>> = (0..3u32).map(|i| vec![5 + i, 9 + 3 * i, 11, 5 + i]).collect();
+    let gen_cfg = GenerationConfig { max_new_tokens: 40, ..Default::default() };
+    let ar = g.generate(&mut Autoregressive, &prompts, &gen_cfg, None).unwrap();
+    let (mut mixed, mut copied_all) = (0, 0);
+    for (w, l, p) in [(1, 3, 0.0), (1, 4, 0.05), (2, 4, 0.05), (3, 5, 0.0)] {
+        let mut s = ReDrafter::new(LookupFirst::new(drafter.clone(), lookup).unwrap(), BeamConfig { width: w, length: l })
+            .unwrap()
+            .draft_threshold(p)
+            .unwrap();
+        let rd = g.generate(&mut s, &prompts, &gen_cfg, None).unwrap();
+        let what = format!("lookup first W {w} L {l} p {p}");
+        assert_eq!(compare(&m.model, &prompts, &ar, &rd, &what, &device), 0, "{what}");
+        let (copied, row_steps) = s.source().copied();
+        assert_eq!(row_steps, rd.stats.row_steps, "{what}: one decision per row-step");
+        assert!(copied > 0, "{what}: the tiny model repeats itself, some rows should copy");
+        mixed += usize::from(copied < row_steps);
+        copied_all += copied;
+        eprintln!("{what}: τ {:.2}, {copied} of {row_steps} row-steps copied", rd.stats.tau);
+    }
+    assert!(mixed > 0 && copied_all > 0, "no run mixed copying and drafting rows: the test would prove nothing");
+
+    // Sampling mode: the merged beams carry the drafter's distributions and one-hot ones for
+    // copies and padding (a missing one would fail the step).
+    let sampled = GenerationConfig {
+        sampling: redrafter::SamplingConfig { temperature: 1.0, seed: 7, ..Default::default() },
+        ..gen_cfg.clone()
+    };
+    for acceptance in [redrafter::Acceptance::Exact, redrafter::Acceptance::Apple] {
+        let cfg = GenerationConfig { sampling: redrafter::SamplingConfig { acceptance, ..sampled.sampling.clone() }, ..sampled.clone() };
+        let mut s = ReDrafter::new(LookupFirst::new(drafter.clone(), lookup).unwrap(), BeamConfig { width: 2, length: 4 })
+            .unwrap()
+            .draft_threshold(0.05)
+            .unwrap();
+        let out = g.generate(&mut s, &prompts, &cfg, None).unwrap();
+        assert!(out.rows.iter().all(|r| r.tokens.len() == 40), "{acceptance:?}: every row runs to its length");
+        assert!(s.source().copied().0 > 0, "{acceptance:?}: some rows copied");
+    }
+}
+
 /// The loop stop ends a row at the same token whatever the strategy: autoregressive decoding and
 /// a drafter whose steps accept 4 tokens at once (so the stop falls inside a step); tokens, finish
 /// reason and loop start all equal the rule applied to the free output.
@@ -435,5 +492,6 @@ backend_tests!(
     invalid_beam_options_are_rejected,
     loop_stop_ends_every_strategy_at_the_same_token,
     greedy_is_lossless_with_prompt_lookup,
+    greedy_is_lossless_with_lookup_first,
     adaptive_length_is_lossless_and_drafts_less,
 );

@@ -13,7 +13,7 @@ pub mod error;
 pub mod sampling;
 pub mod tree;
 
-pub use decode::{Autoregressive, BeamConfig, DraftSource, Drafts, ReDrafter, StepRecord, FinishReason, GenerationConfig, LoopStop, PromptLookup, GenerationOutput, GenerationStats, Generator, Strategy};
+pub use decode::{Autoregressive, BeamConfig, DraftSource, Drafts, ReDrafter, StepRecord, FinishReason, GenerationConfig, LoopStop, LookupFirst, PromptLookup, GenerationOutput, GenerationStats, Generator, Strategy};
 pub use drafter::{Drafter, DrafterConfig, DrafterError, load_drafter, save_drafter};
 pub use error::DecodeError;
 pub use redrafter_llama::KernelBackend;

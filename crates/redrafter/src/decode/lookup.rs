@@ -51,7 +51,12 @@ impl PromptLookup {
 
     /// Up to `width` distinct continuations of `context` of `len - 1` tokens each (see the module doc).
     pub fn proposals(&self, context: &[u32], width: usize, len: usize) -> Vec<Vec<u32>> {
-        let mut out: Vec<Vec<u32>> = vec![];
+        self.keyed_proposals(context, width, len).into_iter().map(|(_, p)| p).collect()
+    }
+
+    /// [`proposals`](Self::proposals), each with the length of the suffix that matched.
+    pub fn keyed_proposals(&self, context: &[u32], width: usize, len: usize) -> Vec<(usize, Vec<u32>)> {
+        let mut out: Vec<(usize, Vec<u32>)> = vec![];
         let c = context.len();
         for n in (self.min_ngram..=self.max_ngram.min(c.saturating_sub(1))).rev() {
             let key = &context[c - n..];
@@ -70,8 +75,8 @@ impl PromptLookup {
                     let at = from + j;
                     p.push(if at < c { context[at] } else { p[at - c] });
                 }
-                if !out.contains(&p) {
-                    out.push(p);
+                if !out.iter().any(|(_, q)| *q == p) {
+                    out.push((n, p));
                 }
             }
         }
