@@ -128,7 +128,7 @@ fn bench(a: Args) -> Result<(), Box<dyn std::error::Error>> {
             weights: weights.clone(),
             backends: backends.clone(),
             threads: vec![1],
-            drafters: a.drafter.iter().map(|d| DrafterSpec { name: "ReDrafter".into(), dir: Some(d.clone()) }).collect(),
+            drafters: a.drafter.iter().map(|d| DrafterSpec::drafter("ReDrafter", d.clone())).collect(),
             grids: vec![(a.beam_width, a.beam_length)],
             thresholds: vec![0.0],
             batches: vec![batch],

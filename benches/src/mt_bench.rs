@@ -32,7 +32,9 @@ use redrafter_io::fetch::{MT_BENCH_QUESTIONS, SMOLLM2_135M_INSTRUCT, fetch};
 /// backend, one thread count, one or more drafters and W × L grids: a front end of the harness.
 #[derive(Parser)]
 struct Args {
-    /// `name=dir` of a drafter (Apple's format), or `name=prompt-lookup`; repeat to compare.
+    /// `name=dir` of a drafter (Apple's format), `name=dir+lookup` (prompt lookup first, the
+    /// drafter elsewhere; `+lookup:MIN:MAX` sets the n-gram lengths), or `name=prompt-lookup`;
+    /// repeat to compare.
     #[arg(long, required_unless_present = "child_plan")]
     drafter: Vec<String>,
     /// Prompts from this JSONL file (`{"prompt": "..."}` per line) instead of MT-Bench.

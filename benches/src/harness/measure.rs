@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Instant;
 
 use redrafter::backends::BackendTask;
-use redrafter::{Autoregressive, BeamConfig, DraftSource, Drafter, GenerationConfig, Generator, KernelBackend, PromptLookup, ReDrafter, Strategy};
+use redrafter::{Autoregressive, BeamConfig, DraftSource, Drafter, GenerationConfig, Generator, KernelBackend, LookupFirst, PromptLookup, ReDrafter, Strategy};
 use redrafter_io::Message;
 use serde::{Deserialize, Serialize};
 
@@ -145,7 +145,7 @@ impl BackendTask for Child<'_> {
             for d in &plan.drafters {
                 for &(width, length) in &plan.grids {
                     for &p in &plan.thresholds {
-                        let mut s = strategy(drafters[&d.name].as_ref(), width, length, p)?;
+                        let mut s = strategy(drafters[&d.name].as_ref(), d.lookup_first, width, length, p)?;
                         g.generate(s.as_mut(), &first, &warm, None).map_err(|e| merr(&e))?;
                     }
                 }
@@ -177,7 +177,8 @@ impl BackendTask for Child<'_> {
                         continue;
                     }
                     let cfg = config(plan, key)?;
-                    let mut make = || strategy(key.drafter.as_ref().and_then(|d| drafters[d].as_ref()), key.width, key.length, key.threshold);
+                    let lookup_first = key.drafter.as_ref().and_then(|d| plan.drafters.iter().find(|s| &s.name == d)).and_then(|s| s.lookup_first);
+                    let mut make = || strategy(key.drafter.as_ref().and_then(|d| drafters[d].as_ref()), lookup_first, key.width, key.length, key.threshold);
                     let (mut metrics, tokens) = measure(&g, &prompts, key.batch, &cfg, &mut make)?;
                     if key.is_autoregressive() {
                         reference.insert(baseline_id, tokens);
@@ -225,15 +226,22 @@ fn config(plan: &Plan, key: &CellKey) -> Result<GenerationConfig, BenchError> {
     })
 }
 
-fn strategy<B: KernelBackend>(drafter: Option<&Drafter<B>>, width: usize, length: usize, threshold: f32) -> Result<Box<dyn Strategy<B>>, BenchError> {
+fn strategy<B: KernelBackend>(
+    drafter: Option<&Drafter<B>>,
+    lookup_first: Option<(usize, usize)>,
+    width: usize,
+    length: usize,
+    threshold: f32,
+) -> Result<Box<dyn Strategy<B>>, BenchError> {
     if width == 0 {
         return Ok(Box::new(Autoregressive));
     }
-    let source: Box<dyn DraftSource<B>> = match drafter {
-        Some(d) => Box::new(d.clone()),
-        None => Box::new(PromptLookup::default()),
-    };
     let opt = |e: redrafter::DecodeError| BenchError::Option(e.to_string());
+    let source: Box<dyn DraftSource<B>> = match (drafter, lookup_first) {
+        (Some(d), None) => Box::new(d.clone()),
+        (Some(d), Some((min_ngram, max_ngram))) => Box::new(LookupFirst::new(d.clone(), PromptLookup { max_ngram, min_ngram }).map_err(opt)?),
+        (None, _) => Box::new(PromptLookup::default()),
+    };
     Ok(Box::new(ReDrafter::new(source, BeamConfig { width, length }).and_then(|r| r.draft_threshold(threshold)).map_err(opt)?))
 }
 

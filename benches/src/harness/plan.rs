@@ -8,17 +8,26 @@ use super::BenchError;
 use super::peer::PeerSpec;
 use super::suite::Prompt;
 
-/// A draft source under a name: a drafter directory (Apple's format), or prompt lookup.
+/// A draft source under a name: a drafter directory (Apple's format), or prompt lookup, or a
+/// drafter with prompt lookup first (`redrafter::LookupFirst`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct DrafterSpec {
     pub name: String,
     /// `None`: prompt lookup (`redrafter::PromptLookup`), no trained drafter.
     pub dir: Option<PathBuf>,
+    /// With a drafter: copy first where the context repeats a suffix of these n-gram lengths
+    /// (min, max), the drafter elsewhere. Plans written before it had none.
+    #[serde(default)]
+    pub lookup_first: Option<(usize, usize)>,
 }
+
+/// The n-gram lengths (min, max) `DIR+lookup` means: the library's default.
+pub const LOOKUP_FIRST_DEFAULT: (usize, usize) = (redrafter::decode::LOOKUP_FIRST_NGRAMS.min_ngram, redrafter::decode::LOOKUP_FIRST_NGRAMS.max_ngram);
 
 impl DrafterSpec {
     /// `NAME=DIR`, `NAME=prompt-lookup`, `prompt-lookup`, or a bare `DIR` (named after its last
-    /// path component).
+    /// path component); a drafter directory may end in `+lookup` (copy first, n-grams 2..=4) or
+    /// `+lookup:MIN:MAX`.
     pub fn parse(s: &str) -> Result<Self, BenchError> {
         let (name, what) = match s.split_once('=') {
             Some((n, w)) if !n.is_empty() && !w.is_empty() => (n.to_string(), w),
@@ -32,14 +41,44 @@ impl DrafterSpec {
         if name.contains(',') || name.contains('"') {
             return Err(BenchError::Option(format!("--drafter name `{name}`: no commas or quotes (it is a CSV column value)")));
         }
+        let (what, lookup_first) = match what.rsplit_once("+lookup") {
+            Some((dir, rest)) if what != "prompt-lookup" => (dir, Some(parse_lookup(s, rest)?)),
+            _ => (what, None),
+        };
         let dir = (what != "prompt-lookup").then(|| PathBuf::from(what));
-        if let Some(d) = &dir {
-            if !d.is_dir() {
+        match &dir {
+            Some(d) if !d.is_dir() => {
                 return Err(BenchError::Option(format!("--drafter {name}: `{}` is not a drafter directory", d.display())));
             }
+            None if lookup_first.is_some() => {
+                return Err(BenchError::Option(format!("--drafter `{s}`: `+lookup` goes after a drafter directory")));
+            }
+            _ => {}
         }
-        Ok(Self { name, dir })
+        Ok(Self { name, dir, lookup_first })
     }
+
+    /// A drafter directory as it is (no lookup).
+    pub fn drafter(name: &str, dir: PathBuf) -> Self {
+        Self { name: name.into(), dir: Some(dir), lookup_first: None }
+    }
+}
+
+/// The n-gram lengths after `+lookup`: nothing (the default) or `:MIN:MAX`.
+fn parse_lookup(spec: &str, rest: &str) -> Result<(usize, usize), BenchError> {
+    if rest.is_empty() {
+        return Ok(LOOKUP_FIRST_DEFAULT);
+    }
+    let bad = || BenchError::Option(format!("--drafter `{spec}`: expected `+lookup` or `+lookup:MIN:MAX` after the drafter directory"));
+    let mut parts = rest.strip_prefix(':').ok_or_else(bad)?.split(':').map(|p| p.parse::<usize>().map_err(|_| bad()));
+    let (min, max) = match (parts.next(), parts.next(), parts.next()) {
+        (Some(min), Some(max), None) => (min?, max?),
+        _ => return Err(bad()),
+    };
+    if min == 0 || min > max {
+        return Err(BenchError::Option(format!("--drafter `{spec}`: lookup n-grams need 1 <= MIN <= MAX")));
+    }
+    Ok((min, max))
 }
 
 /// Everything one bench run measures. The parent writes it to `plan.json`; each child reads it.
@@ -284,4 +323,27 @@ pub fn parse_grids(s: &str) -> Result<Vec<(usize, usize)>, BenchError> {
             Ok((w.trim().parse().map_err(|_| err())?, l.trim().parse().map_err(|_| err())?))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod drafter_spec_tests {
+    use super::*;
+
+    #[test]
+    fn lookup_first_follows_a_drafter_directory() {
+        let dir = std::env::temp_dir();
+        let d = dir.display();
+        let plain = DrafterSpec::parse(&format!("a={d}")).unwrap();
+        assert_eq!((plain.dir.as_deref(), plain.lookup_first), (Some(dir.as_path()), None));
+        let first = DrafterSpec::parse(&format!("b={d}+lookup")).unwrap();
+        assert_eq!((first.dir.as_deref(), first.lookup_first), (Some(dir.as_path()), Some(LOOKUP_FIRST_DEFAULT)));
+        assert_eq!(DrafterSpec::parse(&format!("c={d}+lookup:3:5")).unwrap().lookup_first, Some((3, 5)));
+        let lookup = DrafterSpec::parse("l=prompt-lookup").unwrap();
+        assert_eq!((lookup.dir, lookup.lookup_first), (None, None));
+        for bad in ["+lookup:0:3", "+lookup:4:3", "+lookup:2", "+lookup2:3", "+lookup:2:3:4", "+lookup:x:3"] {
+            assert!(DrafterSpec::parse(&format!("e={d}{bad}")).is_err(), "{bad}");
+        }
+        assert!(DrafterSpec::parse("f=prompt-lookup+lookup").is_err());
+        assert!(DrafterSpec::parse("g=/no/such/dir+lookup").is_err());
+    }
 }

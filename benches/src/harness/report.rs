@@ -183,7 +183,7 @@ pub fn build(plan: &Plan, settings_id: &str, records: &[Record], fingerprint: Fi
             weights: plan.weights.clone(),
             backends: plan.backends.clone(),
             threads: plan.threads.clone(),
-            drafters: plan.drafters.iter().map(|d| (d.name.clone(), d.dir.as_ref().map_or("prompt-lookup".into(), |p| p.display().to_string()))).collect(),
+            drafters: plan.drafters.iter().map(|d| (d.name.clone(), describe(d))).collect(),
             grids: plan.grids.clone(),
             batches: plan.batches.clone(),
             temperatures: plan.temperatures.clone(),
@@ -433,5 +433,15 @@ mod tests {
         assert_eq!((one.p50, one.p99), (3.0, 3.0));
         assert!(percentiles(vec![]).p50.is_nan());
         assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
+    }
+}
+
+/// A draft source as the report names it: its directory (with `+lookup:MIN:MAX` when prompt lookup
+/// comes first), or `prompt-lookup`.
+fn describe(d: &super::plan::DrafterSpec) -> String {
+    match (&d.dir, d.lookup_first) {
+        (None, _) => "prompt-lookup".into(),
+        (Some(p), None) => p.display().to_string(),
+        (Some(p), Some((min, max))) => format!("{}+lookup:{min}:{max}", p.display()),
     }
 }

@@ -143,7 +143,7 @@ pub fn run(args: BenchArgs) -> Result<(), BoxError> {
         prompts.truncate(n);
     }
     let drafters: Vec<DrafterSpec> = match a.drafter.as_slice() {
-        [] if default_model => vec![DrafterSpec { name: "bundled".into(), dir: Some(crate::default_drafter::path()?) }],
+        [] if default_model => vec![DrafterSpec::drafter("bundled", crate::default_drafter::path()?)],
         [] => return Err("--drafter NAME=DIR (or NAME=prompt-lookup, or none) is needed with --model".into()),
         [none] if none == "none" => vec![],
         specs => specs.iter().map(|s| DrafterSpec::parse(s)).collect::<Result<_, _>>()?,
