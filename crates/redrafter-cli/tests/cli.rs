@@ -102,6 +102,16 @@ fn redrafter_matches_autoregressive_and_reports_its_stats() {
         assert_eq!(rd["stats"]["acceptance_by_position"][k].as_f64().unwrap(), *a as f64 / o as f64);
     }
     assert!(rd["stats"]["tree_compression"].as_f64().unwrap() > 0.0);
+    // By default prompt lookup comes first (the drafter elsewhere); the drafter alone on request:
+    // the same tokens, at a fixed and an adaptive length.
+    assert!(rd["stats"]["strategy"].as_str().unwrap().contains("prompt lookup first"), "{}", rd["stats"]["strategy"]);
+    for p in ["0", "0.2"] {
+        let alone = json(&["--drafter", d.to_str().unwrap(), "--no-lookup-first", "--beam-width", "3", "--beam-length", "4", "--draft-threshold", p]);
+        assert_eq!(alone["tokens"], ar["tokens"], "drafter alone, p {p}");
+        assert!(!alone["stats"]["strategy"].as_str().unwrap().contains("lookup"), "{}", alone["stats"]["strategy"]);
+        let first = json(&["--drafter", d.to_str().unwrap(), "--beam-width", "3", "--beam-length", "4", "--draft-threshold", p]);
+        assert_eq!(first["tokens"], ar["tokens"], "lookup first, p {p}");
+    }
     let phases: Vec<&str> = rd["stats"]["phase_seconds"].as_array().unwrap().iter().map(|p| p[0].as_str().unwrap()).collect();
     assert_eq!(phases, ["draft", "tree", "verify", "accept"]);
 }
