@@ -421,6 +421,16 @@ pub fn write(report: &Report, dir: &Path) -> Result<(), BenchError> {
     Ok(())
 }
 
+/// A draft source as the report names it: its directory (with `+lookup:MIN:MAX` when prompt lookup
+/// comes first), or `prompt-lookup`.
+fn describe(d: &super::plan::DrafterSpec) -> String {
+    match (&d.dir, d.lookup_first) {
+        (None, _) => "prompt-lookup".into(),
+        (Some(p), None) => p.display().to_string(),
+        (Some(p), Some((min, max))) => format!("{}+lookup:{min}:{max}", p.display()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -436,12 +446,3 @@ mod tests {
     }
 }
 
-/// A draft source as the report names it: its directory (with `+lookup:MIN:MAX` when prompt lookup
-/// comes first), or `prompt-lookup`.
-fn describe(d: &super::plan::DrafterSpec) -> String {
-    match (&d.dir, d.lookup_first) {
-        (None, _) => "prompt-lookup".into(),
-        (Some(p), None) => p.display().to_string(),
-        (Some(p), Some((min, max))) => format!("{}+lookup:{min}:{max}", p.display()),
-    }
-}

@@ -161,12 +161,9 @@ impl BackendTask for Task {
             (Some(path), false) => {
                 let drafter = load_drafter::<B>(path, &device)?;
                 drafter.check_compatible(loaded.model.config())?;
-                if !args.no_lookup_first {
-                    let source = redrafter::LookupFirst::over(drafter);
-                    Box::new(ReDrafter::new(source, beams)?.draft_threshold(threshold)?)
-                } else {
-                    Box::new(ReDrafter::new(drafter, beams)?.draft_threshold(threshold)?)
-                }
+                let source: Box<dyn redrafter::DraftSource<B>> =
+                    if args.no_lookup_first { Box::new(drafter) } else { Box::new(redrafter::LookupFirst::over(drafter)) };
+                Box::new(ReDrafter::new(source, beams)?.draft_threshold(threshold)?)
             }
             _ => {
                 beams.validate()?;

@@ -98,15 +98,11 @@ impl<S> LookupFirst<S> {
         if width == 1 && n_copied == rows {
             // Every row copies: the other source is not asked (and costs nothing this step).
             // Shorter copies (scaled by their match) are padded like short drafter beams.
-            let tokens = copies
-                .iter()
-                .zip(&state.pending)
-                .flat_map(|(c, &g0)| {
-                    let c = c.as_deref().unwrap_or_default();
-                    let last = c.last().copied().unwrap_or(g0);
-                    std::iter::once(g0).chain(c.iter().copied()).chain(std::iter::repeat_n(last, copy_len - 1 - c.len()))
-                })
-                .collect();
+            let mut tokens = Vec::with_capacity(rows * copy_len);
+            for (c, &g0) in copies.iter().zip(&state.pending) {
+                let beam: Vec<u32> = std::iter::once(g0).chain(c.iter().flatten().copied()).collect();
+                push_padded(&mut tokens, None, &beam, std::iter::empty(), copy_len);
+            }
             return Ok(Drafts::Host(Beams { rows, width, len: copy_len, tokens, hist: None }));
         }
         let inner = match min_log_joint {
@@ -140,43 +136,53 @@ impl<S> LookupFirst<S> {
 
 /// Beams [rows, width, len]: a row with a copy takes it as its first beam and `inner`'s best
 /// width − 1 after it, a row without takes `inner`'s. Beams and copies shorter than `len` (an
-/// adaptive length stopped early, a copy scaled to its match) are padded by repeating their last
-/// token, a guess verification may take or reject like any other; longer copies are cut. Distributions, when `inner` kept them, are one-hot for copied and
-/// padded tokens.
+/// adaptive length stopped early, a copy scaled to its match) are padded ([`push_padded`]);
+/// longer copies are cut. Distributions, when `inner` kept them, are one-hot for copied tokens.
 fn merge(inner: &Beams, copies: &[Option<Vec<u32>>], width: usize, len: usize) -> Beams {
     let rows = copies.len();
-    let one_hot = |t: u32| SparseLogProbs { tokens: vec![t], logp: vec![0.0], floor: LOG_ZERO };
     let mut tokens = Vec::with_capacity(rows * width * len);
     let mut hist = inner.hist.as_ref().map(|_| Vec::with_capacity(rows * width * (len - 1)));
     for (r, copy) in copies.iter().enumerate() {
-        let g0 = inner.beam(r, 0)[0];
         let from_inner = match copy {
             Some(c) => {
                 let c = &c[..c.len().min(len - 1)];
-                let last = c.last().copied().unwrap_or(g0);
-                tokens.push(g0);
-                tokens.extend(c);
-                tokens.extend(std::iter::repeat_n(last, len - 1 - c.len()));
-                if let Some(h) = hist.as_mut() {
-                    h.extend(c.iter().map(|&t| one_hot(t)));
-                    h.extend((c.len() + 1..len).map(|_| one_hot(last)));
-                }
+                let beam: Vec<u32> = std::iter::once(inner.beam(r, 0)[0]).chain(c.iter().copied()).collect();
+                push_padded(&mut tokens, hist.as_mut(), &beam, c.iter().map(|&t| one_hot(t)), len);
                 width - 1
             }
             None => width,
         };
         for i in 0..from_inner {
             let beam = inner.beam(r, i);
-            let last = *beam.last().expect("beams hold at least the pending token");
-            tokens.extend(beam);
-            tokens.extend(std::iter::repeat_n(last, len - beam.len()));
-            if let Some(h) = hist.as_mut() {
-                h.extend((0..beam.len() - 1).map(|k| inner.hist(r, i, k).expect("inner kept its distributions").clone()));
-                h.extend((beam.len()..len).map(|_| one_hot(last)));
-            }
+            let drafted = (0..beam.len() - 1).map(|k| inner.hist(r, i, k).expect("inner kept its distributions").clone());
+            push_padded(&mut tokens, hist.as_mut(), beam, drafted, len);
         }
     }
     Beams { rows, width, len, tokens, hist }
+}
+
+/// A deterministic draft as a distribution: all mass on `t`.
+fn one_hot(t: u32) -> SparseLogProbs {
+    SparseLogProbs { tokens: vec![t], logp: vec![0.0], floor: LOG_ZERO }
+}
+
+/// Appends `beam` (the pending token first) padded to `len` tokens by repeating its last token,
+/// a guess verification may take or reject like any other; with `hist`, the distributions of its
+/// drafted tokens (`drafted`) and one-hot ones for the padding.
+fn push_padded(
+    tokens: &mut Vec<u32>,
+    hist: Option<&mut Vec<SparseLogProbs>>,
+    beam: &[u32],
+    drafted: impl Iterator<Item = SparseLogProbs>,
+    len: usize,
+) {
+    let last = *beam.last().expect("beams hold at least the pending token");
+    tokens.extend(beam);
+    tokens.extend(std::iter::repeat_n(last, len - beam.len()));
+    if let Some(h) = hist {
+        h.extend(drafted);
+        h.extend((beam.len()..len).map(|_| one_hot(last)));
+    }
 }
 
 impl<B: Backend, S: DraftSource<B>> DraftSource<B> for LookupFirst<S> {
