@@ -147,7 +147,7 @@ pub fn matmul_paths(m: usize, x: &[f32], w: &BlockMatrix, y: &mut [f32], simd: b
             }
             Activations::F32 => {
                 #[cfg(target_arch = "x86_64")]
-                if simd && !avx512 && m >= super::panel::MIN_ROWS {
+                if simd && !avx512 && m >= super::panel::min_rows(w.ty()) {
                     // SAFETY: `simd` holds only where AVX2, FMA and F16C were detected.
                     return unsafe { super::panel::matmul(m, x, w, out) };
                 }
@@ -567,14 +567,14 @@ mod tests {
         y
     }
 
-    /// Shapes from 6 rows on take the AVX2 panel (`super::panel`), with its tails: an odd last
-    /// x row, and 1–3 weight rows after the panels of 4 (n = 6, 9, 11).
+    /// Shapes from 4 (Q8_0) or 5 rows on take the AVX2 panel (`super::panel`), with its tails: an
+    /// odd last x row, and 1–3 weight rows after the panels of 4 (n = 5, 6, 9, 11, 37).
     #[test]
     fn every_format_matches_f64_is_row_independent_and_portable_equals_simd() {
         let formats = [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0, GgmlType::F16, GgmlType::BF16];
         let acts = [Activations::F32, Activations::Q8];
         for (ty, act) in formats.into_iter().flat_map(|t| acts.map(|a| (t, a))) {
-            for &(m, k, n) in &[(1, 32, 1), (3, 64, 7), (2, 96, 13), (5, 576, 37), (6, 64, 4), (7, 96, 6), (9, 64, 11), (17, 128, 9), (64, 64, 5)] {
+            for &(m, k, n) in &[(1, 32, 1), (3, 64, 7), (2, 96, 13), (4, 64, 9), (4, 96, 5), (5, 576, 37), (5, 64, 6), (6, 64, 4), (7, 96, 6), (9, 64, 11), (17, 128, 9), (64, 64, 5)] {
                 let x = data(m * k, 1);
                 let w = BlockMatrix::new(ty, n, k, quantize(ty, &data(n * k, 2))).unwrap().with_activations(act);
                 let mut y = vec![0f32; m * n];

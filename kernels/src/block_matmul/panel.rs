@@ -22,8 +22,9 @@
 //!
 //! Measured in the scratch benchmark (docs/skinny-matmul.md, "Many rows on the block formats"):
 //! from 6 rows on the panel is faster (8 rows 39 ms against 43, 32 rows 140 against 227); at
-//! 4 rows one pass of 1×4 tiles widens each weight once anyway and stays faster. AVX-512 keeps
-//! its own 4×4 tiles (32 registers hold 16 accumulators).
+//! 4 rows one pass of 1×4 tiles widens each 4-bit weight once anyway and stays faster. Since
+//! session 38 the panel also takes 5 rows (where the tiles widen every weight twice) and, for
+//! Q8_0, 4 ([`min_rows`]). AVX-512 keeps its own 4×4 tiles (32 registers hold 16 accumulators).
 
 use redrafter_io::gguf::{GgmlType, QK};
 
@@ -32,8 +33,15 @@ use super::host::{Q4_0, Q4_1, Q8_0, check_rows};
 use super::widen::widen_block;
 use crate::skinny_matmul::host::{SyncPtr, hsum, split_columns};
 
-/// From this many x rows on, AVX2 takes the panel (below it, the `widen` tiles are faster).
-pub(super) const MIN_ROWS: usize = 6;
+/// From how many x rows on AVX2 takes the panel for a weight of format `ty` (below it, the
+/// `widen` tiles are faster). Measured with `block_tiles` on Zen 3 (SmolLM2-135M's products,
+/// one thread, median pass ms, docs/skinny-matmul.md "Panels from 4 and 5 rows"): at 5 rows the
+/// 1×4 + 1×1 tiles widen every weight twice and cost more than 6 rows in the panel (Q4_1 layers
+/// 26.3 → 22.5 ms, the Q8_0 head 11.4 → 7.3); at 4 rows the panel wins for the Q8_0 head (7.2 →
+/// 6.2) but not for Q4_1 (16.7 → 18.5); at 2–3 rows the tiles win or tie.
+pub(super) fn min_rows(ty: GgmlType) -> usize {
+    if ty == GgmlType::Q8_0 { 4 } else { 5 }
+}
 
 /// Weight rows per panel (and per register tile).
 const PANEL: usize = 4;
