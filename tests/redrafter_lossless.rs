@@ -293,6 +293,15 @@ fn greedy_is_lossless_with_lookup_first<B: KernelBackend>(device: B::Device) {
         let (copied, row_steps) = s.source().copied();
         assert_eq!(row_steps, rd.stats.row_steps, "{what}: one decision per row-step");
         assert!(copied > 0, "{what}: the tiny model repeats itself, some rows should copy");
+        // The loop's statistics split the same row-steps: the copying rows' counts are a part of
+        // the pooled ones, position by position.
+        let st = &rd.stats;
+        assert_eq!(st.copied_row_steps, copied, "{what}: the loop counts the source's copying row-steps");
+        let (co, ca) = (&st.copy_offered_by_position, &st.copy_accepted_by_position);
+        assert!(co.len() <= st.offered_by_position.len() && co.iter().zip(&st.offered_by_position).all(|(c, o)| c <= o), "{what}: {co:?}");
+        assert!(ca.iter().zip(&st.accepted_by_position).all(|(c, a)| c <= a) && ca.iter().zip(co).all(|(a, o)| a <= o), "{what}: {ca:?} of {co:?}");
+        let first = co.first().copied().unwrap_or(0);
+        assert!(first > 0 && first <= copied, "{what}: {first} copying row-steps offered a first token, of {copied}");
         mixed += usize::from(copied < row_steps);
         copied_all += copied;
         eprintln!("{what}: τ {:.2}, {copied} of {row_steps} row-steps copied", rd.stats.tau);

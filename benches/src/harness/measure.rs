@@ -72,6 +72,12 @@ pub struct RunMetrics {
     /// adaptive length).
     #[serde(default)]
     pub offered: usize,
+    /// Copy first (`LookupFirst`): row-steps whose first beam was a copy of the context, and
+    /// their acceptance per draft position (pooled as above). 0 and empty for other sources.
+    #[serde(default)]
+    pub copied_row_steps: usize,
+    #[serde(default)]
+    pub copy_acceptance_by_position: Vec<f64>,
     pub packed_tokens: usize,
     pub grid_tokens: usize,
     pub phase_seconds: BTreeMap<String, f64>,
@@ -260,6 +266,7 @@ fn measure<B: KernelBackend>(
     let mut tokens = vec![];
     // Per draft position: (accepted, offered) row-steps over the calls.
     let mut pooled: Vec<(usize, usize)> = vec![];
+    let mut pooled_copies: Vec<(usize, usize)> = vec![];
     for chunk in prompts.chunks(batch) {
         let ids: Vec<Vec<u32>> = chunk.iter().map(|p| p.0.clone()).collect();
         let mut s = make()?;
@@ -280,13 +287,9 @@ fn measure<B: KernelBackend>(
         for (name, s) in &st.phase_seconds {
             *m.phase_seconds.entry(name.clone()).or_default() += s;
         }
-        for (k, (&a, &o)) in st.accepted_by_position.iter().zip(&st.offered_by_position).enumerate() {
-            if pooled.len() <= k {
-                pooled.push((0, 0));
-            }
-            pooled[k].0 += a;
-            pooled[k].1 += o;
-        }
+        pool(&mut pooled, &st.accepted_by_position, &st.offered_by_position);
+        pool(&mut pooled_copies, &st.copy_accepted_by_position, &st.copy_offered_by_position);
+        m.copied_row_steps += st.copied_row_steps;
         m.ttft_seconds.push(st.prefill_seconds);
         let longest = out.rows.iter().map(|r| r.tokens.len()).max().unwrap_or(0);
         if longest > 1 {
@@ -302,7 +305,20 @@ fn measure<B: KernelBackend>(
             tokens.push(row.tokens.clone());
         }
     }
-    m.acceptance_by_position = pooled.iter().map(|&(a, o)| if o > 0 { a as f64 / o as f64 } else { 0.0 }).collect();
+    let ratios = |p: &[(usize, usize)]| p.iter().map(|&(a, o)| if o > 0 { a as f64 / o as f64 } else { 0.0 }).collect();
+    m.acceptance_by_position = ratios(&pooled);
+    m.copy_acceptance_by_position = ratios(&pooled_copies);
     m.peak_rss_mb = peak_rss_mb();
     Ok((m, tokens))
+}
+
+/// Adds one call's (accepted, offered) row-steps per draft position to `pooled`.
+fn pool(pooled: &mut Vec<(usize, usize)>, accepted: &[usize], offered: &[usize]) {
+    for (k, (&a, &o)) in accepted.iter().zip(offered).enumerate() {
+        if pooled.len() <= k {
+            pooled.push((0, 0));
+        }
+        pooled[k].0 += a;
+        pooled[k].1 += o;
+    }
 }

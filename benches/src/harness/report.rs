@@ -95,6 +95,12 @@ pub struct Cell {
     /// adaptive); `None` for autoregressive cells.
     #[serde(default)]
     pub drafted_per_step: Option<f64>,
+    /// Copy first: the share of row-steps whose first beam was a copy, and their acceptance by
+    /// position (first run); `None` and empty for other strategies and for older reports.
+    #[serde(default)]
+    pub copied_share: Option<f64>,
+    #[serde(default)]
+    pub copy_acceptance_by_position: Vec<f64>,
     /// Packed tree tokens / W·L grid tokens.
     pub tree_compression: Option<f64>,
     #[serde(deserialize_with = "nullable")]
@@ -266,6 +272,9 @@ fn summarize(key: &CellKey, rs: &[&RunRecord]) -> Cell {
         acceptance_by_position: first.acceptance_by_position.clone(),
         drafted_per_step: (!key.is_autoregressive())
             .then(|| ratio(rs.iter().map(|r| r.metrics.offered).sum::<usize>() as f64, rs.iter().map(|r| r.metrics.row_steps).sum::<usize>() as f64)),
+        copied_share: (first.copied_row_steps > 0)
+            .then(|| ratio(rs.iter().map(|r| r.metrics.copied_row_steps).sum::<usize>() as f64, rs.iter().map(|r| r.metrics.row_steps).sum::<usize>() as f64)),
+        copy_acceptance_by_position: first.copy_acceptance_by_position.clone(),
         tree_compression: (grid > 0).then(|| rs.iter().map(|r| r.metrics.packed_tokens).sum::<usize>() as f64 / grid as f64),
         ms_per_step: 1e3 * ratio(decode, steps as f64),
         phase_ms_per_step: phases.into_iter().filter(|_| steps > 0).map(|(n, s)| (n, 1e3 * ratio(s, steps as f64))).collect(),
@@ -325,7 +334,12 @@ pub fn markdown(report: &Report) -> String {
     s += "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
     for c in &report.cells {
         let k = &c.key;
-        let acc: Vec<String> = c.acceptance_by_position.iter().map(|a| format!("{a:.2}")).collect();
+        let mut acc: Vec<String> = c.acceptance_by_position.iter().map(|a| format!("{a:.2}")).collect();
+        if let Some(share) = c.copied_share {
+            // Copy first: the copying rows' own acceptance after the pooled one.
+            let copies: Vec<String> = c.copy_acceptance_by_position.iter().map(|a| format!("{a:.2}")).collect();
+            acc.push(format!("(copies {:.0}%: {})", 100.0 * share, copies.join(" ")));
+        }
         s += &format!(
             "| {} | {} | {} | {} | {} | {} | {:.1} ({:.1}–{:.1}) | {:.1} | {} | {:.2} | {} | {} | {:.1} | {} | {:.1} | {:.2}/{:.2} | {} |\n",
             k.backend, k.threads, k.weights, k.batch, k.temperature, k.label(), c.decode_tokens_per_second.median, c.decode_tokens_per_second.min,

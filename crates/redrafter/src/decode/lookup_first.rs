@@ -38,6 +38,8 @@ pub struct LookupFirst<S> {
     pub lookup: PromptLookup,
     copied: usize,
     row_steps: usize,
+    /// Per active row of the latest draft: whether its first beam is a copy.
+    last_copied: Vec<bool>,
 }
 
 impl<S> LookupFirst<S> {
@@ -45,12 +47,12 @@ impl<S> LookupFirst<S> {
     /// tokens.
     pub fn new(inner: S, lookup: PromptLookup) -> Result<Self, DecodeError> {
         lookup.validate()?;
-        Ok(Self { inner, lookup, copied: 0, row_steps: 0 })
+        Ok(Self { inner, lookup, copied: 0, row_steps: 0, last_copied: vec![] })
     }
 
     /// `inner` with the default lookup, [`LOOKUP_FIRST_NGRAMS`].
     pub fn over(inner: S) -> Self {
-        Self { inner, lookup: LOOKUP_FIRST_NGRAMS, copied: 0, row_steps: 0 }
+        Self { inner, lookup: LOOKUP_FIRST_NGRAMS, copied: 0, row_steps: 0, last_copied: vec![] }
     }
 
     /// (row-steps whose first beam was a copy, row-steps drafted) since the source was made.
@@ -90,6 +92,7 @@ impl<S> LookupFirst<S> {
     {
         let rows = state.pending.len();
         let copies = self.copies(state, len, min_log_joint.is_some());
+        self.last_copied = copies.iter().map(Option::is_some).collect();
         let n_copied = copies.iter().filter(|c| c.is_some()).count();
         self.copied += n_copied;
         self.row_steps += rows;
@@ -209,6 +212,10 @@ impl<B: Backend, S: DraftSource<B>> DraftSource<B> for LookupFirst<S> {
 
     fn retain_rows(&mut self, keep: &[usize]) {
         self.inner.retain_rows(keep)
+    }
+
+    fn copied_rows(&self) -> Option<&[bool]> {
+        Some(&self.last_copied)
     }
 
     fn context_layers(&self) -> Option<&[usize]> {

@@ -67,6 +67,13 @@ pub trait DraftSource<B: Backend> {
     /// Called when rows leave the batch.
     fn retain_rows(&mut self, _keep: &[usize]) {}
 
+    /// For sources that copy for some rows and draft for others ([`LookupFirst`](super::LookupFirst)):
+    /// per active row of the latest draft, whether its first beam is a copy of its context. The
+    /// loop splits its acceptance statistics by it (`GenerationStats::copied_row_steps`).
+    fn copied_rows(&self) -> Option<&[bool]> {
+        None
+    }
+
     /// The LLM layers the source reads as its context ([`Strategy::context_layers`]).
     fn context_layers(&self) -> Option<&[usize]> {
         None
@@ -98,6 +105,10 @@ impl<B: Backend> DraftSource<B> for Box<dyn DraftSource<B>> {
 
     fn retain_rows(&mut self, keep: &[usize]) {
         self.as_mut().retain_rows(keep)
+    }
+
+    fn copied_rows(&self) -> Option<&[bool]> {
+        self.as_ref().copied_rows()
     }
 
     fn context_layers(&self) -> Option<&[usize]> {
@@ -506,6 +517,11 @@ impl<B: KernelBackend, S: DraftSource<B>> Strategy<B> for ReDrafter<S> {
         let out = commit(state, &verified, &accepted)?;
         for a in &accepted {
             stats.record_acceptance(a.drafted, len - 1);
+        }
+        if let Some(copied) = self.source.copied_rows() {
+            for (a, _) in accepted.iter().zip(copied).filter(|(_, c)| **c) {
+                stats.record_copy_acceptance(a.drafted, len - 1);
+            }
         }
         if let Some(steps) = &mut self.recorded {
             steps.push(StepRecord { beams: verified.beams, tree: verified.tree, accepted });

@@ -58,6 +58,17 @@ pub struct GenerationStats {
     pub offered_by_position: Vec<usize>,
     /// ... and the row-steps whose accepted run reached k (the numerators).
     pub accepted_by_position: Vec<usize>,
+    /// Copy-first drafting ([`LookupFirst`](super::LookupFirst)): the row-steps whose first beam
+    /// was a copy of the row's context (0 for other sources).
+    pub copied_row_steps: usize,
+    /// ... per draft position k, those of them that offered a token at k, and (next) those whose
+    /// accepted run, on whichever beam, reached k: [`offered_by_position`](Self::offered_by_position)
+    /// and [`accepted_by_position`](Self::accepted_by_position) restricted to copying rows (the
+    /// drafter's rows are the difference).
+    pub copy_offered_by_position: Vec<usize>,
+    pub copy_accepted_by_position: Vec<usize>,
+    /// ... and their ratio, as [`acceptance_by_position`](Self::acceptance_by_position).
+    pub copy_acceptance_by_position: Vec<f64>,
     #[serde(skip)]
     accepted_total: usize,
 }
@@ -98,18 +109,28 @@ impl GenerationStats {
         self.accepted_counts[accepted] += 1;
     }
 
+    /// A row-step whose first beam was a copy (also recorded by [`record_acceptance`](Self::record_acceptance)).
+    pub fn record_copy_acceptance(&mut self, accepted: usize, offered: usize) {
+        self.copied_row_steps += 1;
+        if self.copy_offered_by_position.len() < offered {
+            self.copy_offered_by_position.resize(offered, 0);
+            self.copy_accepted_by_position.resize(offered, 0);
+        }
+        (0..offered).for_each(|k| self.copy_offered_by_position[k] += 1);
+        (0..accepted.min(offered)).for_each(|k| self.copy_accepted_by_position[k] += 1);
+    }
+
     pub fn record_tree(&mut self, packed: usize, grid: usize) {
         self.packed_tokens += packed;
         self.grid_tokens += grid;
     }
 
     pub(super) fn finish(&mut self) {
-        self.acceptance_by_position = self
-            .accepted_by_position
-            .iter()
-            .zip(&self.offered_by_position)
-            .map(|(&a, &o)| if o > 0 { a as f64 / o as f64 } else { 0.0 })
-            .collect();
+        let ratios = |a: &[usize], o: &[usize]| -> Vec<f64> {
+            a.iter().zip(o).map(|(&a, &o)| if o > 0 { a as f64 / o as f64 } else { 0.0 }).collect()
+        };
+        self.acceptance_by_position = ratios(&self.accepted_by_position, &self.offered_by_position);
+        self.copy_acceptance_by_position = ratios(&self.copy_accepted_by_position, &self.copy_offered_by_position);
         self.mean_accepted = if self.row_steps > 0 { self.accepted_total as f64 / self.row_steps as f64 } else { 0.0 };
         let offered: usize = self.offered_by_position.iter().sum();
         self.mean_offered = if self.row_steps > 0 { offered as f64 / self.row_steps as f64 } else { 0.0 };
