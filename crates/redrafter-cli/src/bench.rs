@@ -64,8 +64,11 @@ struct RunArgs {
     /// Thread counts (RAYON_NUM_THREADS of each child), comma-separated.
     #[arg(long, default_value = "1")]
     threads: String,
-    /// `NAME=DIR` (Apple's drafter format) or `NAME=prompt-lookup`; repeat to compare. Default:
-    /// the bundled drafter (default model only). `--drafter none`: autoregressive cells only.
+    /// `NAME=DIR` (Apple's drafter format), `NAME=DIR+lookup` (prompt lookup first, the drafter
+    /// elsewhere; `+lookup:MIN:MAX` sets the n-gram lengths) or `NAME=prompt-lookup`; repeat to
+    /// compare. DIR `bundled` is the drafter bundled for the default model. Default (default model
+    /// only): `bundled=bundled+lookup`, the drafter as `generate` uses it (whose CPU default also
+    /// sets `--draft-thresholds 0.3`). `--drafter none`: autoregressive cells only.
     #[arg(long)]
     drafter: Vec<String>,
     /// Beam grids W x L, comma-separated.
@@ -143,10 +146,10 @@ pub fn run(args: BenchArgs) -> Result<(), BoxError> {
         prompts.truncate(n);
     }
     let drafters: Vec<DrafterSpec> = match a.drafter.as_slice() {
-        [] if default_model => vec![DrafterSpec::drafter("bundled", crate::default_drafter::path()?)],
+        [] if default_model => vec![DrafterSpec::parse(&bundled_dir("bundled=bundled+lookup")?)?],
         [] => return Err("--drafter NAME=DIR (or NAME=prompt-lookup, or none) is needed with --model".into()),
         [none] if none == "none" => vec![],
-        specs => specs.iter().map(|s| DrafterSpec::parse(s)).collect::<Result<_, _>>()?,
+        specs => specs.iter().map(|s| -> Result<DrafterSpec, BoxError> { Ok(DrafterSpec::parse(&bundled_dir(s)?)?) }).collect::<Result<_, _>>()?,
     };
     let plan = Plan {
         suite: name,
@@ -186,4 +189,35 @@ pub fn run(args: BenchArgs) -> Result<(), BoxError> {
     }
     eprintln!("wrote {}: bench.json (schema {}), bench.csv, bench.md, plots", a.out.display(), redrafter_bench::harness::SCHEMA_VERSION);
     Ok(())
+}
+
+/// A `--drafter` spec whose directory is `bundled` (`NAME=bundled`, `NAME=bundled+lookup…`) with
+/// the bundled drafter's directory in its place (it is unpacked into the cache on first use);
+/// any other spec as given.
+fn bundled_dir(spec: &str) -> Result<String, BoxError> {
+    match spec.split_once('=') {
+        Some((name, what)) if what == "bundled" || what.starts_with("bundled+") => {
+            let dir = crate::default_drafter::path()?;
+            Ok(format!("{name}={}{}", dir.display(), &what["bundled".len()..]))
+        }
+        _ => Ok(spec.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bundled_names_the_bundled_drafter_directory() {
+        let dir = crate::default_drafter::path().unwrap();
+        assert_eq!(bundled_dir("b=bundled").unwrap(), format!("b={}", dir.display()));
+        assert_eq!(bundled_dir("f=bundled+lookup:2:3").unwrap(), format!("f={}+lookup:2:3", dir.display()));
+        let spec = DrafterSpec::parse(&bundled_dir("bundled=bundled+lookup").unwrap()).unwrap();
+        assert_eq!((spec.dir.as_deref(), spec.lookup_first), (Some(dir.as_path()), Some(redrafter_bench::harness::plan::LOOKUP_FIRST_DEFAULT)));
+        // Anything else is left to the spec parser.
+        for other in ["x=/some/dir", "prompt-lookup", "y=bundledness", "bundled"] {
+            assert_eq!(bundled_dir(other).unwrap(), other);
+        }
+    }
 }

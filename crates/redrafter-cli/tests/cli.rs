@@ -17,7 +17,17 @@ fn tiny_model(name: &str) -> std::path::PathBuf {
 }
 
 fn run(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_redrafter")).args(args).output().unwrap();
+    output(Command::new(env!("CARGO_BIN_EXE_redrafter")).args(args))
+}
+
+/// [`run`] with `cache` as the cache directory, for commands that write there (a training run's
+/// hidden-state cache), so that tests leave the user's `~/.cache/redrafter` alone.
+fn run_in_cache(cache: &std::path::Path, args: &[&str]) -> (i32, String, String) {
+    output(Command::new(env!("CARGO_BIN_EXE_redrafter")).args(args).env("REDRAFTER_CACHE", cache))
+}
+
+fn output(cmd: &mut Command) -> (i32, String, String) {
+    let out = cmd.output().unwrap();
     (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
 }
 
@@ -105,6 +115,9 @@ fn redrafter_matches_autoregressive_and_reports_its_stats() {
     // By default prompt lookup comes first (the drafter elsewhere); the drafter alone on request:
     // the same tokens, at a fixed and an adaptive length.
     assert!(rd["stats"]["strategy"].as_str().unwrap().contains("prompt lookup first"), "{}", rd["stats"]["strategy"]);
+    // ... and the stats split out the copying rows (some of these 12 tokens' row-steps, or none).
+    let copied = rd["stats"]["copied_row_steps"].as_u64().unwrap();
+    assert!(copied <= row_steps && counts("copy_offered_by_position").iter().all(|&o| o <= copied), "{}", rd["stats"]);
     for p in ["0", "0.2"] {
         let alone = json(&["--drafter", d.to_str().unwrap(), "--no-lookup-first", "--beam-width", "3", "--beam-length", "4", "--draft-threshold", p]);
         assert_eq!(alone["tokens"], ar["tokens"], "drafter alone, p {p}");
@@ -138,6 +151,9 @@ fn train_writes_a_loadable_drafter_plots_and_metrics() {
     let m = tiny_model("train");
     let dir = std::env::temp_dir().join(format!("redrafter-cli-{}-train", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
+    // Runs without --hidden-cache fill the default one: here, under the test's own directory.
+    let cache_dir = dir.join("cache");
+    let run = |args: &[&str]| run_in_cache(&cache_dir, args);
     let data = dir.join("data.jsonl");
     let docs: String = (0..12).map(|i| format!("{{\"text\": \"the weather on day {i} is where there is a will\"}}\n")).collect();
     std::fs::write(&data, docs).unwrap();
@@ -150,6 +166,8 @@ fn train_writes_a_loadable_drafter_plots_and_metrics() {
     let (code, _, stderr) = run(&args);
     assert_eq!(code, 0, "{stderr}");
     assert!(stderr.contains("step 3/3 | loss"), "progress lines without a terminal: {stderr}");
+    let hidden = std::fs::read_dir(cache_dir.join("hidden")).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(hidden, 1, "the run's hidden-state cache is in the cache directory");
     for f in ["config.json", "model.safetensors", "loss.svg", "accuracy.svg", "eval.json", "train_log.jsonl"] {
         assert!(out.join(f).is_file(), "{f} missing; stderr: {stderr}");
     }
@@ -649,6 +667,37 @@ fn bench_runs_every_cell_resumes_and_compares() {
     let (code, _, stderr) = run(&["bench", "compare", out.to_str().unwrap(), "--out", cmp.to_str().unwrap()]);
     assert_ne!(code, 0);
     assert!(!stderr.is_empty());
+}
+
+/// Copy first in the harness: the report splits out the copying rows' share and acceptance.
+#[test]
+fn bench_reports_the_copying_rows_of_copy_first() {
+    use redrafter_bench::harness::schema::validate_report;
+    let m = tiny_model("benchcopy");
+    let d = tiny_drafter("benchcopy", 64);
+    let dir = m.parent().unwrap().to_path_buf();
+    let prompts = dir.join("prompts.jsonl");
+    std::fs::write(&prompts, "{\"prompt\": \"the the the the the\", \"category\": \"a\"}\n{\"prompt\": \"one two one two one\", \"category\": \"b\"}\n").unwrap();
+    let out = dir.join("bench-copy");
+    let drafter = format!("first={}+lookup", d.display());
+    let (code, stdout, stderr) = run(&[
+        "bench", "--model", m.to_str().unwrap(), "--prompts", prompts.to_str().unwrap(), "--drafter", &drafter, "--backends", "flex",
+        "--grids", "1x3", "--new-tokens", "12", "--runs", "1", "--out", out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("bench.json")).unwrap()).unwrap();
+    let errors = validate_report(&report);
+    assert!(errors.is_empty(), "{errors:?}");
+    let cells = report["cells"].as_array().unwrap();
+    let rd = cells.iter().find(|c| c["strategy"] == "redrafter").expect("a ReDrafter cell");
+    assert_eq!(rd["mismatches"], 0, "{rd}");
+    let share = rd["copied_share"].as_f64().expect("copy first reports its copying rows");
+    assert!(share > 0.0 && share <= 1.0, "prompts that repeat themselves copy: {rd}");
+    let copies = rd["copy_acceptance_by_position"].as_array().unwrap();
+    assert!(!copies.is_empty() && copies.len() <= 2 && copies.iter().all(|a| (0.0..=1.0).contains(&a.as_f64().unwrap())), "{rd}");
+    let ar = cells.iter().find(|c| c["strategy"] == "autoregressive").unwrap();
+    assert!(ar["copied_share"].is_null() && ar["copy_acceptance_by_position"].as_array().unwrap().is_empty(), "{ar}");
+    assert!(stdout.contains("(copies "), "{stdout}");
 }
 
 #[test]
