@@ -96,12 +96,7 @@ impl GenerationStats {
 
     /// One row-step of a speculative strategy: `offered` drafted positions, `accepted` of them.
     pub fn record_acceptance(&mut self, accepted: usize, offered: usize) {
-        if self.offered_by_position.len() < offered {
-            self.offered_by_position.resize(offered, 0);
-            self.accepted_by_position.resize(offered, 0);
-        }
-        (0..offered).for_each(|k| self.offered_by_position[k] += 1);
-        (0..accepted).for_each(|k| self.accepted_by_position[k] += 1);
+        count_run(&mut self.offered_by_position, &mut self.accepted_by_position, accepted, offered);
         self.accepted_total += accepted;
         if self.accepted_counts.len() <= accepted {
             self.accepted_counts.resize(accepted + 1, 0);
@@ -112,12 +107,7 @@ impl GenerationStats {
     /// A row-step whose first beam was a copy (also recorded by [`record_acceptance`](Self::record_acceptance)).
     pub fn record_copy_acceptance(&mut self, accepted: usize, offered: usize) {
         self.copied_row_steps += 1;
-        if self.copy_offered_by_position.len() < offered {
-            self.copy_offered_by_position.resize(offered, 0);
-            self.copy_accepted_by_position.resize(offered, 0);
-        }
-        (0..offered).for_each(|k| self.copy_offered_by_position[k] += 1);
-        (0..accepted.min(offered)).for_each(|k| self.copy_accepted_by_position[k] += 1);
+        count_run(&mut self.copy_offered_by_position, &mut self.copy_accepted_by_position, accepted, offered);
     }
 
     pub fn record_tree(&mut self, packed: usize, grid: usize) {
@@ -141,4 +131,15 @@ impl GenerationStats {
             if self.decode_seconds > 0.0 { self.committed_in_steps as f64 / self.decode_seconds } else { 0.0 };
         self.tau = if self.row_steps > 0 { self.committed_in_steps as f64 / self.row_steps as f64 } else { 0.0 };
     }
+}
+
+/// One row-step's run in per-position counts: positions `0..offered` offered, `0..accepted`
+/// (at most `offered`) accepted; the vectors grow to the longest step.
+fn count_run(offered_by: &mut Vec<usize>, accepted_by: &mut Vec<usize>, accepted: usize, offered: usize) {
+    if offered_by.len() < offered {
+        offered_by.resize(offered, 0);
+        accepted_by.resize(offered, 0);
+    }
+    offered_by[..offered].iter_mut().for_each(|o| *o += 1);
+    accepted_by[..accepted].iter_mut().for_each(|a| *a += 1);
 }
