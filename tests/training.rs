@@ -525,6 +525,40 @@ fn soft_targets_follow_the_llm<B: KernelBackend>(device: B::Device) {
     assert!(t_trained > t_random + 0.5, "tau random {t_random:.2}, trained {t_trained:.2}");
 }
 
+/// `weight_decay` is AdamW's decoupled decay: the same run with it ends with a smaller residual
+/// block (its weights shrink by lr·λ of themselves each step on top of the same kind of update),
+/// and a negative or non-finite one is refused. One CPU backend: the optimizer is burn's, the
+/// same on every backend.
+#[test]
+fn weight_decay_shrinks_the_drafter_and_bad_values_are_refused() {
+    type B = redrafter_tests::backends::NdArrayBackend;
+    let device = Default::default();
+    let m = tiny_gguf_model::<Autodiff<B>>(53, GgmlType::F32, &device);
+    let llm = m.model.no_grad();
+    let lc = llm.config().clone();
+    let examples = self_generated(&llm.valid(), 8);
+    let base = config(12, lc.vocab_size, lc.hidden_size);
+    let norm = |wd: f32, name: &str| {
+        let cfg = TrainConfig { weight_decay: wd, ..base.clone() };
+        let mut t = Trainer { llm: &llm, examples: &examples, config: cfg, out_dir: temp_dir(name), stop_after: None, hidden_cache: None };
+        let (drafter, _) = t.run(&mut |_, _, _| {}).unwrap();
+        let w = to_vec(drafter.valid().blocks[0].linear.weight.val());
+        w.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt()
+    };
+    let (plain, decayed) = (norm(0.0, "train-wd0"), norm(20.0, "train-wd20"));
+    // 12 steps at lr ≤ 3e-3 and λ = 20 shrink by at least (1 - 0.06)^6 ≈ 0.69 over the steps past
+    // warm-up; the updates themselves are Adam-normalised and about the same in both runs.
+    assert!(decayed < 0.85 * plain, "weight norm without decay {plain:.4}, with {decayed:.4}");
+    for bad in [-0.1f32, f32::NAN, f32::INFINITY] {
+        let cfg = TrainConfig { weight_decay: bad, ..base.clone() };
+        let e = Trainer { llm: &llm, examples: &examples, config: cfg, out_dir: temp_dir("train-wd-bad"), stop_after: None, hidden_cache: None }
+            .run(&mut |_, _, _| {})
+            .err()
+            .expect("bad weight decay");
+        assert!(e.to_string().contains("weight decay"), "{e}");
+    }
+}
+
 backend_tests!(
     training_learns_and_raises_tau,
     soft_targets_follow_the_llm,

@@ -50,6 +50,10 @@ pub struct TrainArgs {
     lr: f64,
     #[arg(long, default_value_t = 0.1)]
     warmup_ratio: f64,
+    /// AdamW's decoupled weight decay λ (each step shrinks every weight by lr·λ of itself); 0 =
+    /// none, as in Apple's recipe. A regulariser for small data (docs/training.md).
+    #[arg(long, default_value_t = 0.0)]
+    weight_decay: f32,
     /// Tokens per training sequence.
     #[arg(long, default_value_t = 256)]
     max_len: usize,
@@ -240,7 +244,7 @@ impl BackendTask for Task {
             steps: args.steps,
             lr: args.lr,
             warmup_ratio: args.warmup_ratio,
-            weight_decay: 0.0,
+            weight_decay: args.weight_decay,
             seed: args.seed,
             targets,
             checkpoint_every: args.checkpoint_every,

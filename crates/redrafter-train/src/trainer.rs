@@ -431,6 +431,9 @@ impl<B: AutodiffBackend<InnerBackend: KernelBackend> + KernelBackend> Trainer<'_
         if cfg.batch_size == 0 || cfg.grad_accum == 0 || cfg.steps == 0 || cfg.draft_steps == 0 {
             return Err(TrainError::Config("batch size, gradient accumulation, steps and draft steps must be positive".into()));
         }
+        if !(cfg.weight_decay.is_finite() && cfg.weight_decay >= 0.0) {
+            return Err(TrainError::Config(format!("weight decay {} must be a finite number ≥ 0", cfg.weight_decay)));
+        }
         if !(0.0..=1.0).contains(&cfg.soft_targets) {
             return Err(TrainError::Config(format!("soft-target weight {} is outside [0, 1]", cfg.soft_targets)));
         }
