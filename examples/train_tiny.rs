@@ -85,6 +85,7 @@ fn main() -> Result<(), BoxError> {
         draft_vocab: None,
         soft_targets: 0.0,
         feature_layers: None,
+        context_attention: None,
     };
 
     let t0 = std::time::Instant::now();

@@ -45,6 +45,7 @@ fn config(steps: usize, vocab: usize, hidden: usize) -> TrainConfig {
         draft_vocab: None,
         soft_targets: 0.0,
         feature_layers: None,
+        context_attention: None,
     }
 }
 
@@ -557,6 +558,58 @@ fn weight_decay_shrinks_the_drafter_and_bad_values_are_refused() {
             .err()
             .expect("bad weight decay");
         assert!(e.to_string().contains("weight decay"), "{e}");
+    }
+}
+
+/// The context-attention probe (context_attention.rs): it starts as a no-op (the first step's
+/// loss is the plain drafter's, bit for bit), it is trained (later losses differ, its output is
+/// no longer zero), and a run that stops and resumes ends with the same drafter, attention and
+/// losses. One CPU backend: the module is plain tensor ops.
+#[test]
+fn context_attention_starts_as_a_no_op_trains_and_resumes_exactly() {
+    use burn::tensor::{Distribution, Tensor};
+    use redrafter_train::{ContextAttentionConfig, saved_context_attention};
+    type B = redrafter_tests::backends::NdArrayBackend;
+    let device = Default::default();
+    let m = tiny_gguf_model::<Autodiff<B>>(54, GgmlType::F32, &device);
+    let llm = m.model.no_grad();
+    let lc = llm.config().clone();
+    let examples = self_generated(&llm.valid(), 8);
+    let plain = TrainConfig { positions_per_sequence: 5, ..config(6, lc.vocab_size, lc.hidden_size) };
+    let cfg = TrainConfig { context_attention: Some(ContextAttentionConfig { heads: 2, head_dim: 8 }), ..plain.clone() };
+    let run = |c: &TrainConfig, dir: &std::path::Path, stop: Option<usize>| {
+        Trainer { llm: &llm, examples: &examples, config: c.clone(), out_dir: dir.to_path_buf(), stop_after: stop, hidden_cache: None }.run(&mut |_, _, _| {}).unwrap()
+    };
+    let (_, log_plain) = run(&plain, &temp_dir("train-att-plain"), None);
+    let whole = temp_dir("train-att-whole");
+    let (a, log_a) = run(&cfg, &whole, None);
+    assert_eq!(log_a[0].loss, log_plain[0].loss, "a zero output projection adds nothing");
+    assert!(log_a[1..].iter().zip(&log_plain[1..]).any(|(x, y)| x.loss != y.loss), "the attention changes training");
+
+    let resumed = temp_dir("train-att-resume");
+    assert_eq!(run(&cfg, &resumed, Some(3)).1.len(), 3);
+    let (b, log_b) = run(&cfg, &resumed, None);
+    let weights = |d: &Drafter<Autodiff<B>>| to_vec(d.lm_head.weight.val().inner());
+    assert_eq!(weights(&a), weights(&b), "resumed drafter differs");
+    for (x, y) in log_a.iter().zip(&log_b) {
+        assert!((x.loss - y.loss).abs() <= 1e-9 * x.loss.abs(), "step {}: loss {} vs {}", x.step, x.loss, y.loss);
+    }
+    let inner = llm.valid();
+    let ctx = Tensor::<B, 3>::random([1, 6, lc.hidden_size], Distribution::Default, &device);
+    let emb = Tensor::<B, 3>::random([1, 6, lc.hidden_size], Distribution::Default, &device);
+    let next = Tensor::<B, 3>::random([1, 6, lc.hidden_size], Distribution::Default, &device);
+    let out = |dir: &std::path::Path| to_vec(saved_context_attention(dir, &cfg, &inner).unwrap().expect("saved").forward(ctx.clone(), emb.clone(), next.clone()));
+    let (oa, ob) = (out(&whole), out(&resumed));
+    assert!(oa.iter().any(|&x| x != 0.0), "the output projection was trained");
+    assert_eq!(oa, ob, "resumed attention differs");
+    assert!(saved_context_attention(&whole, &plain, &inner).unwrap().is_none());
+    for (heads, head_dim) in [(0, 8), (1 << 40, 64)] {
+        let bad = TrainConfig { context_attention: Some(ContextAttentionConfig { heads, head_dim }), ..plain.clone() };
+        let e = Trainer { llm: &llm, examples: &examples, config: bad, out_dir: temp_dir("train-att-bad"), stop_after: None, hidden_cache: None }
+            .run(&mut |_, _, _| {})
+            .err()
+            .expect("bad attention size");
+        assert!(e.to_string().contains("context attention of"), "{e}");
     }
 }
 

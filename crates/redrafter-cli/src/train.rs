@@ -11,7 +11,10 @@ use indicatif::{ProgressBar, ProgressStyle};
 use redrafter::backends::{BackendKind, BackendTask, run_on};
 use redrafter::{DrafterConfig, save_drafter};
 use redrafter_train::plot::{Series, line_chart};
-use redrafter_train::{CacheMeta, Example, HiddenCache, HiddenCaches, Targets, TrainConfig, Trainer, cache_key, evaluate};
+use redrafter_train::{
+    CacheMeta, ContextAttention, ContextAttentionConfig, Example, HiddenCache, HiddenCaches, Targets, TrainConfig, Trainer, cache_key, evaluate_with,
+    saved_context_attention,
+};
 
 type BoxError = Box<dyn std::error::Error>;
 
@@ -135,6 +138,11 @@ pub struct TrainArgs {
     /// cache serves drafters reading different layers. Default: the context layers.
     #[arg(long, value_delimiter = ',')]
     feature_layers: Option<Vec<usize>>,
+    /// A probe: train a causal attention layer of this many 64-wide heads over the context
+    /// beside the drafter, added to its context vector, and measure the held-out accuracy with
+    /// it. Decoding does not read it yet (docs/training.md, "Context attention"). 0: none.
+    #[arg(long, default_value_t = 0)]
+    context_attention: usize,
 }
 
 pub fn run(args: TrainArgs) -> Result<(), BoxError> {
@@ -222,7 +230,7 @@ impl BackendTask for Task {
         if args.steps == 0 {
             let init = args.init.as_ref().expect("checked in run");
             let drafter = redrafter::load_drafter::<B>(init, &device)?;
-            return write_eval(&args, &drafter, &llm.valid(), &eval, serde_json::json!({ "init": init }));
+            return write_eval(&args, &drafter, None, &llm.valid(), &eval, serde_json::json!({ "init": init }));
         }
         let mut dc = DrafterConfig::for_llm(lc.vocab_size, lc.hidden_size).with_tied_lm_head(!args.untied_head);
         dc.num_draft_layers = args.layers;
@@ -253,6 +261,7 @@ impl BackendTask for Task {
             draft_vocab,
             soft_targets: args.soft_targets,
             feature_layers: args.feature_layers.clone().filter(|f| Some(f) != args.context_layers.as_ref()),
+            context_attention: (args.context_attention > 0).then_some(ContextAttentionConfig { heads: args.context_attention, head_dim: 64 }),
         };
         let features = config.features_for(lc.num_layers)?;
         std::fs::create_dir_all(&args.out)?;
@@ -357,7 +366,11 @@ impl BackendTask for Task {
         let acc = curve(&|l, i| l.step_acc.get(i).copied().unwrap_or(f64::NAN), "top-1");
         std::fs::write(args.out.join("accuracy.svg"), line_chart("Drafter top-1 accuracy (training batches)", "optimizer step", "accuracy", &acc))?;
 
-        write_eval(&args, &inner, &llm.valid(), &eval, serde_json::to_value(&config)?)?;
+        let attention = saved_context_attention(&args.out, &config, &llm.valid())?;
+        if attention.is_some() {
+            eprintln!("the context attention is in {} (decoding does not read it yet)", args.out.join("checkpoint").display());
+        }
+        write_eval(&args, &inner, attention.as_ref(), &llm.valid(), &eval, serde_json::to_value(&config)?)?;
         eprintln!("drafter saved to {}", args.out.display());
         Ok(())
     }
@@ -365,8 +378,15 @@ impl BackendTask for Task {
 
 /// The held-out top-k accuracy of `drafter` per draft step: printed and written to
 /// `out/eval.json` (with `config`, what made the drafter).
-fn write_eval<B: KernelBackend>(args: &TrainArgs, drafter: &redrafter::Drafter<B>, llm: &redrafter_llama::Llama<B>, eval: &[Example], config: serde_json::Value) -> Result<(), BoxError> {
-    let topk = evaluate(drafter, llm, eval, args.draft_steps, args.batch_size);
+fn write_eval<B: KernelBackend>(
+    args: &TrainArgs,
+    drafter: &redrafter::Drafter<B>,
+    attention: Option<&ContextAttention<B>>,
+    llm: &redrafter_llama::Llama<B>,
+    eval: &[Example],
+    config: serde_json::Value,
+) -> Result<(), BoxError> {
+    let topk = evaluate_with(drafter, attention, llm, eval, args.draft_steps, args.batch_size);
     let source = args.eval_data.as_ref().map_or_else(|| format!("the last {} examples of the last --data", eval.len()), |p| p.display().to_string());
     let json = serde_json::json!({ "held_out_examples": eval.len(), "held_out": source, "top_k_accuracy_per_step": topk, "config": config });
     std::fs::create_dir_all(&args.out)?;

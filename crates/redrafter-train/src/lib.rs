@@ -2,6 +2,7 @@
 //! features from the frozen LLM, the summed per-step cross-entropy, AdamW with warm-up and cosine
 //! decay, gradient accumulation, checkpoints with exact resume, held-out top-k accuracy, plots.
 
+pub mod context_attention;
 pub mod data;
 pub mod features;
 pub mod loss;
@@ -14,7 +15,8 @@ use redrafter_io::IoError;
 
 pub use data::{Corpus, Example, read_corpus, tokenize_conversation, tokenize_text};
 pub use features::{CacheMeta, HiddenCache, HiddenCaches, cache_key, fill_cache};
-pub use trainer::{LogLine, Targets, TrainConfig, Trainer, evaluate};
+pub use context_attention::{ContextAttention, ContextAttentionConfig};
+pub use trainer::{LogLine, Targets, TrainConfig, Trainer, evaluate, evaluate_with, saved_context_attention};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use burn::module::{AutodiffModule, Module};
 use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, Optimizer};
 use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder, Recorder};
-use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Bool, ElementConversion, Int, Tensor, TensorData};
 use redrafter::drafter::{DraftVocab, names_a_layer_twice};
 use redrafter::{Drafter, DrafterConfig, load_drafter, save_drafter};
@@ -14,6 +14,7 @@ use redrafter_io::IoError;
 use redrafter_llama::{KernelBackend, Llama};
 use serde::{Deserialize, Serialize};
 
+use crate::context_attention::{ContextAttention, ContextAttentionConfig};
 use crate::data::Example;
 use crate::features::{HiddenCaches, hidden_states, live_states};
 use crate::loss::{Batch, Teacher, redrafter_loss, valid_counts};
@@ -71,6 +72,10 @@ pub struct TrainConfig {
     /// drafters reading different layers. `None`: the drafter's context layers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub feature_layers: Option<Vec<usize>>,
+    /// Train a causal attention layer over the context beside the drafter, added to its context
+    /// vector (a probe: decoding does not read it yet; context_attention.rs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context_attention: Option<ContextAttentionConfig>,
 }
 
 impl TrainConfig {
@@ -205,6 +210,27 @@ pub fn make_batch<B: AutodiffBackend<InnerBackend: KernelBackend> + KernelBacken
     config: &TrainConfig,
     seed: u64,
 ) -> Result<(Batch<B>, Vec<Vec<bool>>), TrainError> {
+    make_batch_parts(llm, examples, slots, cache, config, seed).map(|p| (p.batch, p.valid))
+}
+
+/// A micro-batch with what built it: per example, the chosen positions (the batch's rows, in
+/// order) and the LLM's feature states.
+pub struct BatchParts<B: Backend> {
+    pub batch: Batch<B>,
+    pub valid: Vec<Vec<bool>>,
+    pub chosen: Vec<Vec<usize>>,
+    pub states: Vec<Vec<f32>>,
+}
+
+/// [`make_batch`], keeping the chosen positions and the states.
+pub fn make_batch_parts<B: AutodiffBackend<InnerBackend: KernelBackend> + KernelBackend>(
+    llm: &Llama<B>,
+    examples: &[&Example],
+    slots: &[usize],
+    cache: Option<&mut HiddenCaches>,
+    config: &TrainConfig,
+    seed: u64,
+) -> Result<BatchParts<B>, TrainError> {
     let inner: Llama<B::InnerBackend> = llm.valid();
     let device = llm.embed.weight.device();
     let hsz = llm.config().hidden_size;
@@ -305,7 +331,86 @@ pub fn make_batch<B: AutodiffBackend<InnerBackend: KernelBackend> + KernelBacken
         valid: Tensor::<B, 2, Bool>::from_data(TensorData::new(flat_valid, [rows_n, t_steps]), &device),
         teacher,
     };
-    Ok((batch, valid))
+    Ok(BatchParts { batch, valid, chosen, states })
+}
+
+/// The context attention's additions to a batch's context vectors, one per row (chosen
+/// position), from the examples' whole context: the drafter's context layers of `states` and the
+/// embeddings of the next tokens.
+fn context_delta<B: KernelBackend>(
+    attention: &ContextAttention<B>,
+    llm: &Llama<B>,
+    examples: &[&Example],
+    parts_states: &[Vec<f32>],
+    chosen: &[Vec<usize>],
+    config: &TrainConfig,
+) -> Result<Tensor<B, 2>, TrainError> {
+    let hsz = llm.config().hidden_size;
+    let last = llm.config().num_layers;
+    let features = config.features_for(last)?;
+    let context: Vec<LayerAt> = config.drafter.context_layers_for(last).iter().map(|&l| LayerAt::of(&features, l, hsz)).collect();
+    let c = hsz * context.len();
+    let (s, l) = (examples.len(), examples.iter().map(|e| e.tokens.len()).max().unwrap_or(1).max(1));
+    let mut ctx = vec![0f32; s * l * c];
+    let mut ids = vec![0i64; s * l];
+    let mut next = vec![0i64; s * l];
+    for (r, e) in examples.iter().enumerate() {
+        for t in 0..e.tokens.len() {
+            for (k, at) in context.iter().enumerate() {
+                ctx[(r * l + t) * c + k * hsz..(r * l + t) * c + (k + 1) * hsz].copy_from_slice(at.row(&parts_states[r], t, hsz));
+            }
+            ids[r * l + t] = e.tokens[t] as i64;
+            next[r * l + t] = e.tokens.get(t + 1).copied().unwrap_or(0) as i64;
+        }
+    }
+    let device = llm.embed.weight.device();
+    let ctx = Tensor::<B, 3>::from_data(TensorData::new(ctx, [s, l, c]), &device);
+    let embed = |v: Vec<i64>| llm.embed.forward(Tensor::<B, 2, Int>::from_data(TensorData::new(v, [s, l]), &device));
+    let all = attention.forward(ctx, embed(ids), embed(next)).reshape([s * l, c]);
+    let rows: Vec<i64> = chosen.iter().enumerate().flat_map(|(r, pos)| pos.iter().map(move |&t| (r * l + t) as i64)).collect();
+    let n = rows.len();
+    Ok(all.select(0, Tensor::<B, 1, Int>::from_data(TensorData::new(rows, [n]), &device)))
+}
+
+/// What an optimizer step updates: the drafter, and the context attention beside it when the
+/// run trains one.
+#[derive(Module, Debug)]
+struct Trained<B: Backend> {
+    drafter: Drafter<B>,
+    attention: Option<ContextAttention<B>>,
+}
+
+/// The context attention a run of `config` left in `out_dir` (its last checkpoint), if it
+/// trains one.
+pub fn saved_context_attention<B: KernelBackend>(
+    out_dir: &Path,
+    config: &TrainConfig,
+    llm: &Llama<B>,
+) -> Result<Option<ContextAttention<B>>, TrainError> {
+    let Some(fresh) = fresh_attention(config, llm)? else { return Ok(None) };
+    let device = llm.embed.weight.device();
+    let path = out_dir.join("checkpoint").join("attention");
+    fresh
+        .load_file(&path, &NamedMpkFileRecorder::<FullPrecisionSettings>::new(), &device)
+        .map(Some)
+        .map_err(|e| TrainError::Config(format!("{}: context attention: {e}", path.display())))
+}
+
+/// The context attention `config` trains, freshly initialised; its size checked first (the
+/// head count comes from a command-line option).
+fn fresh_attention<B: Backend>(config: &TrainConfig, llm: &Llama<B>) -> Result<Option<ContextAttention<B>>, TrainError> {
+    let Some(ac) = config.context_attention else { return Ok(None) };
+    let h = llm.config().hidden_size;
+    let width = h * config.drafter.context_layers_for(llm.config().num_layers).len();
+    if ac.heads == 0 || ac.head_dim == 0 || ac.heads.saturating_mul(ac.head_dim) > 8 * h {
+        return Err(TrainError::Config(format!(
+            "context attention of {} heads of {}: want at least one, and at most {} values wide in all (8 × the LLM's width)",
+            ac.heads,
+            ac.head_dim,
+            8 * h
+        )));
+    }
+    Ok(Some(ContextAttention::random(ac, width, h, config.seed, &llm.embed.weight.device())))
 }
 
 /// The positions (example, q) whose next token some chosen chain takes as a label
@@ -439,9 +544,9 @@ impl<B: AutodiffBackend<InnerBackend: KernelBackend> + KernelBackend> Trainer<'_
         }
         let device = self.llm.embed.weight.device();
         let ckpt = self.checkpoint_dir();
-        let mut optim = AdamWConfig::new().with_weight_decay(cfg.weight_decay).init::<B, Drafter<B>>();
+        let mut optim = AdamWConfig::new().with_weight_decay(cfg.weight_decay).init::<B, Trained<B>>();
         let recorder = NamedMpkFileRecorder::<FullPrecisionSettings>::new();
-        let (mut drafter, mut state) = if ckpt.join("state.json").is_file() {
+        let (mut model, mut state) = if ckpt.join("state.json").is_file() {
             let text = std::fs::read_to_string(ckpt.join("state.json")).map_err(io(&ckpt))?;
             let state: State = serde_json::from_str(&text).map_err(|e| TrainError::Config(format!("{}: {e}", ckpt.display())))?;
             // How often checkpoints are written does not change the run.
@@ -457,11 +562,18 @@ impl<B: AutodiffBackend<InnerBackend: KernelBackend> + KernelBackend> Trainer<'_
             let drafter = fresh_drafter::<B>(cfg, &device)?
                 .load_file(ckpt.join("drafter"), &recorder, &device)
                 .map_err(|e| TrainError::Config(format!("{}: drafter state: {e}", ckpt.display())))?;
+            let attention = match fresh_attention(cfg, self.llm)? {
+                Some(a) => Some(
+                    a.load_file(ckpt.join("attention"), &recorder, &device)
+                        .map_err(|e| TrainError::Config(format!("{}: context attention state: {e}", ckpt.display())))?,
+                ),
+                None => None,
+            };
             let record = recorder
                 .load(ckpt.join("optimizer"), &device)
                 .map_err(|e| TrainError::Config(format!("{}: optimizer state: {e}", ckpt.display())))?;
             optim = optim.load_record(record);
-            (drafter, state)
+            (Trained { drafter, attention }, state)
         } else {
             let drafter = match &cfg.init {
                 Some(path) => {
@@ -496,23 +608,26 @@ impl<B: AutodiffBackend<InnerBackend: KernelBackend> + KernelBackend> Trainer<'_
                 }
                 None => fresh_drafter::<B>(cfg, &device)?,
             };
-            (drafter, State { step: 0, config: cfg.clone(), log: vec![] })
+            (Trained { drafter, attention: fresh_attention(cfg, self.llm)? }, State { step: 0, config: cfg.clone(), log: vec![] })
         };
         let warmup = (cfg.steps as f64 * cfg.warmup_ratio).round() as usize;
         let stop = self.stop_after.unwrap_or(cfg.steps).min(cfg.steps);
         while state.step < stop {
             let step = state.step;
             let started = std::time::Instant::now();
-            let mut acc = GradientsAccumulator::<Drafter<B>>::new();
+            let mut acc = GradientsAccumulator::<Trained<B>>::new();
             let (mut loss_sum, mut step_loss, mut hits, mut counts) = (0.0, vec![0.0; cfg.draft_steps], vec![0usize; cfg.draft_steps], vec![0usize; cfg.draft_steps]);
             for micro in 0..cfg.grad_accum {
                 let idx = micro_batch(self.examples.len(), cfg.batch_size, cfg.seed, step * cfg.grad_accum + micro);
                 let exs: Vec<&Example> = idx.iter().map(|&i| &self.examples[i]).collect();
                 let k = step * cfg.grad_accum + micro;
                 let seed = cfg.seed ^ (k as u64).wrapping_mul(0xD1B5_4A32_D192_ED03);
-                let (batch, valid) = make_batch(self.llm, &exs, &idx, self.hidden_cache.as_mut(), cfg, seed)?;
+                let BatchParts { mut batch, valid, chosen, states } = make_batch_parts(self.llm, &exs, &idx, self.hidden_cache.as_mut(), cfg, seed)?;
+                if let Some(attention) = model.attention.as_ref().filter(|_| chosen.iter().any(|p| !p.is_empty())) {
+                    batch.hidden = batch.hidden + context_delta(attention, self.llm, &exs, &states, &chosen, cfg)?;
+                }
                 let vc = valid_counts(&valid, cfg.draft_steps);
-                let (loss, parts) = redrafter_loss(&drafter, self.llm, &batch, &vc);
+                let (loss, parts) = redrafter_loss(&model.drafter, self.llm, &batch, &vc);
                 loss_sum += loss.clone().into_scalar().elem::<f64>() / cfg.grad_accum as f64;
                 for (i, p) in parts.iter().enumerate() {
                     if let Some(p) = p {
@@ -521,11 +636,11 @@ impl<B: AutodiffBackend<InnerBackend: KernelBackend> + KernelBackend> Trainer<'_
                         counts[i] += p.count;
                     }
                 }
-                let grads = GradientsParams::from_grads(loss.div_scalar(cfg.grad_accum as f32).backward(), &drafter);
-                acc.accumulate(&drafter, grads);
+                let grads = GradientsParams::from_grads(loss.div_scalar(cfg.grad_accum as f32).backward(), &model);
+                acc.accumulate(&model, grads);
             }
             let lr = learning_rate(step, cfg.steps, warmup, cfg.lr);
-            drafter = optim.step(lr, drafter, acc.grads());
+            model = optim.step(lr, model, acc.grads());
             let line = LogLine {
                 step: step + 1,
                 lr,
@@ -539,11 +654,17 @@ impl<B: AutodiffBackend<InnerBackend: KernelBackend> + KernelBackend> Trainer<'_
             state.step += 1;
             let last = state.step == stop;
             if last || (cfg.checkpoint_every > 0 && state.step % cfg.checkpoint_every == 0) {
-                save_drafter(&drafter, &ckpt, false)?;
-                drafter
+                save_drafter(&model.drafter, &ckpt, false)?;
+                model
+                    .drafter
                     .clone()
                     .save_file(ckpt.join("drafter"), &recorder)
                     .map_err(|e| TrainError::Config(format!("{}: saving drafter state: {e}", ckpt.display())))?;
+                if let Some(a) = &model.attention {
+                    a.clone()
+                        .save_file(ckpt.join("attention"), &recorder)
+                        .map_err(|e| TrainError::Config(format!("{}: saving context attention state: {e}", ckpt.display())))?;
+                }
                 recorder
                     .record(optim.to_record(), ckpt.join("optimizer"))
                     .map_err(|e| TrainError::Config(format!("{}: saving optimizer state: {e}", ckpt.display())))?;
@@ -551,13 +672,25 @@ impl<B: AutodiffBackend<InnerBackend: KernelBackend> + KernelBackend> Trainer<'_
                 std::fs::write(ckpt.join("state.json"), text).map_err(io(&ckpt))?;
             }
         }
-        Ok((drafter, state.log))
+        Ok((model.drafter, state.log))
     }
 }
 
 /// Per draft step top-k accuracy (k = 1..=5) on held-out examples, without gradients.
 pub fn evaluate<B: KernelBackend>(
     drafter: &Drafter<B>,
+    llm: &Llama<B>,
+    examples: &[Example],
+    draft_steps: usize,
+    batch_size: usize,
+) -> Vec<[f64; 5]> {
+    evaluate_with(drafter, None, llm, examples, draft_steps, batch_size)
+}
+
+/// [`evaluate`] for a drafter trained with a context attention beside it.
+pub fn evaluate_with<B: KernelBackend>(
+    drafter: &Drafter<B>,
+    attention: Option<&ContextAttention<B>>,
     llm: &Llama<B>,
     examples: &[Example],
     draft_steps: usize,
@@ -580,6 +713,14 @@ pub fn evaluate<B: KernelBackend>(
         let hidden = Tensor::<B, 3>::from_data(TensorData::new(host, [b, n, c]), &device);
         let ids: Vec<i64> = (0..b * n).map(|x| rows[x / n].get(x % n).copied().unwrap_or(0) as i64).collect();
         let emb = llm.embed.forward(Tensor::<B, 2, Int>::from_data(TensorData::new(ids.clone(), [b, n]), &device));
+        let hidden = match attention {
+            Some(a) => {
+                let next: Vec<i64> = (0..b * n).map(|x| if x % n + 1 < n { ids[x + 1] } else { 0 }).collect();
+                let next = llm.embed.forward(Tensor::<B, 2, Int>::from_data(TensorData::new(next, [b, n]), &device));
+                hidden.clone() + a.forward(hidden, emb.clone(), next)
+            }
+            None => hidden,
+        };
         let mut state: Option<Tensor<B, 3>> = None;
         for i in 1..=draft_steps {
             if n < i + 2 {
@@ -651,6 +792,7 @@ mod tests {
             draft_vocab: None,
             soft_targets: 0.0,
             feature_layers: features,
+            context_attention: None,
         };
         let err = |c: TrainConfig| c.features_for(30).unwrap_err().to_string();
         assert_eq!(cfg(None, Targets::GroundTruth).features_for(30).unwrap(), vec![10, 20]);
