@@ -92,7 +92,8 @@ impl<B: Backend> ContextAttention<B> {
         let [s, l, c] = context.dims();
         let (nh, dh) = (self.heads, self.head_dim);
         // c_{j−1}, zero before the first token.
-        let before = Tensor::cat(vec![Tensor::zeros([s, 1, c], &context.device()), context.clone().slice([0..s, 0..l - 1, 0..c])], 1);
+        let zero = Tensor::zeros([s, 1, c], &context.device());
+        let before = if l > 1 { Tensor::cat(vec![zero, context.clone().slice([0..s, 0..l - 1, 0..c])], 1) } else { zero };
         let query = Tensor::cat(vec![context, next_embed.clone()], 2);
         let key = Tensor::cat(vec![before, embed, next_embed], 2);
         let split = |t: Tensor<B, 3>| t.reshape([s, l, nh, dh]).swap_dims(1, 2); // [S, heads, L, dh]
@@ -150,5 +151,8 @@ mod tests {
         assert!(moved(at2(nine(&ctx, 0..1), emb.clone(), next.clone())), "c_0 does");
         assert!(moved(at2(ctx.clone(), nine(&emb, 0..1), next.clone())), "x_0 does");
         assert!(moved(at2(ctx.clone(), emb.clone(), nine(&next, 2..3))), "x_3 does");
+        // A one-token sequence has nothing before it.
+        let one = a.forward(ctx.clone().slice([0..1, 0..1, 0..6]), emb.clone().slice([0..1, 0..1, 0..3]), next.clone().slice([0..1, 0..1, 0..3]));
+        assert_eq!(one.dims(), [1, 1, 6]);
     }
 }
