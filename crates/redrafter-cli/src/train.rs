@@ -158,6 +158,9 @@ pub fn run(args: TrainArgs) -> Result<(), BoxError> {
     if args.steps == 0 && args.init.is_none() {
         return Err("--steps 0 evaluates an existing drafter: give it with --init".into());
     }
+    if args.steps == 0 && args.context_attention > 0 {
+        return Err("--context-attention trains an attention beside the drafter: --steps 0 (evaluate only) has none to read".into());
+    }
     let model = crate::model_path::resolve(args.model.clone())?;
     run_on(kind, Task { args, model, targets })?
 }

@@ -207,6 +207,10 @@ fn train_writes_a_loadable_drafter_plots_and_metrics() {
     let (code, _, stderr) = run(&[&eval_args[..], &["--steps", "0", "--out", eval_out.to_str().unwrap()]].concat());
     assert_eq!(code, 1);
     assert!(stderr.contains("--steps 0 evaluates an existing drafter: give it with --init"), "{stderr}");
+    let (code, _, stderr) =
+        run(&[&eval_args[..], &["--steps", "0", "--init", out.to_str().unwrap(), "--context-attention", "2", "--out", eval_out.to_str().unwrap()]].concat());
+    assert_eq!(code, 1);
+    assert!(stderr.contains("--steps 0 (evaluate only) has none to read"), "{stderr}");
 
     // The hidden-state cache filled ahead by two shards, then read whole by the training run.
     let cache = dir.join("hidden");
