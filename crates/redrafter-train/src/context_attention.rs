@@ -86,14 +86,18 @@ impl<B: Backend> ContextAttention<B> {
     }
 
     /// The additions to the context vectors of `context` [S, L, C] of a sequence x whose tokens'
-    /// embeddings are `embed` [S, L, H] (row j: e(x_j)): [S, L, C]. Row j of `next_embed` is
-    /// e(x_{j+1}) (anything past the end: no position before it reads it).
-    pub fn forward(&self, context: Tensor<B, 3>, embed: Tensor<B, 3>, next_embed: Tensor<B, 3>) -> Tensor<B, 3> {
+    /// embeddings are `embed` [S, L, H] (row j: e(x_j)): [S, L, C].
+    pub fn forward(&self, context: Tensor<B, 3>, embed: Tensor<B, 3>) -> Tensor<B, 3> {
         let [s, l, c] = context.dims();
+        let h = embed.dims()[2];
         let (nh, dh) = (self.heads, self.head_dim);
+        let device = context.device();
         // c_{j−1}, zero before the first token.
-        let zero = Tensor::zeros([s, 1, c], &context.device());
+        let zero = Tensor::zeros([s, 1, c], &device);
         let before = if l > 1 { Tensor::cat(vec![zero, context.clone().slice([0..s, 0..l - 1, 0..c])], 1) } else { zero };
+        // e(x_{j+1}), zero past the last row (only positions after it would read it).
+        let zero = Tensor::zeros([s, 1, h], &device);
+        let next_embed = if l > 1 { Tensor::cat(vec![embed.clone().slice([0..s, 1..l, 0..h]), zero], 1) } else { zero };
         let query = Tensor::cat(vec![context, next_embed.clone()], 2);
         let key = Tensor::cat(vec![before, embed, next_embed], 2);
         let split = |t: Tensor<B, 3>| t.reshape([s, l, nh, dh]).swap_dims(1, 2); // [S, heads, L, dh]
@@ -128,31 +132,28 @@ mod tests {
         let mut a = ContextAttention::<NdArray>::random(cfg, 6, 3, 1, &dev);
         let ctx = Tensor::<NdArray, 3>::random([2, 5, 6], burn::tensor::Distribution::Default, &dev);
         let emb = Tensor::<NdArray, 3>::random([2, 5, 3], burn::tensor::Distribution::Default, &dev);
-        let next = Tensor::<NdArray, 3>::random([2, 5, 3], burn::tensor::Distribution::Default, &dev);
-        let zero: Vec<f32> = a.forward(ctx.clone(), emb.clone(), next.clone()).into_data().to_vec().unwrap();
+        let zero: Vec<f32> = a.forward(ctx.clone(), emb.clone()).into_data().to_vec().unwrap();
         assert!(zero.iter().all(|&x| x == 0.0), "zero-initialised output projection");
         // A nonzero output projection: position 2's output must not change when later
         // positions do, and must when an earlier one does.
         let w: Vec<f32> = (0..6 * 8).map(|i| ((i * 7 % 11) as f32 - 5.0) / 10.0).collect();
         a.o = linear_from_torch::<NdArray>(HostTensor::new(vec![6, 8], w), None, &dev);
-        // Position 2 reads c_0..c_2, x_0..x_3 (x_3 is next_embed's row 2).
-        let at2 = |c: Tensor<NdArray, 3>, e: Tensor<NdArray, 3>, n: Tensor<NdArray, 3>| -> Vec<f32> {
-            a.forward(c, e, n).slice([0..2, 2..3, 0..6]).into_data().to_vec().unwrap()
-        };
-        let base = at2(ctx.clone(), emb.clone(), next.clone());
+        // Position 2 reads c_0..c_2 and x_0..x_3 (x_3 is the token the LLM chose after it).
+        let at2 = |c: Tensor<NdArray, 3>, e: Tensor<NdArray, 3>| -> Vec<f32> { a.forward(c, e).slice([0..2, 2..3, 0..6]).into_data().to_vec().unwrap() };
+        let base = at2(ctx.clone(), emb.clone());
         assert!(base.iter().any(|&x| x != 0.0));
         let nine = |t: &Tensor<NdArray, 3>, rows: std::ops::Range<usize>| {
             let w = t.dims()[2];
             t.clone().slice_assign([0..2, rows.clone(), 0..w], Tensor::ones([2, rows.len(), w], &dev).mul_scalar(9.0))
         };
-        assert_eq!(at2(nine(&ctx, 3..5), emb.clone(), next.clone()), base, "later states do not reach position 2");
-        assert_eq!(at2(ctx.clone(), nine(&emb, 4..5), nine(&next, 3..5)), base, "nor x_4, x_5");
+        assert_eq!(at2(nine(&ctx, 3..5), emb.clone()), base, "later states do not reach position 2");
+        assert_eq!(at2(ctx.clone(), nine(&emb, 4..5)), base, "nor x_4");
         let moved = |x: Vec<f32>| x.iter().zip(&base).any(|(x, y)| (x - y).abs() > 1e-4);
-        assert!(moved(at2(nine(&ctx, 0..1), emb.clone(), next.clone())), "c_0 does");
-        assert!(moved(at2(ctx.clone(), nine(&emb, 0..1), next.clone())), "x_0 does");
-        assert!(moved(at2(ctx.clone(), emb.clone(), nine(&next, 2..3))), "x_3 does");
-        // A one-token sequence has nothing before it.
-        let one = a.forward(ctx.clone().slice([0..1, 0..1, 0..6]), emb.clone().slice([0..1, 0..1, 0..3]), next.clone().slice([0..1, 0..1, 0..3]));
+        assert!(moved(at2(nine(&ctx, 0..1), emb.clone())), "c_0 does");
+        assert!(moved(at2(ctx.clone(), nine(&emb, 0..1))), "x_0 does");
+        assert!(moved(at2(ctx.clone(), nine(&emb, 3..4))), "x_3 does");
+        // A one-token sequence has nothing before or after it.
+        let one = a.forward(ctx.clone().slice([0..1, 0..1, 0..6]), emb.clone().slice([0..1, 0..1, 0..3]));
         assert_eq!(one.dims(), [1, 1, 6]);
     }
 }

@@ -336,7 +336,7 @@ pub fn make_batch_parts<B: AutodiffBackend<InnerBackend: KernelBackend> + Kernel
 
 /// The context attention's additions to a batch's context vectors, one per row (chosen
 /// position), from the examples' whole context: the drafter's context layers of `states` and the
-/// embeddings of the next tokens.
+/// tokens' embeddings.
 fn context_delta<B: KernelBackend>(
     attention: &ContextAttention<B>,
     llm: &Llama<B>,
@@ -353,20 +353,18 @@ fn context_delta<B: KernelBackend>(
     let (s, l) = (examples.len(), examples.iter().map(|e| e.tokens.len()).max().unwrap_or(1).max(1));
     let mut ctx = vec![0f32; s * l * c];
     let mut ids = vec![0i64; s * l];
-    let mut next = vec![0i64; s * l];
     for (r, e) in examples.iter().enumerate() {
         for t in 0..e.tokens.len() {
             for (k, at) in context.iter().enumerate() {
                 ctx[(r * l + t) * c + k * hsz..(r * l + t) * c + (k + 1) * hsz].copy_from_slice(at.row(&parts_states[r], t, hsz));
             }
             ids[r * l + t] = e.tokens[t] as i64;
-            next[r * l + t] = e.tokens.get(t + 1).copied().unwrap_or(0) as i64;
         }
     }
     let device = llm.embed.weight.device();
     let ctx = Tensor::<B, 3>::from_data(TensorData::new(ctx, [s, l, c]), &device);
-    let embed = |v: Vec<i64>| llm.embed.forward(Tensor::<B, 2, Int>::from_data(TensorData::new(v, [s, l]), &device));
-    let all = attention.forward(ctx, embed(ids), embed(next)).reshape([s * l, c]);
+    let embed = llm.embed.forward(Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [s, l]), &device));
+    let all = attention.forward(ctx, embed).reshape([s * l, c]);
     let rows: Vec<i64> = chosen.iter().enumerate().flat_map(|(r, pos)| pos.iter().map(move |&t| (r * l + t) as i64)).collect();
     let n = rows.len();
     Ok(all.select(0, Tensor::<B, 1, Int>::from_data(TensorData::new(rows, [n]), &device)))
@@ -714,11 +712,7 @@ pub fn evaluate_with<B: KernelBackend>(
         let ids: Vec<i64> = (0..b * n).map(|x| rows[x / n].get(x % n).copied().unwrap_or(0) as i64).collect();
         let emb = llm.embed.forward(Tensor::<B, 2, Int>::from_data(TensorData::new(ids.clone(), [b, n]), &device));
         let hidden = match attention {
-            Some(a) => {
-                let next: Vec<i64> = (0..b * n).map(|x| if x % n + 1 < n { ids[x + 1] } else { 0 }).collect();
-                let next = llm.embed.forward(Tensor::<B, 2, Int>::from_data(TensorData::new(next, [b, n]), &device));
-                hidden.clone() + a.forward(hidden, emb.clone(), next)
-            }
+            Some(a) => hidden.clone() + a.forward(hidden, emb.clone()),
             None => hidden,
         };
         let mut state: Option<Tensor<B, 3>> = None;
