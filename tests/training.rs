@@ -192,6 +192,20 @@ fn answered_lines_train_on_the_generated_ids<B: KernelBackend>(device: B::Device
     assert_ne!(plain.tokens[prompt..], ex.tokens[prompt..], "the text round trip would have changed the ids");
     assert_eq!(tokenize_answered(tok, tpl, &a[0], prompt + 1).unwrap().tokens.len(), prompt + 1, "max_len cuts");
 
+    // A later turn (`distill-data --later-turns`): the data's own earlier answer is context,
+    // only the LLM's generated ids are targets (a plain conversation trains on both answers).
+    let later = serde_json::json!({"id": 0, "messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"},
+        {"role": "user", "content": "the weather"}, {"role": "assistant", "content": "he"}], "answer_ids": [t, h, eos], "finish": "eos"});
+    std::fs::write(&p, format!("{later}\n")).unwrap();
+    let Corpus::Answered(a) = read_corpus(&p).unwrap() else { panic!("an answered corpus") };
+    let ex = tokenize_answered(tok, tpl, &a[0], 512).unwrap();
+    let plain = tokenize_conversation(tok, tpl, &a[0].messages, 512).unwrap();
+    let context = ex.tokens.len() - 3;
+    assert_eq!(ex.tokens[..context], plain.tokens[..context], "the same context tokens");
+    assert_eq!(ex.tokens[context..], [t, h, eos]);
+    assert_eq!(ex.target, [vec![false; context], vec![true; 3]].concat(), "only the generated answer is a target");
+    assert!(plain.target[..context].iter().any(|&m| m), "as plain conversation, the earlier answer is a target");
+
     let plain_line = r#"{"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]}"#;
     std::fs::write(&p, format!("{line}\n{plain_line}\n")).unwrap();
     assert!(read_corpus(&p).unwrap_err().to_string().contains("mixes"));

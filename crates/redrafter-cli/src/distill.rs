@@ -14,6 +14,12 @@
 //! (`finish`): decoding the text and tokenizing it again need not give the same ids. An answer
 //! that falls into a repetition loop stops there (`finish: "loop"`, unless `--keep-loops`) and is
 //! stored up to the loop's start; `generated` counts the tokens it took to find the loop.
+//!
+//! `--later-turns` answers every user turn after a conversation's first instead, with the
+//! conversation before it (the data's own answers included) as the prompt: ShareGPT has about
+//! four later user turns for each first one, so the pool of distinct answers grows past the
+//! first turns (which the drafter's accuracy on unseen answers needs, docs/training.md). Its
+//! lines keep that context in `messages`; training takes only the LLM's answer as targets.
 
 use std::collections::HashSet;
 use std::io::Write;
@@ -69,6 +75,12 @@ pub struct DistillArgs {
     /// loop tokens cost a decode step each while teaching the drafter little.
     #[arg(long)]
     keep_loops: bool,
+    /// Answer every user turn after the first of each conversation, with the conversation before
+    /// it (user turns and the data's own answers) as the prompt, instead of the first user turns.
+    /// Ids count these turns in corpus order (a larger `--max-examples` keeps them); the file
+    /// has its own address. Later turns carry long contexts: raise `--max-prompt-tokens`.
+    #[arg(long)]
+    later_turns: bool,
     /// `K/N`: answer only the prompts whose id is K modulo N, so that N processes (one per
     /// core) fill the same file together, taking turns by a file lock; the answers do not
     /// depend on it.
@@ -179,16 +191,16 @@ impl BackendTask for Task {
             let d: Done = serde_json::from_str(line).map_err(|e| format!("{}: line {}: {e}", out_path.display(), i + 1))?;
             done.insert(d.id);
         }
-        // (id, user text, prompt ids) still to answer.
+        // (id, the prompt's messages, prompt ids) still to answer.
         let mut todo = vec![];
-        for (id, conv) in convs.iter().enumerate() {
+        for (id, context) in prompt_contexts(&convs, args.later_turns).into_iter().enumerate() {
+            let Some(context) = context else { continue };
             if done.contains(&id) || args.shard.is_some_and(|(k, n)| id % n != k) {
                 continue;
             }
-            let Some(user) = conv.iter().find(|m| m.role == "user") else { continue };
-            let ids = tok.encode(&tpl.render(std::slice::from_ref(user), true)?)?;
+            let ids = tok.encode(&tpl.render(context, true)?)?;
             if ids.len() <= args.max_prompt_tokens {
-                todo.push((id, user.content.clone(), ids));
+                todo.push((id, context, ids));
             }
         }
         // Within windows of 32 batches, shortest first (stable): similar lengths share a batch,
@@ -218,14 +230,14 @@ impl BackendTask for Task {
             // One append per batch, under the file's lock: with `--shard`, several processes
             // append to the same file.
             let mut lines = String::new();
-            for ((id, user, _), row) in batch.iter().zip(&result.rows) {
+            for ((id, context, _), row) in batch.iter().zip(&result.rows) {
                 // A looping answer is kept up to where its loop starts: the ids before it are still
                 // exactly the LLM's own continuation, and its text is decoded from them.
                 let (ids, text) = match row.loop_start {
                     Some(start) => (&row.tokens[..start], tok.decode(&row.tokens[..start])?),
                     None => (&row.tokens[..], row.text.clone()),
                 };
-                let messages = [Message::new("user", user), Message::new("assistant", &text)];
+                let messages: Vec<Message> = context.iter().cloned().chain([Message::new("assistant", &text)]).collect();
                 let line = serde_json::json!({
                     "id": id, "messages": messages, "answer_ids": ids, "finish": row.finish, "generated": row.tokens.len()
                 });
@@ -248,6 +260,24 @@ impl BackendTask for Task {
         println!("{}", out_path.display());
         Ok(())
     }
+}
+
+/// The prompts to answer, in corpus order (an entry's index is its answer's id): each
+/// conversation's first user turn alone (`None` for a conversation without one, so that ids stay
+/// conversation indices), or with `later` every later user turn with the messages before it.
+fn prompt_contexts<C: AsRef<[Message]>>(convs: &[C], later: bool) -> Vec<Option<&[Message]>> {
+    let mut out = vec![];
+    for conv in convs {
+        let conv = conv.as_ref();
+        let mut users = conv.iter().enumerate().filter(|(_, m)| m.role == "user").map(|(i, _)| i);
+        let first = users.next();
+        if later {
+            out.extend(users.map(|i| Some(&conv[..=i])));
+        } else {
+            out.push(first.map(|i| std::slice::from_ref(&conv[i])));
+        }
+    }
+    out
 }
 
 /// sha256 (hex) over everything that decides the answers: the model's bytes, the weight format,
@@ -278,6 +308,9 @@ fn content_address(args: &DistillArgs, model: &std::path::Path, data: &std::path
         args.max_prompt_tokens,
         !args.no_holdout
     );
+    if args.later_turns {
+        spec.push_str("turns later\n");
+    }
     // Added only when on, so that `--keep-loops` keeps the address (and file) of the runs before it.
     if let Some(r) = args.stop_loops() {
         spec.push_str(&format!("stop_loops ngram {} window {} max_repeats {}\n", r.ngram, r.window, r.max_repeats));

@@ -367,6 +367,43 @@ fn distill_data_is_batched_and_resumes() {
     assert_ne!(longer, first, "another prompt limit is another file");
     let (keep, _) = run_cached(&["--keep-loops"]);
     assert_ne!(keep, first, "answers that run on through loops are another file");
+    let (later, _) = run_cached(&["--later-turns"]);
+    assert_ne!(later, first, "later turns are another file");
+
+    // --later-turns: every user turn after the first, with the conversation before it (the
+    // data's own answers included) as the prompt; ids count those turns in corpus order.
+    let multi = dir.join("multi.jsonl");
+    let turn = |r: &str, c: String| format!("{{\"role\": \"{r}\", \"content\": \"{c}\"}}");
+    let convs: String = (0..3)
+        .map(|i| {
+            let parts = [turn("user", format!("the weather {i}")), turn("assistant", "is".into()), turn("user", format!("and {i}")),
+                turn("assistant", "so".into()), turn("user", format!("then {i}"))];
+            format!("{{\"messages\": [{}]}}\n", parts.join(", "))
+        })
+        .collect();
+    std::fs::write(&multi, convs).unwrap();
+    let later_out = dir.join("later.jsonl");
+    let (code, _, stderr) = run(&[
+        "distill-data", "--data", multi.to_str().unwrap(), "--out", later_out.to_str().unwrap(), "--model", m.to_str().unwrap(),
+        "--backend", "ndarray", "--batch-size", "4", "--max-new-tokens", "2", "--no-holdout", "--later-turns",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let mut lines: Vec<serde_json::Value> =
+        std::fs::read_to_string(&later_out).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    lines.sort_by_key(|j| j["id"].as_u64().unwrap());
+    assert_eq!(lines.len(), 6, "two later turns in each of three conversations");
+    for (id, j) in lines.iter().enumerate() {
+        let (conv, k) = (id / 2, id % 2);
+        let msgs = j["messages"].as_array().unwrap();
+        assert_eq!(j["id"].as_u64().unwrap() as usize, id);
+        assert_eq!(msgs.len(), 4 + 2 * k, "the conversation up to the turn, then the answer: {j}");
+        assert_eq!(msgs[0]["content"].as_str().unwrap(), format!("the weather {conv}"));
+        assert_eq!(msgs[1]["content"], "is", "the data's own answer stays as context");
+        let asked = if k == 0 { format!("and {conv}") } else { format!("then {conv}") };
+        assert_eq!(msgs[msgs.len() - 2]["content"].as_str().unwrap(), asked);
+        assert_eq!(msgs[msgs.len() - 1]["role"], "assistant");
+        assert!(!j["answer_ids"].as_array().unwrap().is_empty());
+    }
     // The backend is part of the address (its rounding decides near ties), Flex's excepted.
     #[cfg(feature = "flex")]
     {

@@ -188,7 +188,9 @@ pub fn tokenize_conversation(
 }
 
 /// As [`tokenize_conversation`], but the last turn's target tokens are the ids the LLM generated
-/// (its end-of-turn id included when it stopped there; nothing is added after them).
+/// (its end-of-turn id included when it stopped there; nothing is added after them), and they are
+/// the only targets: earlier assistant turns (`distill-data --later-turns` keeps the data's own
+/// answers as the prompt's context) are context.
 pub fn tokenize_answered(tok: &TextTokenizer, template: &ChatTemplate, a: &Answered, max_len: usize) -> Result<Example, TrainError> {
     tokenize_turns(tok, template, &a.messages, Some(&a.answer_ids), max_len)
 }
@@ -218,7 +220,9 @@ fn tokenize_turns(
                 ex.tokens.extend_from_slice(ids);
                 ex.target.extend(std::iter::repeat_n(true, ids.len()));
             }
-            _ => push(tok, &mut ex, &piece, conv[i].role == "assistant")?,
+            // With the answer given as ids (distilled data), earlier assistant turns are the
+            // prompt's context (another model's answers), not the LLM's own: not targets.
+            _ => push(tok, &mut ex, &piece, conv[i].role == "assistant" && last_ids.is_none())?,
         }
         rendered = full;
         if ex.tokens.len() >= max_len {
