@@ -32,7 +32,7 @@ use redrafter::backends::{BackendKind, BackendTask, run_on};
 use redrafter::{Autoregressive, GenerationConfig, Generator};
 use redrafter_bench::cli_args::SamplingArgs;
 use redrafter_io::Message;
-use redrafter_train::data::{Corpus, hold_out, read_corpus};
+use redrafter_train::data::{Corpus, HeldOut, hold_out, read_corpus};
 
 type BoxError = Box<dyn std::error::Error>;
 
@@ -157,9 +157,10 @@ impl BackendTask for Task {
             Corpus::Answered(a) => a.into_iter().map(|a| a.messages).collect(),
             Corpus::Text(_) => return Err(format!("{}: distillation needs conversations, not plain text", data.display()).into()),
         };
-        if !args.no_holdout {
-            hold_out(&mut convs, &crate::corpus::mt_bench_turns()?);
-        }
+        let held_turns = if args.no_holdout { vec![] } else { crate::corpus::mt_bench_turns()? };
+        hold_out(&mut convs, &held_turns);
+        // A later turn may itself be a held-out question, or follow one: not answered.
+        let held = HeldOut::new(&held_turns);
         convs.truncate(args.max_examples);
         let out_path = match &args.out {
             Some(p) => p.clone(),
@@ -193,7 +194,7 @@ impl BackendTask for Task {
         }
         // (id, the prompt's messages, prompt ids) still to answer.
         let mut todo = vec![];
-        for (id, context) in prompt_contexts(&convs, args.later_turns).into_iter().enumerate() {
+        for (id, context) in prompt_contexts(&convs, args.later_turns, &held).into_iter().enumerate() {
             let Some(context) = context else { continue };
             if done.contains(&id) || args.shard.is_some_and(|(k, n)| id % n != k) {
                 continue;
@@ -264,15 +265,17 @@ impl BackendTask for Task {
 
 /// The prompts to answer, in corpus order (an entry's index is its answer's id): each
 /// conversation's first user turn alone (`None` for a conversation without one, so that ids stay
-/// conversation indices), or with `later` every later user turn with the messages before it.
-fn prompt_contexts<C: AsRef<[Message]>>(convs: &[C], later: bool) -> Vec<Option<&[Message]>> {
+/// conversation indices), or with `later` every later user turn with the messages before it
+/// (`None` where one of its user turns is `held` out: the id stays taken).
+fn prompt_contexts<'a, C: AsRef<[Message]>>(convs: &'a [C], later: bool, held: &HeldOut) -> Vec<Option<&'a [Message]>> {
     let mut out = vec![];
     for conv in convs {
         let conv = conv.as_ref();
         let mut users = conv.iter().enumerate().filter(|(_, m)| m.role == "user").map(|(i, _)| i);
         let first = users.next();
         if later {
-            out.extend(users.map(|i| Some(&conv[..=i])));
+            let asks_held = |c: &[Message]| c.iter().any(|m| m.role == "user" && held.contains(&m.content));
+            out.extend(users.map(|i| Some(&conv[..=i]).filter(|c| !asks_held(c))));
         } else {
             out.push(first.map(|i| std::slice::from_ref(&conv[i])));
         }
@@ -356,4 +359,30 @@ fn append_whole_lines(out: &mut std::fs::File, lines: &[u8]) -> std::io::Result<
     })();
     out.unlock()?;
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prompts_are_first_turns_or_later_turns_with_their_context() {
+        let m = |r: &str, c: &str| Message::new(r, c);
+        let convs = vec![
+            vec![m("user", "a"), m("assistant", "b"), m("user", "c"), m("assistant", "d"), m("user", "e")],
+            vec![m("assistant", "x")],
+            vec![m("user", "f"), m("assistant", "g"), m("user", "held  question")],
+        ];
+        let none = HeldOut::new(&[]);
+        // Each prompt as its messages' contents joined by "|".
+        let contents = |p: Option<&[Message]>| p.map(|c| c.iter().map(|m| m.content.as_str()).collect::<Vec<_>>().join("|"));
+        let first: Vec<_> = prompt_contexts(&convs, false, &none).into_iter().map(contents).collect();
+        assert_eq!(first, [Some("a".into()), None, Some("f".into())], "ids stay conversation indices");
+        let later: Vec<_> = prompt_contexts(&convs, true, &none).into_iter().map(contents).collect();
+        assert_eq!(later, [Some("a|b|c".into()), Some("a|b|c|d|e".into()), Some("f|g|held  question".into())]);
+        let held = HeldOut::new(&["held question".into()]);
+        let later: Vec<_> = prompt_contexts(&convs, true, &held).into_iter().map(contents).collect();
+        assert_eq!(later.len(), 3, "a held-out turn keeps its id");
+        assert_eq!(later[2], None, "a held-out later turn is not answered");
+    }
 }

@@ -248,13 +248,30 @@ pub fn tokenize_text(tok: &TextTokenizer, text: &str, max_len: usize) -> Result<
     Ok(Example { target: vec![true; tokens.len()], tokens })
 }
 
+/// Held-out prompts (MT-Bench's turns: the benchmark never trains), compared with whitespace
+/// runs collapsed: what [`hold_out`] and `distill-data --later-turns` check user turns against.
+pub struct HeldOut(std::collections::HashSet<String>);
+
+impl HeldOut {
+    pub fn new(texts: &[String]) -> Self {
+        Self(texts.iter().map(|s| normalized(s)).collect())
+    }
+
+    pub fn contains(&self, text: &str) -> bool {
+        self.0.contains(&normalized(text))
+    }
+}
+
+fn normalized(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
 /// Drops conversations whose first user turn is one of `held_out` (MT-Bench questions are the
 /// benchmark and never train). Returns how many were dropped.
 pub fn hold_out<C: AsRef<[Message]>>(convs: &mut Vec<C>, held_out: &[String]) -> usize {
     let before = convs.len();
-    let norm = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
-    let held: std::collections::HashSet<String> = held_out.iter().map(|s| norm(s)).collect();
-    convs.retain(|c| c.as_ref().first().is_none_or(|m| !held.contains(&norm(&m.content))));
+    let held = HeldOut::new(held_out);
+    convs.retain(|c| c.as_ref().first().is_none_or(|m| !held.contains(&m.content)));
     before - convs.len()
 }
 
@@ -283,6 +300,8 @@ mod tests {
             vec![Message::new("user", "other"), Message::new("assistant", "ok")],
         ];
         assert_eq!(hold_out(&mut convs, &["Compose an engaging travel blog".into()]), 1);
+        let held = HeldOut::new(&["Compose an  engaging\ntravel blog".into()]);
+        assert!(held.contains(" Compose an engaging travel\tblog") && !held.contains("Compose an engaging travel"));
         assert_eq!(convs.len(), 1);
     }
 }
