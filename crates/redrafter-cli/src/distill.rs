@@ -158,7 +158,9 @@ impl BackendTask for Task {
             Corpus::Text(_) => return Err(format!("{}: distillation needs conversations, not plain text", data.display()).into()),
         };
         let held_turns = if args.no_holdout { vec![] } else { crate::corpus::mt_bench_turns()? };
-        hold_out(&mut convs, &held_turns);
+        if !args.no_holdout {
+            hold_out(&mut convs, &held_turns);
+        }
         // A later turn may itself be a held-out question, or follow one: not answered.
         let held = HeldOut::new(&held_turns);
         convs.truncate(args.max_examples);
@@ -272,12 +274,17 @@ fn prompt_contexts<'a, C: AsRef<[Message]>>(convs: &'a [C], later: bool, held: &
     for conv in convs {
         let conv = conv.as_ref();
         let mut users = conv.iter().enumerate().filter(|(_, m)| m.role == "user").map(|(i, _)| i);
-        let first = users.next();
-        if later {
-            let asks_held = |c: &[Message]| c.iter().any(|m| m.role == "user" && held.contains(&m.content));
-            out.extend(users.map(|i| Some(&conv[..=i]).filter(|c| !asks_held(c))));
-        } else {
-            out.push(first.map(|i| std::slice::from_ref(&conv[i])));
+        if !later {
+            out.push(users.next().map(|i| std::slice::from_ref(&conv[i])));
+            continue;
+        }
+        // Each user turn is compared once: after a held-out one, every later context holds it.
+        let mut asked_held = false;
+        for (k, i) in users.enumerate() {
+            asked_held |= held.contains(&conv[i].content);
+            if k > 0 {
+                out.push(Some(&conv[..=i]).filter(|_| !asked_held));
+            }
         }
     }
     out
