@@ -158,9 +158,7 @@ impl BackendTask for Task {
             Corpus::Text(_) => return Err(format!("{}: distillation needs conversations, not plain text", data.display()).into()),
         };
         let held_turns = if args.no_holdout { vec![] } else { crate::corpus::mt_bench_turns()? };
-        if !args.no_holdout {
-            hold_out(&mut convs, &held_turns);
-        }
+        hold_out(&mut convs, &held_turns);
         // A later turn may itself be a held-out question, or follow one: not answered.
         let held = HeldOut::new(&held_turns);
         convs.truncate(args.max_examples);

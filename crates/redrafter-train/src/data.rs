@@ -258,7 +258,8 @@ impl HeldOut {
     }
 
     pub fn contains(&self, text: &str) -> bool {
-        self.0.contains(&normalized(text))
+        // Nothing held out (`--no-holdout`): no text needs normalising.
+        !self.0.is_empty() && self.0.contains(&normalized(text))
     }
 }
 
